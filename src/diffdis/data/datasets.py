@@ -1,0 +1,91 @@
+"""Labelled image sets held in memory at the training resolution, and the built-in Fashion-MNIST loader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .idx import read_idx
+from .transforms import image_to_uint8
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES: tuple[str, ...] = (
+    "t-shirt",
+    "pair of trousers",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+)
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """images (N, C, R, R) uint8 at the model's resolution, labels (N,) int64, and the class names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray | torch.Tensor) -> LabelledImages:
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        return LabelledImages(self.images[indices], self.labels[indices], self.class_names)
+
+    def pil(self, i: int) -> Image.Image:
+        array = self.images[i].numpy()
+        return Image.fromarray(array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(
+        f"{stem}[.gz] not found in {folder}. Install the Debian package `dataset-fashion-mnist` "
+        "(apt-get install dataset-fashion-mnist) or pass the folder holding the IDX files (train.data_dir=...)."
+    )
+
+
+def load_idx_pair(images_path: Path, labels_path: Path, resolution: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """IDX images + labels -> uint8 tensor at `resolution` (resized as the pipeline resizes) and labels."""
+    raw = read_idx(images_path)  # (N, H, W) uint8
+    labels = read_idx(labels_path).astype(np.int64)
+    if raw.ndim != 3 or len(raw) != len(labels):
+        raise ValueError(f"{images_path} and {labels_path} do not form an image/label pair")
+    if raw.shape[1] == raw.shape[2] == resolution and channels == 1:
+        images = raw[:, None].copy()
+    else:
+        images = np.stack([image_to_uint8(Image.fromarray(a), resolution, channels) for a in raw])
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def load_fashion_mnist(split: str, resolution: int, channels: int = 1, root: str | Path = FASHION_MNIST_DIR) -> LabelledImages:
+    """The real Fashion-MNIST split ("train": 60k, "test": 10k)."""
+    if split not in _FILES:
+        raise ValueError(f"unknown split {split!r}; use 'train' or 'test'")
+    root = Path(root)
+    images, labels = load_idx_pair(*(_find(root, stem) for stem in _FILES[split]), resolution, channels)
+    return LabelledImages(images, labels, FASHION_MNIST_CLASSES)
+
+
+def train_val_split(data: LabelledImages, val_size: int, seed: int) -> tuple[LabelledImages, LabelledImages]:
+    """A fixed random hold-out from the training split for validation (the test split is never touched)."""
+    if not 0 < val_size < len(data):
+        raise ValueError(f"val_size={val_size} must lie between 1 and {len(data) - 1}")
+    order = np.random.default_rng(seed).permutation(len(data))
+    return data.subset(order[val_size:]), data.subset(order[:val_size])

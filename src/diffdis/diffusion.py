@@ -1,0 +1,129 @@
+"""The two diffusion processes and their samplers, on top of diffusers schedulers.
+
+- Image stream: ordinary DDPM noising of the latent z, ε-prediction (paper Eq. 4); sampled with DDIM or
+  DPM-Solver++ and classifier-free guidance on the caption (Algorithm 2).
+- Text stream: e_t = sqrt(ᾱ_t)·γ·e_0 + sqrt(1-ᾱ_t)·ε_e (Eq. 6). The head predicts ê_0 (x0, the paper's
+  choice) or ε̂_e. Sampling starts from Gaussian noise, never from a caption's embedding (Algorithm 3).
+
+Guidance convention: `guidance_scale` s gives cond·s + uncond·(1-s), as in diffusers (s = 1: no guidance).
+The paper's w in "(1+w)·cond - w·uncond" is s - 1.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+from .config import ModelConfig
+from .models.diffdis import DiffDisModel
+
+SAMPLERS = ("ddim", "dpm")
+
+
+def training_scheduler(config: ModelConfig) -> DDPMScheduler:
+    """The forward process shared by both streams (same β schedule, independent timesteps)."""
+    return DDPMScheduler(
+        num_train_timesteps=config.num_train_timesteps,
+        beta_schedule=config.beta_schedule,
+        beta_start=config.beta_start,
+        beta_end=config.beta_end,
+    )
+
+
+def sampling_scheduler(base: DDPMScheduler, sampler: str, prediction_type: str, clip_sample: bool = False):
+    """A fresh sampler over `base`'s schedule. Trailing spacing so that step 1 starts at t = T-1 (pure noise)."""
+    if sampler == "ddim":
+        return DDIMScheduler.from_config(
+            base.config, prediction_type=prediction_type, clip_sample=clip_sample, set_alpha_to_one=True,
+            timestep_spacing="trailing",
+        )
+    if sampler == "dpm":
+        return DPMSolverMultistepScheduler.from_config(
+            base.config, prediction_type=prediction_type, algorithm_type="dpmsolver++", thresholding=False,
+            timestep_spacing="trailing", final_sigmas_type="zero",
+        )
+    raise ValueError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
+
+
+class QueryDiffusion:
+    """Noising of the text query and conversion of the head's output to a unit direction ê_0."""
+
+    def __init__(self, scheduler: DDPMScheduler, gamma: float, prediction: str):
+        self.alphas_cumprod = scheduler.alphas_cumprod.float()  # (T,)
+        self.gamma = gamma
+        self.prediction = prediction
+
+    def _alphas(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ab = self.alphas_cumprod.to(like.device)[t].to(like.dtype)[:, None]  # (B, 1)
+        return ab.sqrt(), (1 - ab).sqrt()
+
+    def noise(self, e: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Eq. 6: (B, D) unit query -> (B, D) noisy query at timesteps t (B,)."""
+        a, s = self._alphas(t, e)
+        return a * self.gamma * e + s * eps
+
+    def direction(self, output: torch.Tensor, e_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Head output -> unit-norm estimate of the clean query ê_0 (B, D)."""
+        if self.prediction == "epsilon":
+            a, s = self._alphas(t, e_t)
+            output = (e_t - s * output) / a
+        return F.normalize(output.float(), dim=-1)
+
+
+@torch.no_grad()
+def sample_query(
+    model: DiffDisModel,
+    query: QueryDiffusion,
+    scheduler: DDPMScheduler,
+    z: torch.Tensor,  # (B, C, H, W) clean image latents
+    noise: torch.Tensor,  # (B, D) e_T
+    steps: int,
+    guidance_scale: float = 1.0,
+    sampler: str = "ddim",
+) -> torch.Tensor:
+    """Algorithm 3: denoise a text query conditioned on each image; returns unit vectors (B, D)."""
+    sched = sampling_scheduler(scheduler, sampler, prediction_type="sample")
+    sched.set_timesteps(steps, device=z.device)
+    guided = guidance_scale != 1.0
+    cond = torch.cat([z, model.null_latents(z)]) if guided else z  # one batch for both passes
+    e = noise.to(z.dtype)
+    direction = F.normalize(e, dim=-1)
+    for t in sched.timesteps:
+        e_in = torch.cat([e, e]) if guided else e
+        t_in = t.expand(e_in.shape[0]).to(z.device)
+        d = query.direction(model.predict_query(cond, e_in, t_in), e_in, t_in)
+        if guided:
+            d_cond, d_uncond = d.chunk(2)
+            d = F.normalize(guidance_scale * d_cond + (1 - guidance_scale) * d_uncond, dim=-1)
+        direction = d
+        e = sched.step(query.gamma * d.to(e.dtype), t, e).prev_sample
+    return direction
+
+
+@torch.no_grad()
+def sample_latents(
+    model: DiffDisModel,
+    scheduler: DDPMScheduler,
+    context: torch.Tensor,  # (B, L, D) caption condition c
+    noise: torch.Tensor,  # (B, C, H, W) z_T
+    steps: int,
+    guidance_scale: float,
+    sampler: str = "ddim",
+    clip_sample: bool = False,
+) -> torch.Tensor:
+    """Algorithm 2: text-conditioned generation with classifier-free guidance; returns clean latents."""
+    sched = sampling_scheduler(scheduler, sampler, prediction_type="epsilon", clip_sample=clip_sample)
+    sched.set_timesteps(steps, device=noise.device)
+    guided = guidance_scale != 1.0
+    if guided:
+        context = torch.cat([context, model.null_context.to(context.dtype).expand_as(context)])
+    z = noise * sched.init_noise_sigma
+    for t in sched.timesteps:
+        z_in = sched.scale_model_input(torch.cat([z, z]) if guided else z, t)
+        eps = model(z_in, t.expand(z_in.shape[0]).to(z.device), context)
+        if guided:
+            eps_cond, eps_uncond = eps.chunk(2)
+            eps = guidance_scale * eps_cond + (1 - guidance_scale) * eps_uncond
+        z = sched.step(eps, t, z).prev_sample
+    return z

@@ -1,0 +1,1 @@
+"""Metrics and evaluation runs: zero-shot classification, retrieval, sample grids."""

@@ -1,0 +1,44 @@
+"""PNG figures drawn with PIL alone: image grids and a confusion matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+
+def image_grid(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str] | None = None, scale: int = 4) -> Image.Image:
+    """rows of equally sized images -> one RGB grid, each image enlarged `scale` times, a label left of each row."""
+    w, h = rows[0][0].size
+    cell_w, cell_h = w * scale, h * scale
+    label_w = 110 if labels else 0
+    grid = Image.new("RGB", (label_w + cell_w * max(len(r) for r in rows), cell_h * len(rows)), "white")
+    draw = ImageDraw.Draw(grid)
+    font = ImageFont.load_default()
+    for i, row in enumerate(rows):
+        if labels:
+            draw.text((4, i * cell_h + cell_h // 2 - 6), labels[i], fill="black", font=font)
+        for j, image in enumerate(row):
+            grid.paste(image.convert("RGB").resize((cell_w, cell_h), Image.Resampling.NEAREST), (label_w + j * cell_w, i * cell_h))
+    return grid
+
+
+def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str], cell: int = 44) -> Image.Image:
+    """Row-normalised confusion matrix as a heat map with the counts written in each cell."""
+    k = len(class_names)
+    margin = 120
+    image = Image.new("RGB", (margin + k * cell, margin + k * cell), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    rates = confusion.float() / confusion.sum(1, keepdim=True).clamp_min(1)
+    for i in range(k):
+        draw.text((4, margin + i * cell + cell // 2 - 6), class_names[i][:18], fill="black", font=font)
+        draw.text((margin + i * cell + 2, margin - 14 - 12 * (i % 2)), class_names[i][:8], fill="black", font=font)
+        for j in range(k):
+            shade = int(255 * (1 - rates[i, j].item()))
+            box = (margin + j * cell, margin + i * cell, margin + (j + 1) * cell - 1, margin + (i + 1) * cell - 1)
+            draw.rectangle(box, fill=(shade, shade, 255))
+            draw.text((box[0] + 4, box[1] + cell // 2 - 6), str(int(confusion[i, j])), fill="black" if shade > 110 else "white", font=font)
+    draw.text((4, 4), "rows: true class, columns: predicted", fill="black", font=font)
+    return image

@@ -1,0 +1,34 @@
+"""Recall@K for image<->text retrieval from a similarity matrix, in both directions, computed in chunks."""
+
+from __future__ import annotations
+
+import torch
+
+
+def _recall(similarity: torch.Tensor, relevance: torch.Tensor, ks: tuple[int, ...], chunk: int) -> dict[int, float]:
+    """Rows are queries. A query counts as a hit at K when any relevant column is among its top K."""
+    hits = {k: 0 for k in ks}
+    counted = 0
+    for start in range(0, similarity.shape[0], chunk):
+        sim = similarity[start : start + chunk]
+        rel = relevance[start : start + chunk]
+        has_target = rel.any(dim=1)
+        top = sim.topk(min(max(ks), sim.shape[1]), dim=1).indices  # (chunk, K)
+        found = rel.gather(1, top)  # (chunk, K) is the j-th ranked item relevant?
+        for k in ks:
+            hits[k] += int((found[:, :k].any(dim=1) & has_target).sum())
+        counted += int(has_target.sum())
+    return {k: 100.0 * hits[k] / max(counted, 1) for k in ks}
+
+
+def recall_at_k(
+    similarity: torch.Tensor, relevance: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10), chunk: int = 1024
+) -> dict[str, float]:
+    """similarity (N_images, N_texts), relevance same shape (bool). Returns percentages keyed like
+    `image_to_text_R@1` and `text_to_image_R@1`; queries without any relevant item are not counted."""
+    if similarity.shape != relevance.shape:
+        raise ValueError(f"similarity {tuple(similarity.shape)} and relevance {tuple(relevance.shape)} differ")
+    relevance = relevance.bool()
+    i2t = _recall(similarity, relevance, ks, chunk)
+    t2i = _recall(similarity.T, relevance.T, ks, chunk)
+    return {**{f"image_to_text_R@{k}": v for k, v in i2t.items()}, **{f"text_to_image_R@{k}": v for k, v in t2i.items()}}

@@ -1,0 +1,122 @@
+"""DiffDisModel: both passes of the paper on one diffusers UNet.
+
+- Generation, Φ_u(z_t, t_z, c) -> ε̂_z: the UNet's own, unchanged forward (the text query is absent).
+- Discrimination, Φ_θ(e_t, t_e, z) -> ê_0: conv_in, the time embedding at t_z = 0 on the clean latent, the down
+  blocks and the mid block with the text stream threaded through every attention block, then the unique
+  transformer. The caption never enters: cross-attention sees the null (empty-caption) context, and the up
+  path is not run (paper Fig. 2, Algorithm 1's mask on c).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import UNet2DConditionModel
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..config import ModelConfig
+from .text_stream import DualStreamBlock, UniqueTransformer
+
+
+def build_unet(config: ModelConfig, latent_channels: int, latent_size: int, text_dim: int) -> UNet2DConditionModel:
+    """A randomly initialised UNet of the configured shape."""
+    down = ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in config.attention_levels]
+    up = ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(config.attention_levels)]
+    return UNet2DConditionModel(
+        sample_size=latent_size,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        down_block_types=tuple(down),
+        up_block_types=tuple(up),
+        block_out_channels=config.block_out_channels,
+        layers_per_block=config.layers_per_block,
+        cross_attention_dim=text_dim,
+        # diffusers reads `attention_head_dim` as the number of heads per level.
+        attention_head_dim=tuple(w // config.attention_head_dim for w in config.block_out_channels),
+        norm_num_groups=config.norm_num_groups,
+    )
+
+
+def _check_supported(unet: UNet2DConditionModel) -> None:
+    cfg = unet.config
+    extras = {k: cfg[k] for k in ("class_embed_type", "addition_embed_type", "encoder_hid_dim") if cfg.get(k)}
+    if extras or unet.mid_block is None or not hasattr(unet.mid_block, "attentions"):
+        raise ValueError(
+            "DiffDis needs a UNet2DConditionModel with a cross-attention mid block and no class/addition "
+            f"embeddings (the Stable Diffusion v1 layout); this one has {extras or 'no attention mid block'}"
+        )
+
+
+class DiffDisModel(nn.Module):
+    """The trainable network: the UNet (image branch) plus the text stream, unique transformer and null latent.
+
+    `null_context` is the text encoder's output for the empty caption (1, L, D); it is the masked condition of
+    the discrimination pass and the unconditional condition for classifier-free guidance.
+    """
+
+    def __init__(self, unet: UNet2DConditionModel, config: ModelConfig, null_context: torch.Tensor):
+        super().__init__()
+        _check_supported(unet)
+        self.unet = unet
+        text_dim = null_context.shape[-1]
+        self.blocks = nn.ModuleList(DualStreamBlock(text_dim, attn) for attn in self._attentions())
+        self.unique = UniqueTransformer(
+            text_dim,
+            unet.config.block_out_channels[-1],
+            config.transformer_width,
+            config.transformer_blocks,
+            config.transformer_head_dim,
+        )
+        # Learned "no image" for classifier-free guidance of the discrimination pass (one value per channel,
+        # so it works at any resolution). Zero = a mid-grey image at initialisation.
+        self.null_latent = nn.Parameter(torch.zeros(1, unet.config.in_channels, 1, 1))
+        self.register_buffer("null_context", null_context.detach().clone(), persistent=True)
+
+    @property
+    def text_dim(self) -> int:
+        return self.null_context.shape[-1]
+
+    def _attentions(self) -> list[nn.Module]:
+        """The attention blocks of the down path and the mid block, in the order the image flows through them."""
+        attns = [a for down in self.unet.down_blocks for a in getattr(down, "attentions", [])]
+        return attns + list(self.unet.mid_block.attentions)
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        """Parameters that Stable Diffusion does not have (they get their own learning rate)."""
+        return [p for name, p in self.named_parameters() if not name.startswith("unet.")]
+
+    def forward(self, z_t: torch.Tensor, t_z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Generation pass Φ_u: (B, C, H, W) noisy latent -> (B, C, H, W) predicted noise ε̂_z (Eq. 4)."""
+        return self.unet(z_t, t_z, encoder_hidden_states=c).sample
+
+    def null_latents(self, like: torch.Tensor) -> torch.Tensor:
+        return self.null_latent.to(like.dtype).expand_as(like)
+
+    def predict_query(self, z: torch.Tensor, e_t: torch.Tensor, t_e: torch.Tensor) -> torch.Tensor:
+        """Discrimination pass Φ_θ: clean latent (B, C, H, W), noisy query (B, D), timestep (B,) -> (B, D)."""
+        unet = self.unet
+        b = z.shape[0]
+        t_z = torch.zeros(b, dtype=torch.long, device=z.device)  # the image is clean in this pass
+        temb = unet.time_embedding(unet.time_proj(t_z).to(z.dtype))
+        context = self.null_context.to(z.dtype).expand(b, -1, -1)  # c is masked (Algorithm 1)
+        e_t = e_t.to(z.dtype)
+        h_e = torch.zeros_like(e_t)  # h_{e,0} = 0
+        use_ckpt = self.training and unet.is_gradient_checkpointing
+        run = (lambda f, *a: checkpoint(f, *a, use_reentrant=False)) if use_ckpt else (lambda f, *a: f(*a))
+
+        blocks = iter(self.blocks)
+        h = unet.conv_in(z)
+        for down in unet.down_blocks:
+            attentions = getattr(down, "attentions", [None] * len(down.resnets))
+            for resnet, attn in zip(down.resnets, attentions):
+                h = run(resnet, h, temb)
+                if attn is not None:
+                    h, h_e = run(next(blocks), attn, h, context, e_t, t_e, h_e)
+            for downsampler in down.downsamplers or []:
+                h = downsampler(h)
+        mid = unet.mid_block
+        h = run(mid.resnets[0], h, temb)
+        for attn, resnet in zip(mid.attentions, mid.resnets[1:]):
+            h, h_e = run(next(blocks), attn, h, context, e_t, t_e, h_e)
+            h = run(resnet, h, temb)
+        return self.unique(h_e, h)  # (B, D)

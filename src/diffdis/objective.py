@@ -1,0 +1,81 @@
+"""The unified objective L = L_IG + λ·L_ITA (paper Eq. 9) on one mini-batch, as one module the trainer wraps.
+
+Both tasks see the same batch with independent timesteps t_z, t_e (Algorithm 1):
+- L_IG (Eq. 4): ε-prediction MSE of the generation pass; the text query is absent, and the caption is replaced
+  by the empty caption with probability `text_dropout` (for classifier-free guidance).
+- L_ITA (Eq. 8): symmetric InfoNCE between ê_0 (from the image) and the caption queries e. The caption
+  condition c is masked in this pass; the image is replaced by the learned null latent with probability
+  `image_dropout` (for guidance on the image). A learnable logit scale (CLIP-style) is our addition: the
+  paper's equation has none, and raw cosines in [-1, 1] train poorly.
+  Identical captions in one batch are positives of each other, not negatives (templated data repeats them).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrainConfig
+from .diffusion import QueryDiffusion
+from .models.diffdis import DiffDisModel
+
+
+class DiffDisObjective(nn.Module):
+    def __init__(self, model: DiffDisModel, scheduler, query: QueryDiffusion, config: TrainConfig):
+        super().__init__()
+        self.model = model
+        self.scheduler = scheduler
+        self.query = query
+        self.lam = config.lam
+        self.text_dropout = config.text_dropout
+        self.image_dropout = config.image_dropout
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        return [*self.model.new_parameters(), self.logit_scale]
+
+    def forward(
+        self,
+        z: torch.Tensor,  # (B, C, H, W) clean latents
+        c: torch.Tensor,  # (B, L, D) caption condition
+        e: torch.Tensor,  # (B, D) unit caption query
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        b, device = z.shape[0], z.device
+        T = self.scheduler.config.num_train_timesteps
+
+        def rand(*shape):
+            return torch.rand(*shape, generator=generator, device=device)
+
+        def randn(*shape):
+            return torch.randn(*shape, generator=generator, device=device, dtype=z.dtype)
+
+        t_z = torch.randint(0, T, (b,), generator=generator, device=device)
+        t_e = torch.randint(0, T, (b,), generator=generator, device=device)
+
+        # Generation pass (text query masked): Eq. 4.
+        eps_z = randn(*z.shape)
+        z_t = self.scheduler.add_noise(z, eps_z, t_z)
+        drop_text = (rand(b) < self.text_dropout)[:, None, None]
+        c_in = torch.where(drop_text, self.model.null_context.to(c.dtype), c)
+        l_ig = F.mse_loss(self.model(z_t, t_z, c_in).float(), eps_z.float())
+
+        # Discrimination pass (caption masked): Eq. 6-8.
+        e_t = self.query.noise(e, t_e, randn(*e.shape))
+        drop_image = (rand(b) < self.image_dropout)[:, None, None, None]
+        z_in = torch.where(drop_image, self.model.null_latents(z), z)
+        e_hat = self.query.direction(self.model.predict_query(z_in, e_t, t_e), e_t, t_e)  # (B, D) unit
+        l_ita = self.contrastive(e_hat, e)
+
+        return {"loss": l_ig + self.lam * l_ita, "l_ig": l_ig.detach(), "l_ita": l_ita.detach()}
+
+    def contrastive(self, e_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """Symmetric InfoNCE over the (B, B) similarity matrix s_ij = cos(ê_0(image i), e(caption j))."""
+        scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
+        logits = scale * e_hat.float() @ e.float().T  # (B, B)
+        same_caption = (e.float() @ e.float().T > 1 - 1e-5).float()  # identical captions: all positives
+        targets = same_caption / same_caption.sum(1, keepdim=True)
+        return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T))

@@ -1,0 +1,207 @@
+"""DiffDisPipeline: a trained DiffDis model with its text encoder, autoencoder and noise schedule, used from
+Python for generation (text -> image) and discrimination (image -> text query -> classify / retrieve).
+
+Saved layout (no pickle anywhere):
+    diffdis_config.json            the resolved Config
+    unet/                          the image branch, diffusers format
+    text_stream.safetensors        text stream, unique transformer, head, null latent, null context
+    scheduler/scheduler_config.json
+    text_encoder/ tokenizer/ vae/  only when the config names folders (CLIP text encoder, AutoencoderKL)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, UNet2DConditionModel
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from .config import Config
+from .data.captions import EVAL_TEMPLATES
+from .data.transforms import images_to_tensor, model_to_pil
+from .diffusion import QueryDiffusion, sample_latents, sample_query, training_scheduler
+from .evaluation.retrieval import recall_at_k
+from .models.diffdis import DiffDisModel, build_unet
+from .models.encoders import MINILM, KLAutoencoder, PixelSpace, load_autoencoder, load_text_encoder
+
+CONFIG_NAME = "diffdis_config.json"
+STREAM_NAME = "text_stream.safetensors"
+DEFAULT_QUERY_STEPS = 2
+DEFAULT_QUERY_GUIDANCE = 1.0
+ImageBatch = Sequence[Image.Image] | torch.Tensor
+
+
+@dataclass
+class RetrievalResult:
+    similarity: torch.Tensor  # (N_images, N_texts) cosine similarity
+    metrics: dict[str, float]  # image_to_text_R@{1,5,10}, text_to_image_R@{1,5,10} in percent
+
+
+class DiffDisPipeline:
+    def __init__(self, model: DiffDisModel, text_encoder, autoencoder, scheduler: DDPMScheduler, config: Config):
+        self.model = model.eval()
+        self.text_encoder = text_encoder
+        self.autoencoder = autoencoder
+        self.scheduler = scheduler
+        self.config = config
+        self.query = QueryDiffusion(scheduler, config.model.gamma, config.model.text_prediction)
+        self._label_cache: dict[tuple, torch.Tensor] = {}
+
+    # ----------------------------------------------------------------------------------------- construction
+    @classmethod
+    def from_config(cls, config: Config) -> DiffDisPipeline:
+        """A new, randomly initialised model of the configured shape (what training starts from)."""
+        config.validate()
+        m = config.model
+        text_encoder = load_text_encoder(m.text_encoder, m.text_max_length)
+        autoencoder = load_autoencoder(m.autoencoder, m.image_channels)
+        null_context, _ = text_encoder([""])  # (1, L, D)
+        latent_size = m.resolution // autoencoder.downsample
+        unet = build_unet(m, autoencoder.latent_channels, latent_size, text_encoder.dim)
+        return cls(DiffDisModel(unet, m, null_context), text_encoder, autoencoder, training_scheduler(m), config)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> DiffDisPipeline:
+        path = Path(path)
+        if not (path / CONFIG_NAME).exists():
+            raise FileNotFoundError(f"{path} is not a saved DiffDis pipeline: {CONFIG_NAME} is missing")
+        config = Config.from_json(path / CONFIG_NAME)
+        m = config.model
+        text_encoder = load_text_encoder(m.text_encoder if m.text_encoder == MINILM else str(path), m.text_max_length)
+        autoencoder = load_autoencoder("none" if m.autoencoder == "none" else str(path), m.image_channels)
+        unet = UNet2DConditionModel.from_pretrained(path / "unet")
+        stream = load_file(path / STREAM_NAME)
+        model = DiffDisModel(unet, m, stream["null_context"])
+        missing, unexpected = model.load_state_dict(stream, strict=False)
+        missing = [k for k in missing if not k.startswith("unet.")]
+        if missing or unexpected:
+            raise ValueError(f"{path / STREAM_NAME} does not match the config: missing {missing}, unexpected {unexpected}")
+        scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
+        return cls(model, text_encoder, autoencoder, scheduler, config).to(device)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.unet.save_pretrained(path / "unet")
+        stream = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items() if not k.startswith("unet.")}
+        save_file(stream, path / STREAM_NAME)
+        self.scheduler.save_pretrained(path / "scheduler")
+        m = self.config.model
+        if m.text_encoder != MINILM and Path(m.text_encoder).resolve() != path.resolve():
+            self.text_encoder.model.save_pretrained(path / "text_encoder")
+            self.text_encoder.tokenizer.save_pretrained(path / "tokenizer")
+        if isinstance(self.autoencoder, KLAutoencoder) and Path(m.autoencoder).resolve() != path.resolve():
+            self.autoencoder.vae.save_pretrained(path / "vae")
+        self.config.to_json(path / CONFIG_NAME)
+
+    def to(self, device: str | torch.device) -> DiffDisPipeline:
+        for module in (self.model, self.text_encoder, self.autoencoder):
+            module.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.null_context.device
+
+    # ------------------------------------------------------------------------------------------------ text
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """(N, D) L2-normalised text queries e."""
+        return torch.cat([self.text_encoder(list(texts[i : i + batch_size]))[1] for i in range(0, len(texts), batch_size)])
+
+    def class_embeddings(self, class_names: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
+        """(K, D): per class, the normalised mean of its normalised template embeddings (computed once per set)."""
+        templates = tuple(templates or EVAL_TEMPLATES)
+        key = (tuple(class_names), templates)
+        if key not in self._label_cache:
+            prompts = [t.format(name) for name in class_names for t in templates]
+            e = self.encode_text(prompts).view(len(class_names), len(templates), -1)  # (K, T, D)
+            self._label_cache[key] = F.normalize(e.mean(1), dim=-1)
+        return self._label_cache[key]
+
+    # ----------------------------------------------------------------------------------------------- images
+    def _latents(self, images: ImageBatch) -> torch.Tensor:
+        m = self.config.model
+        if not isinstance(images, torch.Tensor):
+            images = images_to_tensor(list(images), m.resolution, m.image_channels)
+        return self.autoencoder.encode(images.to(self.device))
+
+    @torch.no_grad()
+    def encode_image(
+        self,
+        images: ImageBatch,
+        num_inference_steps: int = DEFAULT_QUERY_STEPS,
+        guidance_scale: float = DEFAULT_QUERY_GUIDANCE,
+        seed: int = 0,
+        sampler: str = "ddim",
+        batch_size: int = 256,
+    ) -> torch.Tensor:
+        """(N, D) unit text queries denoised from Gaussian noise conditioned on each image (Algorithm 3).
+
+        `images`: PIL images of any mode and size (converted like the training data), or a (N, C, R, R) tensor
+        already in [-1, 1]. The noise of image i depends only on (seed, i), not on the batching.
+        """
+        n = len(images)
+        noise = torch.randn(n, self.model.text_dim, generator=torch.Generator().manual_seed(seed))
+        out = []
+        for i in range(0, n, batch_size):
+            z = self._latents(images[i : i + batch_size])
+            eps = noise[i : i + batch_size].to(self.device)
+            out.append(
+                sample_query(self.model, self.query, self.scheduler, z, eps, num_inference_steps, guidance_scale, sampler)
+            )
+        return torch.cat(out)
+
+    def classify(
+        self, images: ImageBatch, class_names: Sequence[str], templates: Sequence[str] | None = None, **kwargs
+    ) -> torch.Tensor:
+        """(N,) predicted class indices: argmax of cos(ê_0(image), class embedding). kwargs go to encode_image."""
+        return self.scores(images, class_names, templates, **kwargs).argmax(dim=1)
+
+    def scores(
+        self, images: ImageBatch, class_names: Sequence[str], templates: Sequence[str] | None = None, **kwargs
+    ) -> torch.Tensor:
+        """(N, K) cosine similarities between each image's query and each class embedding."""
+        return self.encode_image(images, **kwargs) @ self.class_embeddings(class_names, templates).T
+
+    def retrieve(
+        self, images: ImageBatch, texts: Sequence[str], relevance: torch.Tensor | None = None, **kwargs
+    ) -> RetrievalResult:
+        """Image<->text retrieval. `relevance` (N_images, N_texts) bool marks correct pairs; the default pairs
+        image i with text i. kwargs go to encode_image."""
+        similarity = self.encode_image(images, **kwargs) @ self.encode_text(texts).T  # (N_img, N_txt)
+        if relevance is None:
+            relevance = torch.eye(len(images), len(texts), dtype=torch.bool)
+        return RetrievalResult(similarity.cpu(), recall_at_k(similarity.cpu(), relevance.cpu()))
+
+    # ------------------------------------------------------------------------------------------- generation
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[str],
+        num_inference_steps: int = 50,
+        guidance_scale: float = 3.0,
+        seed: int = 0,
+        sampler: str = "ddim",
+        batch_size: int = 64,
+    ) -> list[Image.Image]:
+        """One image per prompt, classifier-free guided (Algorithm 2). Image i depends only on (seed, i)."""
+        m = self.config.model
+        side = m.resolution // self.autoencoder.downsample
+        shape = (len(prompts), self.autoencoder.latent_channels, side, side)
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+        clip = isinstance(self.autoencoder, PixelSpace)  # pixels live in [-1, 1]; latents do not
+        images = []
+        for i in range(0, len(prompts), batch_size):
+            c, _ = self.text_encoder(list(prompts[i : i + batch_size]))
+            z = sample_latents(
+                self.model, self.scheduler, c, noise[i : i + batch_size].to(self.device), num_inference_steps,
+                guidance_scale, sampler, clip_sample=clip,
+            )
+            images += model_to_pil(self.autoencoder.decode(z))
+        return images
