@@ -1,0 +1,209 @@
+"""`diffdis` command line: each subcommand is a thin call into the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diffdis", description="DiffDis: text-to-image generation and image-text "
+                                "discrimination with one diffusion model.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model (resumes automatically if OUT holds checkpoints)")
+    t.add_argument("--preset", default="tiny", help="named configuration to start from (default: tiny)")
+    t.add_argument("--out", required=True, help="run folder; the pipeline is written to OUT/model")
+    t.add_argument("--max-steps", type=int, help="optimisation steps (overrides train.max_steps)")
+    t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (train.checkpoint_every)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set model.gamma=2 --set train.lam=0.5 (repeatable)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    g = sub.add_parser("generate", help="generate images from a text prompt")
+    g.add_argument("--model", required=True, help="folder of a saved pipeline (a run's model/)")
+    g.add_argument("--prompt", required=True, help="the caption to draw")
+    g.add_argument("--num-images", type=int, default=8, help="how many images (default 8)")
+    g.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
+    g.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale, 1 = none (default 3)")
+    g.add_argument("--sampler", choices=("ddim", "dpm"), default="ddim", help="DDIM or DPM-Solver++ (default ddim)")
+    g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    g.add_argument("--out", required=True, help="PNG file for the grid of images")
+
+    for name, text in (("classify", "zero-shot classification"), ("retrieve", "image-text retrieval")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("--model", required=True, help="folder of a saved pipeline (a run's model/)")
+        c.add_argument("--dataset", choices=("fashion-mnist",), help="built-in real test set")
+        c.add_argument("--data-dir", default=None, help="folder of the dataset's IDX files (default: Debian's)")
+        c.add_argument("--images", help="folder of images" + (
+            " (files directly inside, or in sub-folders named by class for accuracy)" if name == "classify"
+            else " with metadata.jsonl lines {\"file_name\": ..., \"text\": ...}"))
+        c.add_argument("--num-images", type=int, default=None, help="use only this many images (fixed subset)")
+        c.add_argument("--steps", type=int, default=None, help="text-query denoising steps (default: the pipeline's)")
+        c.add_argument("--guidance", type=float, default=None, help="guidance on the image, 1 = none")
+        c.add_argument("--seed", type=int, default=0, help="noise seed of the text query (default 0)")
+        c.add_argument("--json", help="write the results to this JSON file")
+        if name == "classify":
+            c.add_argument("--labels", help="comma-separated class names (required with --images)")
+            c.add_argument("--templates", help="'|'-separated prompt templates with {} (default: built-in set)")
+
+    d = sub.add_parser("demo", help="train the tiny preset on Fashion-MNIST, then generate, classify, retrieve")
+    d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    from .config import ConfigError
+
+    try:
+        return {"train": _train, "generate": _generate, "classify": _classify, "retrieve": _retrieve,
+                "demo": _demo}[args.command](args)
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        print(f"diffdis {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _train(args) -> int:
+    from .config import preset
+    from .train import train
+
+    overrides = list(args.set)
+    if args.max_steps is not None:
+        overrides.append(f"train.max_steps={args.max_steps}")
+    if args.checkpoint_every is not None:
+        overrides.append(f"train.checkpoint_every={args.checkpoint_every}")
+    config = preset(args.preset, overrides)
+    model_dir = train(config, args.out, progress=not args.no_progress)
+    print(f"saved pipeline to {model_dir}")
+    return 0
+
+
+def _generate(args) -> int:
+    from .evaluation.figures import image_grid
+    from .pipeline import DiffDisPipeline
+
+    pipe = DiffDisPipeline.from_pretrained(args.model)
+    images = pipe.generate([args.prompt] * args.num_images, args.steps, args.guidance, args.seed, args.sampler)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    image_grid([images], scale=max(1, 128 // images[0].size[0])).save(args.out)
+    print(f"wrote {len(images)} images to {args.out}")
+    return 0
+
+
+def _query_kwargs(args) -> dict:
+    kwargs = {"seed": args.seed}
+    if args.steps is not None:
+        kwargs["num_inference_steps"] = args.steps
+    if args.guidance is not None:
+        kwargs["guidance_scale"] = args.guidance
+    return kwargs
+
+
+def _dataset(args, pipe):
+    from .data.datasets import FASHION_MNIST_DIR, load_fashion_mnist
+    from .evaluation.report import fixed_subset
+
+    m = pipe.config.model
+    data = load_fashion_mnist("test", m.resolution, m.image_channels, args.data_dir or FASHION_MNIST_DIR)
+    return fixed_subset(data, args.num_images) if args.num_images else data
+
+
+def _image_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    return files
+
+
+def _classify(args) -> int:
+    from PIL import Image
+
+    from .evaluation.zero_shot import zero_shot
+    from .pipeline import DiffDisPipeline
+
+    if bool(args.dataset) == bool(args.images):
+        raise ValueError("give exactly one of --dataset fashion-mnist or --images FOLDER --labels a,b,c")
+    pipe = DiffDisPipeline.from_pretrained(args.model)
+    templates = args.templates.split("|") if args.templates else None
+    kwargs = _query_kwargs(args)
+    result: dict = {"model": str(args.model), "templates": templates or "built-in evaluation templates", **kwargs}
+    if args.dataset:
+        data = _dataset(args, pipe)
+        res = zero_shot(pipe, data, templates, kwargs.get("num_inference_steps"), kwargs.get("guidance_scale"), args.seed)
+        result.update(dataset=args.dataset, images=len(data), **res.summary())
+        print(f"zero-shot top-1 on {len(data)} {args.dataset} test images: {res.accuracy:.2f}%")
+    else:
+        if not args.labels:
+            raise ValueError("--images needs --labels a,b,c (the candidate class names)")
+        labels = [s.strip() for s in args.labels.split(",") if s.strip()]
+        files = _image_files(Path(args.images))
+        if args.num_images:
+            files = files[: args.num_images]
+        predictions = pipe.classify([Image.open(f) for f in files], labels, templates, **kwargs).tolist()
+        result["predictions"] = {str(f): labels[k] for f, k in zip(files, predictions)}
+        for f, k in zip(files, predictions):
+            print(f"{f}\t{labels[k]}")
+        if all(f.parent.name in labels for f in files):  # class_name/xxx.png: the truth is known
+            correct = sum(f.parent.name == labels[k] for f, k in zip(files, predictions))
+            result.update(images=len(files), top1=100.0 * correct / len(files))
+            print(f"zero-shot top-1 on {len(files)} images: {result['top1']:.2f}%")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _retrieve(args) -> int:
+    from PIL import Image
+
+    from .data.captions import EVAL_TEMPLATES
+    from .data.transforms import uint8_to_model
+    from .evaluation.report import captions_for
+    from .pipeline import DiffDisPipeline
+
+    if bool(args.dataset) == bool(args.images):
+        raise ValueError("give exactly one of --dataset fashion-mnist or --images FOLDER (with metadata.jsonl)")
+    pipe = DiffDisPipeline.from_pretrained(args.model)
+    kwargs = _query_kwargs(args)
+    if args.dataset:
+        data = _dataset(args, pipe)
+        images, texts = uint8_to_model(data.images), captions_for(data, EVAL_TEMPLATES, seed=0)
+    else:
+        meta = Path(args.images) / "metadata.jsonl"
+        if not meta.exists():
+            raise FileNotFoundError(f"{meta} is missing; write one line {{\"file_name\": ..., \"text\": ...}} per image")
+        rows = [json.loads(line) for line in meta.read_text().splitlines() if line.strip()][: args.num_images]
+        images = [Image.open(Path(args.images) / r["file_name"]) for r in rows]
+        texts = [r["text"] for r in rows]
+    metrics = pipe.retrieve(images, texts, **kwargs).metrics
+    for key, value in metrics.items():
+        print(f"{key}\t{value:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": str(args.model), "pairs": len(texts), **kwargs, **metrics},
+                                              indent=2) + "\n")
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, args.set, progress=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

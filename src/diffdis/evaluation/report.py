@@ -1,0 +1,48 @@
+"""Result files that say how they were made, and the plain-text tables printed beside them."""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.captions import random_captions
+from ..data.datasets import LabelledImages
+
+
+def environment() -> dict[str, str]:
+    packages = ("diffdis", "torch", "diffusers", "transformers", "accelerate")
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "torch_threads": str(torch.get_num_threads()),
+        **{p: version(p) for p in packages},
+    }
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=2, default=float) + "\n")
+
+
+def table(rows: list[tuple[str, str]], title: str) -> str:
+    width = max(len(k) for k, _ in rows)
+    lines = [title, "-" * len(title)] + [f"{k.ljust(width)}  {v}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def fixed_subset(data: LabelledImages, size: int, seed: int = 0) -> LabelledImages:
+    """The same `size` images every time (a seeded permutation), for comparable sweeps."""
+    order = np.random.default_rng(seed).permutation(len(data))[:size]
+    return data.subset(np.sort(order))
+
+
+def captions_for(data: LabelledImages, templates: tuple[str, ...], seed: int = 0) -> list[str]:
+    """One caption per image from its class name, with templates drawn by a seeded generator."""
+    return random_captions(data.labels.numpy(), data.class_names, np.random.default_rng(seed), templates)

@@ -1,0 +1,39 @@
+"""Shared fixtures: small configs and pipelines built on the fly (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from diffdis import DiffDisPipeline, preset  # noqa: E402
+
+SMALL = [
+    "model.block_out_channels=16,32,32",
+    "model.attention_head_dim=8",
+    "model.transformer_width=32",
+    "model.transformer_head_dim=16",
+    "model.text_max_length=16",
+]
+
+
+@pytest.fixture(scope="session")
+def small_config():
+    return preset("tiny", SMALL)
+
+
+@pytest.fixture()
+def small_pipeline(small_config):
+    torch.manual_seed(0)
+    return DiffDisPipeline.from_config(small_config)
+
+
+@pytest.fixture(scope="session")
+def text_encoder(small_config):
+    from diffdis.models.encoders import load_text_encoder
+
+    return load_text_encoder("minilm", small_config.model.text_max_length)
