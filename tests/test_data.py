@@ -1,0 +1,72 @@
+"""Data: the IDX reader, image conversion, captions, and resumable batches."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffdis.data.batches import BatchPosition, ShuffledBatches
+from diffdis.data.captions import EVAL_TEMPLATES, TRAIN_TEMPLATES, random_captions
+from diffdis.data.idx import read_idx
+from diffdis.data.transforms import image_to_uint8
+
+
+def _write_idx(path, array):
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("name", ["x-idx3-ubyte", "x-idx3-ubyte.gz"])
+def test_idx_round_trip(tmp_path, name):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    _write_idx(tmp_path / name, array)
+    assert np.array_equal(read_idx(tmp_path / name), array)
+
+
+def test_idx_refuses_garbage_and_truncation(tmp_path):
+    (tmp_path / "bad").write_bytes(b"hello world")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(tmp_path / "bad")
+    _write_idx(tmp_path / "short", np.zeros((4, 5, 5)))
+    (tmp_path / "short").write_bytes((tmp_path / "short").read_bytes()[:-10])
+    with pytest.raises(ValueError, match="truncated"):
+        read_idx(tmp_path / "short")
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F"])
+def test_every_pil_mode_converts(mode):
+    image = Image.new("RGB", (40, 23), (200, 30, 90)).convert(mode)
+    for channels in (1, 3):
+        out = image_to_uint8(image, 16, channels)
+        assert out.shape == (channels, 16, 16) and out.dtype == np.uint8
+
+
+def test_transparent_pixels_become_white():
+    image = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    assert image_to_uint8(image, 8, 1).min() == 255
+
+
+def test_train_and_eval_templates_are_disjoint():
+    assert not set(TRAIN_TEMPLATES) & set(EVAL_TEMPLATES)
+    captions = random_captions(np.array([0, 1, 1]), ("cat", "dog"), np.random.default_rng(0))
+    assert "cat" in captions[0] and "dog" in captions[2]
+
+
+def test_batches_resume_mid_epoch_exactly():
+    full = ShuffledBatches(10, 3, seed=4)
+    stream = iter(full)
+    expected = [next(stream)[0].tolist() for _ in range(7)]  # crosses two epoch boundaries (3 batches each)
+    first = ShuffledBatches(10, 3, seed=4)
+    it = iter(first)
+    got = [next(it)[0].tolist() for _ in range(4)]
+    resumed = ShuffledBatches(10, 3, seed=4, position=BatchPosition(first.position.epoch, first.position.offset))
+    it = iter(resumed)
+    got += [next(it)[0].tolist() for _ in range(3)]
+    assert got == expected
+    assert sorted(sum(expected[:3], [])) == sorted(set(sum(expected[:3], [])))  # no repeats within an epoch

@@ -1,0 +1,43 @@
+"""Retrieval recall against a hand-computed case and a naive implementation."""
+
+from __future__ import annotations
+
+import torch
+
+from diffdis.evaluation.retrieval import recall_at_k
+from diffdis.evaluation.zero_shot import confusion_matrix
+
+
+def test_recall_hand_computed():
+    similarity = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8], [0.1, 0.7, 0.6]])
+    relevance = torch.eye(3, dtype=torch.bool)
+    m = recall_at_k(similarity, relevance, ks=(1, 2))
+    # image->text: row 0 ranks 0 first (hit); row 1 ranks 2,1 (hit at 2); row 2 ranks 1,2 (hit at 2)
+    assert m["image_to_text_R@1"] == 100 / 3 and m["image_to_text_R@2"] == 100.0
+    # text->image: column 0 ranks image 0 first (hit); column 1 ranks 2,1 (hit at 2); column 2 ranks 1,2 (hit at 2)
+    assert m["text_to_image_R@1"] == 100 / 3 and m["text_to_image_R@2"] == 100.0
+    # a relevant item ranked third is a miss at K=2
+    assert recall_at_k(similarity, torch.eye(3, dtype=torch.bool).roll(1, dims=1), ks=(2,))["image_to_text_R@2"] < 100
+
+
+def _naive(similarity, relevance, k):
+    hits = [bool(relevance[i, similarity[i].argsort(descending=True)[:k]].any()) for i in range(len(similarity))]
+    return 100.0 * sum(hits) / len(hits)
+
+
+def test_chunked_equals_naive():
+    g = torch.Generator().manual_seed(0)
+    similarity = torch.randn(53, 71, generator=g)
+    relevance = torch.rand(53, 71, generator=g) < 0.05
+    relevance[torch.arange(53), torch.arange(53)] = True  # every image and text has a relevant partner
+    relevance[:, 53:] |= torch.rand(53, 18, generator=g) < 0.3
+    relevance[0, 53:] = True
+    m = recall_at_k(similarity, relevance, ks=(1, 5, 10), chunk=7)
+    for k in (1, 5, 10):
+        assert abs(m[f"image_to_text_R@{k}"] - _naive(similarity, relevance, k)) < 1e-9
+        assert abs(m[f"text_to_image_R@{k}"] - _naive(similarity.T, relevance.T, k)) < 1e-9
+
+
+def test_confusion_matrix():
+    c = confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 0]), 3)
+    assert c.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
