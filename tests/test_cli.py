@@ -8,12 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import SMALL
 from PIL import Image
-
-from diffdis.cli import _parser, main
 from test_data import _write_idx
 
-from conftest import SMALL
+from diffdis.cli import _parser, main
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +29,18 @@ def idx_dir(tmp_path_factory):
 def test_train_resume_generate_classify_retrieve(tmp_path, idx_dir, capsys):
     run = tmp_path / "run"
     common = ["--preset", "tiny", "--out", str(run), "--checkpoint-every", "2", "--no-progress"]
-    sets = [a for s in SMALL + [f"train.data_dir={idx_dir}", "train.val_size=32", "train.batch_size=16",
-                                "train.validate_every=0", "train.val_images=16"] for a in ("--set", s)]
+    sets = [
+        a
+        for s in SMALL
+        + [
+            f"train.data_dir={idx_dir}",
+            "train.val_size=32",
+            "train.batch_size=16",
+            "train.validate_every=0",
+            "train.val_images=16",
+        ]
+        for a in ("--set", s)
+    ]
     assert main(["train", *common, "--max-steps", "3", *sets]) == 0
     state = json.loads((run / "checkpoints" / "step_0000003" / "state.json").read_text())
     assert state["step"] == 3
@@ -43,13 +52,45 @@ def test_train_resume_generate_classify_retrieve(tmp_path, idx_dir, capsys):
     assert (run / "config.json").exists() and list((run / "samples").glob("*.png"))
     model = str(run / "model")
 
-    assert main(["generate", "--model", model, "--prompt", "a dress", "--num-images", "3", "--steps", "3",
-                 "--out", str(tmp_path / "g.png")]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                model,
+                "--prompt",
+                "a dress",
+                "--num-images",
+                "3",
+                "--steps",
+                "3",
+                "--out",
+                str(tmp_path / "g.png"),
+            ]
+        )
+        == 0
+    )
     assert Image.open(tmp_path / "g.png").size[0] >= 3 * 16
 
     out_json = tmp_path / "c.json"
-    assert main(["classify", "--model", model, "--dataset", "fashion-mnist", "--data-dir", str(idx_dir),
-                 "--steps", "2", "--json", str(out_json)]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                "--model",
+                model,
+                "--dataset",
+                "fashion-mnist",
+                "--data-dir",
+                str(idx_dir),
+                "--steps",
+                "2",
+                "--json",
+                str(out_json),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out_json.read_text())
     assert result["images"] == 40 and 0 <= result["top1"] <= 100
 
@@ -57,13 +98,31 @@ def test_train_resume_generate_classify_retrieve(tmp_path, idx_dir, capsys):
     for name in ("dress", "bag"):
         (folder / name).mkdir(parents=True)
         Image.new("L", (28, 28), 90).save(folder / name / "a.png")
-    assert main(["classify", "--model", model, "--images", str(folder), "--labels", "dress,bag",
-                 "--json", str(out_json)]) == 0
+    assert (
+        main(["classify", "--model", model, "--images", str(folder), "--labels", "dress,bag", "--json", str(out_json)])
+        == 0
+    )
     result = json.loads(out_json.read_text())
     assert len(result["predictions"]) == 2 and result["images"] == 2
 
-    assert main(["retrieve", "--model", model, "--dataset", "fashion-mnist", "--data-dir", str(idx_dir),
-                 "--num-images", "20", "--json", str(out_json)]) == 0
+    assert (
+        main(
+            [
+                "retrieve",
+                "--model",
+                model,
+                "--dataset",
+                "fashion-mnist",
+                "--data-dir",
+                str(idx_dir),
+                "--num-images",
+                "20",
+                "--json",
+                str(out_json),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out_json.read_text())["pairs"] == 20
 
 

@@ -8,8 +8,16 @@ from diffdis.config import Config, ConfigError, preset
 
 
 def test_overrides_parse_to_field_types():
-    config = preset("tiny", ["model.gamma=2.5", "model.block_out_channels=16,32", "model.attention_levels=false,true",
-                             "train.gradient_checkpointing=true", "train.batch_size=32"])
+    config = preset(
+        "tiny",
+        [
+            "model.gamma=2.5",
+            "model.block_out_channels=16,32",
+            "model.attention_levels=false,true",
+            "train.gradient_checkpointing=true",
+            "train.batch_size=32",
+        ],
+    )
     assert config.model.gamma == 2.5
     assert config.model.block_out_channels == (16, 32)
     assert config.model.attention_levels == (False, True)

@@ -35,7 +35,9 @@ def test_shapes_of_both_streams(small_pipeline):
     assert model(z, t, c).shape == z.shape  # ε̂_z
     assert model.predict_query(z, e, t).shape == e.shape  # ê_0
     # one dual-stream block per attention block of the down path and the mid block
-    n_attn = sum(len(getattr(b, "attentions", [])) for b in model.unet.down_blocks) + len(model.unet.mid_block.attentions)
+    n_attn = sum(len(getattr(b, "attentions", [])) for b in model.unet.down_blocks) + len(
+        model.unet.mid_block.attentions
+    )
     assert len(model.blocks) == n_attn > 1
 
 
@@ -44,8 +46,10 @@ def test_discrimination_pass_ignores_caption_tokens_and_skips_the_up_path(small_
     model = pipe.model.eval()
     z, c, e, _ = _inputs(pipe)
     called = []
-    hooks = [m.register_forward_hook(lambda *a, name=n: called.append(name))
-             for n, m in [("up", b) for b in model.unet.up_blocks] + [("conv_out", model.unet.conv_out)]]
+    hooks = [
+        m.register_forward_hook(lambda *a, name=n: called.append(name))
+        for n, m in [("up", b) for b in model.unet.up_blocks] + [("conv_out", model.unet.conv_out)]
+    ]
     objective = DiffDisObjective(model, pipe.scheduler, pipe.query, pipe.config.train)
     model_query = []
     original = model.predict_query

@@ -12,8 +12,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="diffdis", description="DiffDis: text-to-image generation and image-text "
-                                "discrimination with one diffusion model.")
+    p = argparse.ArgumentParser(
+        prog="diffdis",
+        description="DiffDis: text-to-image generation and image-text discrimination with one diffusion model.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model (resumes automatically if OUT holds checkpoints)")
@@ -21,8 +23,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder; the pipeline is written to OUT/model")
     t.add_argument("--max-steps", type=int, help="optimisation steps (overrides train.max_steps)")
     t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (train.checkpoint_every)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set model.gamma=2 --set train.lam=0.5 (repeatable)")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set model.gamma=2 --set train.lam=0.5 (repeatable)",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     g = sub.add_parser("generate", help="generate images from a text prompt")
@@ -40,9 +47,15 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--model", required=True, help="folder of a saved pipeline (a run's model/)")
         c.add_argument("--dataset", choices=("fashion-mnist",), help="built-in real test set")
         c.add_argument("--data-dir", default=None, help="folder of the dataset's IDX files (default: Debian's)")
-        c.add_argument("--images", help="folder of images" + (
-            " (files directly inside, or in sub-folders named by class for accuracy)" if name == "classify"
-            else " with metadata.jsonl lines {\"file_name\": ..., \"text\": ...}"))
+        c.add_argument(
+            "--images",
+            help="folder of images"
+            + (
+                " (files directly inside, or in sub-folders named by class for accuracy)"
+                if name == "classify"
+                else ' with metadata.jsonl lines {"file_name": ..., "text": ...}'
+            ),
+        )
         c.add_argument("--num-images", type=int, default=None, help="use only this many images (fixed subset)")
         c.add_argument("--steps", type=int, default=None, help="text-query denoising steps (default: the pipeline's)")
         c.add_argument("--guidance", type=float, default=None, help="guidance on the image, 1 = none")
@@ -69,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
 
     try:
-        return {"train": _train, "generate": _generate, "classify": _classify, "retrieve": _retrieve,
-                "demo": _demo}[args.command](args)
+        return {"train": _train, "generate": _generate, "classify": _classify, "retrieve": _retrieve, "demo": _demo}[
+            args.command
+        ](args)
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"diffdis {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -144,7 +158,9 @@ def _classify(args) -> int:
     result: dict = {"model": str(args.model), "templates": templates or "built-in evaluation templates", **kwargs}
     if args.dataset:
         data = _dataset(args, pipe)
-        res = zero_shot(pipe, data, templates, kwargs.get("num_inference_steps"), kwargs.get("guidance_scale"), args.seed)
+        res = zero_shot(
+            pipe, data, templates, kwargs.get("num_inference_steps"), kwargs.get("guidance_scale"), args.seed
+        )
         result.update(dataset=args.dataset, images=len(data), **res.summary())
         print(f"zero-shot top-1 on {len(data)} {args.dataset} test images: {res.accuracy:.2f}%")
     else:
@@ -185,7 +201,7 @@ def _retrieve(args) -> int:
     else:
         meta = Path(args.images) / "metadata.jsonl"
         if not meta.exists():
-            raise FileNotFoundError(f"{meta} is missing; write one line {{\"file_name\": ..., \"text\": ...}} per image")
+            raise FileNotFoundError(f'{meta} is missing; write one line {{"file_name": ..., "text": ...}} per image')
         rows = [json.loads(line) for line in meta.read_text().splitlines() if line.strip()][: args.num_images]
         images = [Image.open(Path(args.images) / r["file_name"]) for r in rows]
         texts = [r["text"] for r in rows]
@@ -193,8 +209,9 @@ def _retrieve(args) -> int:
     for key, value in metrics.items():
         print(f"{key}\t{value:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": str(args.model), "pairs": len(texts), **kwargs, **metrics},
-                                              indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps({"model": str(args.model), "pairs": len(texts), **kwargs, **metrics}, indent=2) + "\n"
+        )
     return 0
 
 

@@ -10,8 +10,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from .config import preset
 from .data.captions import EVAL_TEMPLATES
 from .data.datasets import load_fashion_mnist
@@ -22,7 +20,12 @@ from .evaluation.zero_shot import zero_shot
 from .pipeline import DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS, DiffDisPipeline
 from .train import train
 
-DEMO_OVERRIDES = ["train.max_steps=1100", "train.max_minutes=10", "train.validate_every=550", "train.checkpoint_every=275"]
+DEMO_OVERRIDES = [
+    "train.max_steps=1100",
+    "train.max_minutes=10",
+    "train.validate_every=550",
+    "train.checkpoint_every=275",
+]
 STEP_SWEEP = (1, 2, 5, 10, 50)
 SWEEP_IMAGES = 1000
 GENERATION = {"sampler": "ddim", "num_inference_steps": 50, "guidance_scale": 3.0, "seed": 0, "per_class": 8}
@@ -74,28 +77,55 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None, 
 
 def json_summary(config, model_dir, out, full, sweep, pair_metrics, class_metrics, timings) -> dict:
     return {
-        "model": {"path": str(model_dir), "preset": "tiny", "config": config.to_dict(), "weights": "EMA",
-                  "training": json.loads((out / "train_summary.json").read_text())},
-        "data": {"train": f"Fashion-MNIST train minus {config.train.val_size} held out for validation",
-                 "test": "Fashion-MNIST test split (10,000 real images), never used in training or tuning",
-                 "path": config.train.data_dir},
-        "zero_shot": {
-            "images": len(full.predictions), "top1": full.accuracy, "top5": full.top5,
-            "sampler": "ddim", "num_inference_steps": DEFAULT_QUERY_STEPS, "guidance_scale": DEFAULT_QUERY_GUIDANCE,
-            "seed": 0, "templates": list(EVAL_TEMPLATES), "query_start": "Gaussian noise (the label never enters)",
-            "confusion": full.confusion.tolist(), "confusion_png": "confusion.png",
+        "model": {
+            "path": str(model_dir),
+            "preset": "tiny",
+            "config": config.to_dict(),
+            "weights": "EMA",
+            "training": json.loads((out / "train_summary.json").read_text()),
         },
-        "zero_shot_by_steps": {"images": SWEEP_IMAGES, "subset_seed": 0, "sampler": "ddim", "guidance_scale":
-                               DEFAULT_QUERY_GUIDANCE, "seed": 0, "top1": {str(k): v for k, v in sweep.items()}},
+        "data": {
+            "train": f"Fashion-MNIST train minus {config.train.val_size} held out for validation",
+            "test": "Fashion-MNIST test split (10,000 real images), never used in training or tuning",
+            "path": config.train.data_dir,
+        },
+        "zero_shot": {
+            "images": len(full.predictions),
+            "top1": full.accuracy,
+            "top5": full.top5,
+            "sampler": "ddim",
+            "num_inference_steps": DEFAULT_QUERY_STEPS,
+            "guidance_scale": DEFAULT_QUERY_GUIDANCE,
+            "seed": 0,
+            "templates": list(EVAL_TEMPLATES),
+            "query_start": "Gaussian noise (the label never enters)",
+            "confusion": full.confusion.tolist(),
+            "confusion_png": "confusion.png",
+        },
+        "zero_shot_by_steps": {
+            "images": SWEEP_IMAGES,
+            "subset_seed": 0,
+            "sampler": "ddim",
+            "guidance_scale": DEFAULT_QUERY_GUIDANCE,
+            "seed": 0,
+            "top1": {str(k): v for k, v in sweep.items()},
+        },
         "retrieval": {
-            "images": SWEEP_IMAGES, "texts": SWEEP_IMAGES,
+            "images": SWEEP_IMAGES,
+            "texts": SWEEP_IMAGES,
             "captions": "one per image: its class name in an evaluation template (seed 0)",
-            "num_inference_steps": DEFAULT_QUERY_STEPS, "guidance_scale": DEFAULT_QUERY_GUIDANCE, "seed": 0,
+            "num_inference_steps": DEFAULT_QUERY_STEPS,
+            "guidance_scale": DEFAULT_QUERY_GUIDANCE,
+            "seed": 0,
             "paired": {"relevant": "only the image's own caption", **pair_metrics},
             "class_level": {"relevant": "any caption/image of the same class", **class_metrics},
         },
-        "generation": {**GENERATION, "prompt": "a photo of a {class}.", "grid": "samples.png",
-                       "judged_by": "not measured here"},
+        "generation": {
+            **GENERATION,
+            "prompt": "a photo of a {class}.",
+            "grid": "samples.png",
+            "judged_by": "not measured here",
+        },
         "timings_s": timings,
         "environment": environment(),
     }
@@ -104,12 +134,21 @@ def json_summary(config, model_dir, out, full, sweep, pair_metrics, class_metric
 def report(s: dict) -> str:
     z, r, t = s["zero_shot"], s["retrieval"], s["timings_s"]
     rows = [
-        ("zero-shot top-1, 10k test", f"{z['top1']:.2f}%  ({z['num_inference_steps']} DDIM steps, guidance {z['guidance_scale']})"),
+        (
+            "zero-shot top-1, 10k test",
+            f"{z['top1']:.2f}%  ({z['num_inference_steps']} DDIM steps, guidance {z['guidance_scale']})",
+        ),
         *[(f"  top-1 at {k} steps (1k subset)", f"{v:.2f}%") for k, v in s["zero_shot_by_steps"]["top1"].items()],
-        ("retrieval, paired R@1/5/10", " / ".join(f"{r['paired'][f'image_to_text_R@{k}']:.1f}" for k in (1, 5, 10)) + "  image->text"),
+        (
+            "retrieval, paired R@1/5/10",
+            " / ".join(f"{r['paired'][f'image_to_text_R@{k}']:.1f}" for k in (1, 5, 10)) + "  image->text",
+        ),
         ("", " / ".join(f"{r['paired'][f'text_to_image_R@{k}']:.1f}" for k in (1, 5, 10)) + "  text->image"),
-        ("retrieval, same-class R@1", f"{r['class_level']['image_to_text_R@1']:.1f} image->text, "
-         f"{r['class_level']['text_to_image_R@1']:.1f} text->image"),
+        (
+            "retrieval, same-class R@1",
+            f"{r['class_level']['image_to_text_R@1']:.1f} image->text, "
+            f"{r['class_level']['text_to_image_R@1']:.1f} text->image",
+        ),
         *[(f"time: {k[:-2]}", f"{v:.0f} s") for k, v in t.items()],
         ("time: total", f"{sum(t.values()):.0f} s"),
     ]

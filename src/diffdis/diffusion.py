@@ -32,17 +32,33 @@ def training_scheduler(config: ModelConfig) -> DDPMScheduler:
 
 
 def sampling_scheduler(base: DDPMScheduler, sampler: str, prediction_type: str, clip_sample: bool = False):
-    """A fresh sampler over `base`'s schedule. Trailing spacing so that step 1 starts at t = T-1 (pure noise)."""
+    """A fresh sampler over `base`'s schedule and the keyword arguments its `step` needs.
+
+    Trailing spacing, so that step 1 starts at t = T-1 (pure noise). With `clip_sample` (pixel space) the
+    predicted x0 is kept in [-1, 1] and the noise estimate re-derived from it: at t near T the ε -> x0
+    conversion divides by sqrt(ᾱ_T) (about 0.006 for the linear schedule), and unclipped or half-clipped
+    estimates there make deterministic samplers diverge or ignore the prompt.
+    """
     if sampler == "ddim":
-        return DDIMScheduler.from_config(
-            base.config, prediction_type=prediction_type, clip_sample=clip_sample, set_alpha_to_one=True,
+        scheduler = DDIMScheduler.from_config(
+            base.config,
+            prediction_type=prediction_type,
+            clip_sample=clip_sample,
+            set_alpha_to_one=True,
             timestep_spacing="trailing",
         )
+        return scheduler, {"use_clipped_model_output": clip_sample}
     if sampler == "dpm":
-        return DPMSolverMultistepScheduler.from_config(
-            base.config, prediction_type=prediction_type, algorithm_type="dpmsolver++", thresholding=False,
-            timestep_spacing="trailing", final_sigmas_type="zero",
+        scheduler = DPMSolverMultistepScheduler.from_config(
+            base.config,
+            prediction_type=prediction_type,
+            algorithm_type="dpmsolver++",
+            thresholding=clip_sample,
+            sample_max_value=1.0,
+            timestep_spacing="trailing",
+            final_sigmas_type="zero",
         )
+        return scheduler, {}
     raise ValueError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
 
 
@@ -83,7 +99,7 @@ def sample_query(
     sampler: str = "ddim",
 ) -> torch.Tensor:
     """Algorithm 3: denoise a text query conditioned on each image; returns unit vectors (B, D)."""
-    sched = sampling_scheduler(scheduler, sampler, prediction_type="sample")
+    sched, step_kwargs = sampling_scheduler(scheduler, sampler, prediction_type="sample")
     sched.set_timesteps(steps, device=z.device)
     guided = guidance_scale != 1.0
     cond = torch.cat([z, model.null_latents(z)]) if guided else z  # one batch for both passes
@@ -97,7 +113,7 @@ def sample_query(
             d_cond, d_uncond = d.chunk(2)
             d = F.normalize(guidance_scale * d_cond + (1 - guidance_scale) * d_uncond, dim=-1)
         direction = d
-        e = sched.step(query.gamma * d.to(e.dtype), t, e).prev_sample
+        e = sched.step(query.gamma * d.to(e.dtype), t, e, **step_kwargs).prev_sample
     return direction
 
 
@@ -113,7 +129,7 @@ def sample_latents(
     clip_sample: bool = False,
 ) -> torch.Tensor:
     """Algorithm 2: text-conditioned generation with classifier-free guidance; returns clean latents."""
-    sched = sampling_scheduler(scheduler, sampler, prediction_type="epsilon", clip_sample=clip_sample)
+    sched, step_kwargs = sampling_scheduler(scheduler, sampler, prediction_type="epsilon", clip_sample=clip_sample)
     sched.set_timesteps(steps, device=noise.device)
     guided = guidance_scale != 1.0
     if guided:
@@ -125,5 +141,5 @@ def sample_latents(
         if guided:
             eps_cond, eps_uncond = eps.chunk(2)
             eps = guidance_scale * eps_cond + (1 - guidance_scale) * eps_uncond
-        z = sched.step(eps, t, z).prev_sample
+        z = sched.step(eps, t, z, **step_kwargs).prev_sample
     return z

@@ -80,7 +80,9 @@ class DiffDisPipeline:
         missing, unexpected = model.load_state_dict(stream, strict=False)
         missing = [k for k in missing if not k.startswith("unet.")]
         if missing or unexpected:
-            raise ValueError(f"{path / STREAM_NAME} does not match the config: missing {missing}, unexpected {unexpected}")
+            raise ValueError(
+                f"{path / STREAM_NAME} does not match the config: missing {missing}, unexpected {unexpected}"
+            )
         scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
         return cls(model, text_encoder, autoencoder, scheduler, config).to(device)
 
@@ -88,7 +90,9 @@ class DiffDisPipeline:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.unet.save_pretrained(path / "unet")
-        stream = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items() if not k.startswith("unet.")}
+        stream = {
+            k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items() if not k.startswith("unet.")
+        }
         save_file(stream, path / STREAM_NAME)
         self.scheduler.save_pretrained(path / "scheduler")
         m = self.config.model
@@ -112,7 +116,9 @@ class DiffDisPipeline:
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """(N, D) L2-normalised text queries e."""
-        return torch.cat([self.text_encoder(list(texts[i : i + batch_size]))[1] for i in range(0, len(texts), batch_size)])
+        return torch.cat(
+            [self.text_encoder(list(texts[i : i + batch_size]))[1] for i in range(0, len(texts), batch_size)]
+        )
 
     def class_embeddings(self, class_names: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
         """(K, D): per class, the normalised mean of its normalised template embeddings (computed once per set)."""
@@ -153,7 +159,9 @@ class DiffDisPipeline:
             z = self._latents(images[i : i + batch_size])
             eps = noise[i : i + batch_size].to(self.device)
             out.append(
-                sample_query(self.model, self.query, self.scheduler, z, eps, num_inference_steps, guidance_scale, sampler)
+                sample_query(
+                    self.model, self.query, self.scheduler, z, eps, num_inference_steps, guidance_scale, sampler
+                )
             )
         return torch.cat(out)
 
@@ -200,8 +208,14 @@ class DiffDisPipeline:
         for i in range(0, len(prompts), batch_size):
             c, _ = self.text_encoder(list(prompts[i : i + batch_size]))
             z = sample_latents(
-                self.model, self.scheduler, c, noise[i : i + batch_size].to(self.device), num_inference_steps,
-                guidance_scale, sampler, clip_sample=clip,
+                self.model,
+                self.scheduler,
+                c,
+                noise[i : i + batch_size].to(self.device),
+                num_inference_steps,
+                guidance_scale,
+                sampler,
+                clip_sample=clip,
             )
             images += model_to_pil(self.autoencoder.decode(z))
         return images

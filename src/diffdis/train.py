@@ -108,7 +108,11 @@ def load_training_data(config: Config) -> tuple[LabelledImages, LabelledImages]:
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
     folder = run_dir / "checkpoints"
-    done = sorted(p for p in folder.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp")) if folder.exists() else []
+    done = (
+        sorted(p for p in folder.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+        if folder.exists()
+        else []
+    )
     return done[-1] if done else None
 
 
@@ -118,7 +122,9 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
     t = config.train
     run_dir = Path(run_dir)
     accelerator = Accelerator(
-        mixed_precision=t.mixed_precision, log_with="tensorboard", project_dir=str(run_dir),
+        mixed_precision=t.mixed_precision,
+        log_with="tensorboard",
+        project_dir=str(run_dir),
         cpu=not torch.cuda.is_available(),
     )
     torch.manual_seed(t.seed + accelerator.process_index)
@@ -155,7 +161,9 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
     world, rank = accelerator.num_processes, accelerator.process_index
     stream = ShuffledBatches(len(train_set), t.batch_size * world, t.seed, state.position)
     batches = iter(stream)
-    bar = tqdm(total=t.max_steps, initial=state.step, disable=not (progress and accelerator.is_main_process), desc="train")
+    bar = tqdm(
+        total=t.max_steps, initial=state.step, disable=not (progress and accelerator.is_main_process), desc="train"
+    )
     window_start, window_images = time.perf_counter(), 0
     segment_start, seconds_before = time.perf_counter(), state.seconds
 
@@ -197,7 +205,11 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
                 "skipped_steps": state.skipped_steps,
             }
             accelerator.log(scalars, step=state.step)
-            bar.set_postfix(L_IG=f"{scalars['loss/L_IG']:.3f}", L_ITA=f"{scalars['loss/L_ITA']:.3f}", img_s=f"{scalars['images_per_second']:.0f}")
+            bar.set_postfix(
+                L_IG=f"{scalars['loss/L_IG']:.3f}",
+                L_ITA=f"{scalars['loss/L_ITA']:.3f}",
+                img_s=f"{scalars['images_per_second']:.0f}",
+            )
             window_start, window_images = time.perf_counter(), 0
 
         out_of_time = t.max_minutes > 0 and state.seconds > 60 * t.max_minutes
@@ -223,8 +235,16 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
         with ema.applied():
             pipe.save_pretrained(model_dir)
         (run_dir / "train_summary.json").write_text(
-            json.dumps({"steps": state.step, "train_seconds": state.seconds, "skipped_steps": state.skipped_steps,
-                        "validation": state.history}, indent=2) + "\n"
+            json.dumps(
+                {
+                    "steps": state.step,
+                    "train_seconds": state.seconds,
+                    "skipped_steps": state.skipped_steps,
+                    "validation": state.history,
+                },
+                indent=2,
+            )
+            + "\n"
         )
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -262,8 +282,14 @@ def save_checkpoint(accelerator, run_dir, objective, optimizer, lr_schedule, ema
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(lr_schedule.state_dict(), tmp / "lr_scheduler.pt")
     torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
-    meta = {"step": state.step, "seconds": state.seconds, "skipped_steps": state.skipped_steps,
-            "epoch": state.position.epoch, "offset": state.position.offset, "history": state.history}
+    meta = {
+        "step": state.step,
+        "seconds": state.seconds,
+        "skipped_steps": state.skipped_steps,
+        "epoch": state.position.epoch,
+        "offset": state.position.offset,
+        "history": state.history,
+    }
     (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
     if final.exists():
         shutil.rmtree(final)
@@ -280,6 +306,9 @@ def load_checkpoint(folder: Path, objective, optimizer, lr_schedule, ema) -> Tra
     torch.set_rng_state(torch.load(folder / "rng.pt", weights_only=True)["torch"])
     meta = json.loads((folder / "state.json").read_text())
     return TrainState(
-        step=meta["step"], seconds=meta["seconds"], skipped_steps=meta["skipped_steps"],
-        position=BatchPosition(meta["epoch"], meta["offset"]), history=meta["history"],
+        step=meta["step"],
+        seconds=meta["seconds"],
+        skipped_steps=meta["skipped_steps"],
+        position=BatchPosition(meta["epoch"], meta["offset"]),
+        history=meta["history"],
     )

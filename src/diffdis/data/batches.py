@@ -36,5 +36,8 @@ class ShuffledBatches:
             while self.position.offset < self.batches_per_epoch:
                 k = self.position.offset
                 self.position.offset += 1
-                yield order[k * self.batch_size : (k + 1) * self.batch_size], np.random.default_rng([self.seed, epoch, k])
+                yield (
+                    order[k * self.batch_size : (k + 1) * self.batch_size],
+                    np.random.default_rng([self.seed, epoch, k]),
+                )
             self.position = BatchPosition(epoch + 1, 0)

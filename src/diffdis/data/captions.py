@@ -33,7 +33,9 @@ def caption(class_name: str, template: str) -> str:
 
 
 def random_captions(
-    labels: np.ndarray, class_names: tuple[str, ...], rng: np.random.Generator,
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    rng: np.random.Generator,
     templates: tuple[str, ...] = TRAIN_TEMPLATES,
 ) -> list[str]:
     """One caption per label, each with a template drawn at random."""

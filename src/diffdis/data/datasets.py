@@ -61,7 +61,9 @@ def _find(folder: Path, stem: str) -> Path:
     )
 
 
-def load_idx_pair(images_path: Path, labels_path: Path, resolution: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+def load_idx_pair(
+    images_path: Path, labels_path: Path, resolution: int, channels: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """IDX images + labels -> uint8 tensor at `resolution` (resized as the pipeline resizes) and labels."""
     raw = read_idx(images_path)  # (N, H, W) uint8
     labels = read_idx(labels_path).astype(np.int64)
@@ -74,7 +76,9 @@ def load_idx_pair(images_path: Path, labels_path: Path, resolution: int, channel
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
-def load_fashion_mnist(split: str, resolution: int, channels: int = 1, root: str | Path = FASHION_MNIST_DIR) -> LabelledImages:
+def load_fashion_mnist(
+    split: str, resolution: int, channels: int = 1, root: str | Path = FASHION_MNIST_DIR
+) -> LabelledImages:
     """The real Fashion-MNIST split ("train": 60k, "test": 10k)."""
     if split not in _FILES:
         raise ValueError(f"unknown split {split!r}; use 'train' or 'test'")

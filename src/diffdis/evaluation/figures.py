@@ -8,7 +8,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 
-def image_grid(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str] | None = None, scale: int = 4) -> Image.Image:
+def image_grid(
+    rows: Sequence[Sequence[Image.Image]], labels: Sequence[str] | None = None, scale: int = 4
+) -> Image.Image:
     """rows of equally sized images -> one RGB grid, each image enlarged `scale` times, a label left of each row."""
     w, h = rows[0][0].size
     cell_w, cell_h = w * scale, h * scale
@@ -20,7 +22,10 @@ def image_grid(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str] | No
         if labels:
             draw.text((4, i * cell_h + cell_h // 2 - 6), labels[i], fill="black", font=font)
         for j, image in enumerate(row):
-            grid.paste(image.convert("RGB").resize((cell_w, cell_h), Image.Resampling.NEAREST), (label_w + j * cell_w, i * cell_h))
+            grid.paste(
+                image.convert("RGB").resize((cell_w, cell_h), Image.Resampling.NEAREST),
+                (label_w + j * cell_w, i * cell_h),
+            )
     return grid
 
 
@@ -39,6 +44,11 @@ def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str], cell: 
             shade = int(255 * (1 - rates[i, j].item()))
             box = (margin + j * cell, margin + i * cell, margin + (j + 1) * cell - 1, margin + (i + 1) * cell - 1)
             draw.rectangle(box, fill=(shade, shade, 255))
-            draw.text((box[0] + 4, box[1] + cell // 2 - 6), str(int(confusion[i, j])), fill="black" if shade > 110 else "white", font=font)
+            draw.text(
+                (box[0] + 4, box[1] + cell // 2 - 6),
+                str(int(confusion[i, j])),
+                fill="black" if shade > 110 else "white",
+                font=font,
+            )
     draw.text((4, 4), "rows: true class, columns: predicted", fill="black", font=font)
     return image

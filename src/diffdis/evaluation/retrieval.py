@@ -31,4 +31,7 @@ def recall_at_k(
     relevance = relevance.bool()
     i2t = _recall(similarity, relevance, ks, chunk)
     t2i = _recall(similarity.T, relevance.T, ks, chunk)
-    return {**{f"image_to_text_R@{k}": v for k, v in i2t.items()}, **{f"text_to_image_R@{k}": v for k, v in t2i.items()}}
+    return {
+        **{f"image_to_text_R@{k}": v for k, v in i2t.items()},
+        **{f"text_to_image_R@{k}": v for k, v in t2i.items()},
+    }

@@ -101,9 +101,7 @@ class DualStreamBlock(nn.Module):
 
 def sincos_2d(height: int, width: int, dim: int, device: torch.device) -> torch.Tensor:
     """(H*W, dim) fixed 2-D sin/cos position codes, so the unique transformer works at any resolution."""
-    ys, xs = torch.meshgrid(
-        torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij"
-    )
+    ys, xs = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
     return torch.cat([sinusoidal(ys.flatten(), dim // 2), sinusoidal(xs.flatten(), dim - dim // 2)], dim=-1)
 
 
@@ -118,7 +116,12 @@ class UniqueTransformer(nn.Module):
         self.image_in = nn.Linear(feature_channels, width)
         self.blocks = nn.ModuleList(
             nn.TransformerEncoderLayer(
-                width, width // head_dim, 4 * width, dropout=0.0, activation="gelu", batch_first=True,
+                width,
+                width // head_dim,
+                4 * width,
+                dropout=0.0,
+                activation="gelu",
+                batch_first=True,
                 norm_first=True,
             )
             for _ in range(depth)

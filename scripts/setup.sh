@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Create or refresh .venv with diffdis and its test tools, and make the Fashion-MNIST data available.
+#   - torch: a torch already in .venv is kept (bring your own CUDA build: `.venv/bin/pip install torch` first);
+#     otherwise the CPU build pinned below is installed ($DIFFDIS_TORCH overrides the requirement).
+#   - data: Debian's dataset-fashion-mnist is installed when missing and apt-get can run as root; otherwise
+#     the command to run is printed (or point train.data_dir / --data-dir at your own IDX files).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+TORCH_REQUIREMENT=${DIFFDIS_TORCH:-torch==2.13.0}
+
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    .venv/bin/pip install --quiet "$TORCH_REQUIREMENT"
+fi
+stamp=.venv/.diffdis-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/pip install --quiet -e ".[test]"
+    touch "$stamp"
+fi
+
+DATA=/usr/share/datasets/fashion-mnist
+if [ ! -f "$DATA/t10k-labels-idx1-ubyte.gz" ] && [ ! -f "$DATA/t10k-labels-idx1-ubyte" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    else
+        echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist'," >&2
+        echo "or pass your own IDX folder with --set train.data_dir=DIR (train) and --data-dir DIR (evaluation)." >&2
+    fi
+fi
