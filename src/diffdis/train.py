@@ -127,7 +127,7 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
         project_dir=str(run_dir),
         cpu=not torch.cuda.is_available(),
     )
-    torch.manual_seed(t.seed + accelerator.process_index)
+    torch.manual_seed(t.seed)  # the same initial weights on every process
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_json(run_dir / "config.json")
@@ -149,6 +149,7 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
     )
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t.warmup_steps, t.max_steps))
     ema = EMA(objective, t.ema_decay)
+    torch.manual_seed(t.seed + 1 + accelerator.process_index)  # independent noise draws per process
 
     state = TrainState()
     resume_from = latest_checkpoint(run_dir)
@@ -215,6 +216,7 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
         out_of_time = t.max_minutes > 0 and state.seconds > 60 * t.max_minutes
         last = state.step == t.max_steps or out_of_time
         if t.validate_every and state.step % t.validate_every == 0 or last:
+            validation_start = time.perf_counter()
             if accelerator.is_main_process:
                 with ema.applied():
                     result = validate(pipe, val_set, config, run_dir, state.step)
@@ -222,6 +224,7 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
                 accelerator.log({"val/zero_shot_top1": result["zero_shot_top1"]}, step=state.step)
                 bar.write(f"step {state.step}: validation zero-shot top-1 {result['zero_shot_top1']:.2f}%")
             model.train()
+            window_start += time.perf_counter() - validation_start  # images/s counts training time only
         if state.step % t.checkpoint_every == 0 or last:
             state.position = BatchPosition(stream.position.epoch, stream.position.offset)
             save_checkpoint(accelerator, run_dir, objective, optimizer, lr_schedule, ema, state, t.keep_checkpoints)

@@ -33,7 +33,7 @@ def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str], cell: 
     """Row-normalised confusion matrix as a heat map with the counts written in each cell."""
     k = len(class_names)
     margin = 120
-    image = Image.new("RGB", (margin + k * cell, margin + k * cell), "white")
+    image = Image.new("RGB", (margin + k * cell + cell, margin + k * cell), "white")  # spare column: long labels
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
     rates = confusion.float() / confusion.sum(1, keepdim=True).clamp_min(1)
