@@ -21,10 +21,10 @@ from .pipeline import DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS, DiffDisPipeli
 from .train import train
 
 DEMO_OVERRIDES = [
-    "train.max_steps=1100",
+    "train.max_steps=1000",
     "train.max_minutes=10",
-    "train.validate_every=550",
-    "train.checkpoint_every=275",
+    "train.validate_every=500",
+    "train.checkpoint_every=250",
 ]
 STEP_SWEEP = (1, 2, 5, 10, 50)
 SWEEP_IMAGES = 1000
