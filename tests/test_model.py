@@ -116,3 +116,44 @@ def test_both_losses_fall_when_overfitting_one_batch(small_pipeline):
     last = torch.tensor(history[-4:]).mean(0)
     assert last[0] < 0.7 * first[0], (first, last)
     assert last[1] < 0.5 * first[1], (first, last)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(small_pipeline):
+    model = small_pipeline.model.train()
+    z, _, e, t = _inputs(small_pipeline)
+
+    def grads():
+        model.zero_grad()
+        model.predict_query(z, e, t).square().sum().backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    plain = grads()
+    model.unet.enable_gradient_checkpointing()
+    checkpointed = grads()
+    model.unet.disable_gradient_checkpointing()
+    assert len(plain) == len(checkpointed)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed))
+
+
+def test_objective_runs_under_bf16_autocast(small_pipeline):
+    pipe = small_pipeline
+    objective = DiffDisObjective(pipe.model.train(), pipe.scheduler, pipe.query, pipe.config.train)
+    z, c, e, _ = _inputs(pipe)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = objective(z, c, e)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and out["l_ig"].dtype == torch.float32
+
+
+def test_identical_captions_are_positives_of_each_other(small_pipeline):
+    pipe = small_pipeline
+    objective = DiffDisObjective(pipe.model, pipe.scheduler, pipe.query, pipe.config.train)
+    e = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    e = torch.stack([e[0], e[0], e[1]])  # captions 0 and 1 are the same text
+    e_hat = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    logits = objective.logit_scale.exp() * e_hat @ e.T
+    targets = torch.tensor([[0.5, 0.5, 0], [0.5, 0.5, 0], [0, 0, 1.0]])
+    by_hand = 0.5 * (
+        -(targets * logits.log_softmax(1)).sum(1).mean() - (targets * logits.T.log_softmax(1)).sum(1).mean()
+    )
+    assert torch.allclose(objective.contrastive(e_hat, e), by_hand, atol=1e-5)

@@ -74,8 +74,11 @@ class DiffDisObjective(nn.Module):
 
     def contrastive(self, e_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """Symmetric InfoNCE over the (B, B) similarity matrix s_ij = cos(ê_0(image i), e(caption j))."""
-        scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
-        logits = scale * e_hat.float() @ e.float().T  # (B, B)
-        same_caption = (e.float() @ e.float().T > 1 - 1e-5).float()  # identical captions: all positives
-        targets = same_caption / same_caption.sum(1, keepdim=True)
-        return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T))
+        with torch.autocast(e.device.type, enabled=False):  # fp32: the duplicate test needs 1e-5 precision
+            e_hat, e = e_hat.float(), e.float()
+            scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
+            logits = scale * e_hat @ e.T  # (B, B)
+            same_caption = e @ e.T > 1 - 1e-5  # identical captions are all positives of each other
+            same_caption |= torch.eye(len(e), dtype=torch.bool, device=e.device)
+            targets = same_caption.float() / same_caption.sum(1, keepdim=True)
+            return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T))
