@@ -28,102 +28,48 @@ def idx_dir(tmp_path_factory):
 
 def test_train_resume_generate_classify_retrieve(tmp_path, idx_dir, capsys):
     run = tmp_path / "run"
-    common = ["--preset", "tiny", "--out", str(run), "--checkpoint-every", "2", "--no-progress"]
-    sets = [
-        a
-        for s in SMALL
-        + [
-            f"train.data_dir={idx_dir}",
-            "train.val_size=32",
-            "train.batch_size=16",
-            "train.validate_every=0",
-            "train.val_images=16",
-        ]
-        for a in ("--set", s)
+    overrides = SMALL + [
+        f"train.data_dir={idx_dir}",
+        "train.val_size=32",
+        "train.batch_size=16",
+        "train.validate_every=0",
+        "train.val_images=16",
     ]
-    assert main(["train", *common, "--max-steps", "3", *sets]) == 0
+    train = f"train --preset tiny --out {run} --checkpoint-every 2 --no-progress".split()
+    train += [arg for item in overrides for arg in ("--set", item)]
+    assert main(train + ["--max-steps", "3"]) == 0
     state = json.loads((run / "checkpoints" / "step_0000003" / "state.json").read_text())
     assert state["step"] == 3
-    assert main(["train", *common, "--max-steps", "5", *sets]) == 0  # resumes at step 3
+    assert main(train + ["--max-steps", "5"]) == 0  # resumes at step 3
     assert "resuming from" in capsys.readouterr().out
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["steps"] == 5 and summary["validation"][-1]["step"] == 5
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000004", "step_0000005"]
     assert (run / "config.json").exists() and list((run / "samples").glob("*.png"))
-    model = str(run / "model")
+    model, out = run / "model", tmp_path / "out.json"
 
-    assert (
-        main(
-            [
-                "generate",
-                "--model",
-                model,
-                "--prompt",
-                "a dress",
-                "--num-images",
-                "3",
-                "--steps",
-                "3",
-                "--out",
-                str(tmp_path / "g.png"),
-            ]
-        )
-        == 0
-    )
+    assert main(["generate", "--model", str(model), "--prompt", "a dress", "--num-images", "3", "--steps", "3",
+                 "--out", str(tmp_path / "g.png")]) == 0  # fmt: skip
     assert Image.open(tmp_path / "g.png").size[0] >= 3 * 16
 
-    out_json = tmp_path / "c.json"
     assert (
-        main(
-            [
-                "classify",
-                "--model",
-                model,
-                "--dataset",
-                "fashion-mnist",
-                "--data-dir",
-                str(idx_dir),
-                "--steps",
-                "2",
-                "--json",
-                str(out_json),
-            ]
-        )
+        main(f"classify --model {model} --dataset fashion-mnist --data-dir {idx_dir} --steps 2 --json {out}".split())
         == 0
     )
-    result = json.loads(out_json.read_text())
+    result = json.loads(out.read_text())
     assert result["images"] == 40 and 0 <= result["top1"] <= 100
 
     folder = tmp_path / "imgs"
     for name in ("dress", "bag"):
         (folder / name).mkdir(parents=True)
         Image.new("L", (28, 28), 90).save(folder / name / "a.png")
-    assert (
-        main(["classify", "--model", model, "--images", str(folder), "--labels", "dress,bag", "--json", str(out_json)])
-        == 0
-    )
-    result = json.loads(out_json.read_text())
+    assert main(f"classify --model {model} --images {folder} --labels dress,bag --json {out}".split()) == 0
+    result = json.loads(out.read_text())
     assert len(result["predictions"]) == 2 and result["images"] == 2
 
-    assert (
-        main(
-            [
-                "retrieve",
-                "--model",
-                model,
-                "--dataset",
-                "fashion-mnist",
-                "--data-dir",
-                str(idx_dir),
-                "--num-images",
-                "20",
-                "--json",
-                str(out_json),
-            ]
-        )
-        == 0
-    )
-    assert json.loads(out_json.read_text())["pairs"] == 20
+    command = f"retrieve --model {model} --dataset fashion-mnist --data-dir {idx_dir} --num-images 20 --json {out}"
+    assert main(command.split()) == 0
+    assert json.loads(out.read_text())["pairs"] == 20
 
 
 def test_errors_name_the_problem(tmp_path, capsys):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_VERSION = 1
+DATA_SOURCES = ("fashion-mnist", "shapes")
 
 
 class ConfigError(ValueError):
@@ -86,9 +87,10 @@ class ModelConfig:
 class TrainConfig:
     """Data, optimisation, the unified objective (paper Eq. 9) and bookkeeping."""
 
-    data: str = "fashion-mnist"
+    data: str = "fashion-mnist"  # a source, or several joined with "+" (fashion-mnist+shapes)
     data_dir: str = "/usr/share/datasets/fashion-mnist"
     val_size: int = 2000  # held out from the training split for in-training validation
+    shapes_size: int = 20000  # images of the procedural `shapes` source, when it is used
     batch_size: int = 64
     max_steps: int = 2000
     max_minutes: float = 0.0  # wall-clock cap on the loop (0 = none); the run stops cleanly and saves
@@ -124,8 +126,7 @@ class TrainConfig:
             raise ConfigError(f"train.max_steps={self.max_steps}; it must be at least 1")
         if self.checkpoint_every < 1:
             raise ConfigError(f"train.checkpoint_every={self.checkpoint_every}; it must be at least 1")
-        if self.data != "fashion-mnist":
-            raise ConfigError(f"train.data={self.data!r}; available: fashion-mnist")
+        data_sources(self.data)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,8 @@ class Config:
     def validate(self) -> Config:
         self.model.validate()
         self.train.validate()
+        if "shapes" in data_sources(self.train.data) and self.model.image_channels != 3:
+            raise ConfigError("train.data includes shapes, whose captions name colours: set model.image_channels=3")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,6 +163,18 @@ class Config:
     @classmethod
     def from_json(cls, path: str | Path) -> Config:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def data_sources(spec: str) -> list[str]:
+    """`fashion-mnist+shapes` -> the source names, refused unless each is known."""
+    names = [name.strip() for name in spec.split("+")]
+    unknown = [name for name in names if name not in DATA_SOURCES]
+    if unknown:
+        raise ConfigError(
+            f"train.data={spec!r} names unknown sources {unknown}; use {' or '.join(DATA_SOURCES)}, "
+            "or several joined with '+' (e.g. fashion-mnist+shapes)"
+        )
+    return names
 
 
 PRESETS: dict[str, Config] = {

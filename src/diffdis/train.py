@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .data.batches import BatchPosition, ShuffledBatches
-from .data.captions import random_captions
-from .data.datasets import LabelledImages, load_fashion_mnist, train_val_split
+from .data.datasets import LabelledImages
+from .data.sources import training_data
 from .data.transforms import uint8_to_model
 from .evaluation.figures import image_grid
 from .evaluation.zero_shot import zero_shot
@@ -100,12 +100,6 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
-def load_training_data(config: Config) -> tuple[LabelledImages, LabelledImages]:
-    m, t = config.model, config.train
-    full = load_fashion_mnist("train", m.resolution, m.image_channels, t.data_dir)
-    return train_val_split(full, t.val_size, t.seed)
-
-
 def latest_checkpoint(run_dir: Path) -> Path | None:
     folder = run_dir / "checkpoints"
     done = (
@@ -132,7 +126,7 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_json(run_dir / "config.json")
 
-    train_set, val_set = load_training_data(config)
+    train_set, val_set = training_data(config)
     pipe = DiffDisPipeline.from_config(config)
     pipe.to(accelerator.device)
     model = pipe.model.train()
@@ -170,8 +164,7 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
 
     while state.step < t.max_steps:
         indices, rng = next(batches)
-        labels = train_set.labels[indices].numpy()
-        captions = random_captions(labels, train_set.class_names, rng)
+        captions = train_set.captions(indices, rng)
         indices, captions = indices[rank::world], captions[rank::world]  # this process's share
         images = uint8_to_model(train_set.images[indices]).to(accelerator.device)
         c, e = pipe.text_encoder.encode_cached(captions)

@@ -1,4 +1,5 @@
-"""Labelled image sets held in memory at the training resolution, and the built-in Fashion-MNIST loader."""
+"""Image sets held in memory at the training resolution: labelled sets (zero-shot evaluation), captioned sets
+(training), and the built-in Fashion-MNIST loader."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .captions import caption
 from .idx import read_idx
 from .transforms import image_to_uint8
 
@@ -49,6 +51,47 @@ class LabelledImages:
     def pil(self, i: int) -> Image.Image:
         array = self.images[i].numpy()
         return Image.fromarray(array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
+
+
+@dataclass(frozen=True)
+class CaptionedImages:
+    """Training images (N, C, R, R) uint8. Image i is captioned, at each draw, by a random choice from
+    caption_sets[caption_ids[i]]: all templates of its class for labelled data, its one caption for
+    procedural data. Sets from different sources concatenate."""
+
+    images: torch.Tensor
+    caption_ids: torch.Tensor  # (N,) int64
+    caption_sets: tuple[tuple[str, ...], ...]
+
+    def __len__(self) -> int:
+        return len(self.caption_ids)
+
+    def captions(self, indices: np.ndarray, rng: np.random.Generator) -> list[str]:
+        sets = [self.caption_sets[int(k)] for k in self.caption_ids[indices]]
+        picks = rng.integers(np.array([len(choices) for choices in sets]))
+        return [choices[int(j)] for choices, j in zip(sets, picks)]
+
+    @classmethod
+    def from_labelled(cls, data: LabelledImages, templates: tuple[str, ...]) -> CaptionedImages:
+        sets = tuple(tuple(caption(name, t) for t in templates) for name in data.class_names)
+        return cls(data.images, data.labels, sets)
+
+    @classmethod
+    def from_captions(cls, images: torch.Tensor, captions: list[str]) -> CaptionedImages:
+        unique = list(dict.fromkeys(captions))
+        index = {text: i for i, text in enumerate(unique)}
+        return cls(images, torch.tensor([index[t] for t in captions]), tuple((t,) for t in unique))
+
+    @staticmethod
+    def concatenate(parts: list[CaptionedImages]) -> CaptionedImages:
+        if len({p.images.shape[1:] for p in parts}) != 1:
+            raise ValueError(f"cannot mix image sets of shapes {[tuple(p.images.shape[1:]) for p in parts]}")
+        offsets = np.cumsum([0] + [len(p.caption_sets) for p in parts[:-1]])
+        return CaptionedImages(
+            torch.cat([p.images for p in parts]),
+            torch.cat([p.caption_ids + int(o) for p, o in zip(parts, offsets)]),
+            tuple(s for p in parts for s in p.caption_sets),
+        )
 
 
 def _find(folder: Path, stem: str) -> Path:
