@@ -70,3 +70,10 @@ def test_batches_resume_mid_epoch_exactly():
     got += [next(it)[0].tolist() for _ in range(3)]
     assert got == expected
     assert sorted(sum(expected[:3], [])) == sorted(set(sum(expected[:3], [])))  # no repeats within an epoch
+
+
+def test_no_evaluation_template_is_a_training_template():
+    from diffdis.data.captions import EVAL_TEMPLATES_BY_SET
+
+    for name, templates in EVAL_TEMPLATES_BY_SET.items():
+        assert not set(templates) & set(TRAIN_TEMPLATES), name

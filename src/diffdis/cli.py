@@ -8,8 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -65,6 +63,16 @@ def _parser() -> argparse.ArgumentParser:
             c.add_argument("--labels", help="comma-separated class names (required with --images)")
             c.add_argument("--templates", help="'|'-separated prompt templates with {} (default: built-in set)")
 
+    e = sub.add_parser("evaluate", help="evaluate a saved pipeline on a whole evaluation suite")
+    e.add_argument("--model", required=True, help="folder of a saved pipeline (a run's model/)")
+    e.add_argument("--suite", default="default", help="named suite (default, fashion, shapes) or sets joined by ','")
+    e.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST IDX files (default: Debian's)")
+    e.add_argument("--num-images", type=int, default=None, help="at most this many images per set (fixed subset)")
+    e.add_argument("--steps", type=int, default=None, help="text-query denoising steps (default: the pipeline's)")
+    e.add_argument("--guidance", type=float, default=None, help="guidance on the image, 1 = none")
+    e.add_argument("--seed", type=int, default=0, help="noise seed of the text query (default 0)")
+    e.add_argument("--json", help="write the results to this JSON file")
+
     d = sub.add_parser("demo", help="train the tiny preset on Fashion-MNIST, then generate, classify, retrieve")
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)")
@@ -82,9 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
 
     try:
-        return {"train": _train, "generate": _generate, "classify": _classify, "retrieve": _retrieve, "demo": _demo}[
-            args.command
-        ](args)
+        handlers = {
+            "train": _train,
+            "generate": _generate,
+            "classify": _classify,
+            "retrieve": _retrieve,
+            "evaluate": _evaluate,
+            "demo": _demo,
+        }
+        return handlers[args.command](args)
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"diffdis {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -136,6 +150,8 @@ def _dataset(args, pipe):
 
 
 def _image_files(folder: Path) -> list[Path]:
+    from .data.eval_sets import IMAGE_SUFFIXES
+
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -212,6 +228,33 @@ def _retrieve(args) -> int:
         Path(args.json).write_text(
             json.dumps({"model": str(args.model), "pairs": len(texts), **kwargs, **metrics}, indent=2) + "\n"
         )
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluation.report import write_json
+    from .evaluation.suite import SUITES, evaluate
+    from .pipeline import DiffDisPipeline
+
+    pipe = DiffDisPipeline.from_pretrained(args.model)
+    suite = args.suite if args.suite in SUITES else tuple(s.strip() for s in args.suite.split(",") if s.strip())
+    kwargs = _query_kwargs(args)
+    if args.data_dir:
+        kwargs["data_dir"] = args.data_dir
+    result = {"model": str(args.model), "suite": args.suite,
+              **evaluate(pipe, suite, max_images=args.num_images, **kwargs)}  # fmt: skip
+    for name, r in result["zero_shot"].items():
+        print(
+            f"{name:24s} "
+            + (f"top-1 {r['top1']:6.2f}%  ({r['images']} images)" if "top1" in r else f"skipped: {r['skipped']}")
+        )
+    if result["zero_shot_mean_top1"] is not None:
+        print(f"{'mean top-1':24s} {result['zero_shot_mean_top1']:6.2f}%")
+    r = result["retrieval"]
+    i2t, t2i = r["image_to_text_R@1"], r["text_to_image_R@1"]
+    print(f"{'retrieval (shapes)':24s} R@1 image->text {i2t:.1f}, text->image {t2i:.1f}")
+    if args.json:
+        write_json(args.json, result)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Captions made from class names, and zero-shot prompt templates.
 
 Training captions and zero-shot evaluation prompts use *disjoint* template sets, so zero-shot accuracy is not
-measured on the exact strings the model was trained on.
+measured on the exact strings the model was trained on. Each evaluation set has its own templates
+(EVAL_TEMPLATES_BY_SET); EVAL_TEMPLATES, the clothing set, is the pipeline's default.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ EVAL_TEMPLATES: tuple[str, ...] = (
     "this is a {}.",
     "an item of clothing: a {}.",
 )
+
+EVAL_TEMPLATES_BY_SET: dict[str, tuple[str, ...]] = {
+    "fashion-mnist": EVAL_TEMPLATES,
+    "digits": ("a photo of the number {}.", "a handwritten {}.", "the digit {}.", "a blurry image of the number {}."),
+    "shapes-colour": ("a {} object.", "something {}.", "a {} thing on a black background."),
+    "shapes-shape": ("a single {}.", "a coloured {}.", "a {} on a black background."),
+    "shapes-count": ("{}.", "an image with {}.", "a picture of {} on black."),
+    "shapes-place": ("a shape {}.", "an object {}.", "something {}."),
+    "generic": ("a photo of the {}.", "a picture of the {}.", "an image showing a {}.", "this is a {}."),
+}
 
 
 def caption(class_name: str, template: str) -> str:

@@ -49,7 +49,7 @@ HELDOUT_PAIRS: frozenset[tuple[str, str]] = frozenset(
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "colour": tuple(COLOURS),
     "shape": SHAPES,
-    "count": ("one", "two"),
+    "count": ("one shape", "two shapes"),
     "place": tuple(PLACES),
 }
 SPLIT_OFFSETS = {"train": 0, "val": 10**9, "test": 2 * 10**9, "heldout": 3 * 10**9}
@@ -85,7 +85,7 @@ class ShapeScene:
         value = {
             "colour": first.colour,
             "shape": first.shape,
-            "count": ("one", "two")[len(self.objects) - 1],
+            "count": ATTRIBUTES["count"][len(self.objects) - 1],
             "place": self.place,
         }[attribute]
         return ATTRIBUTES[attribute].index(value) if value is not None else -1

@@ -1,0 +1,53 @@
+"""The evaluation suite and its named sets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from diffdis.cli import main
+from diffdis.data.eval_sets import load_eval_set
+from diffdis.evaluation.suite import evaluate
+
+
+def test_named_sets_load_in_the_model_format(tmp_path):
+    for name in ("digits", "shapes-count", "shapes-heldout-shape"):
+        s = load_eval_set(name, 16, 1)
+        assert s.data.images.shape[1:] == (1, 16, 16) and s.templates
+        assert s.data.labels.max() < len(s.data.class_names)
+    digits = load_eval_set("digits", 16, 3).data
+    assert len(digits) == 1797 and digits.images.shape[1] == 3
+    for cls in ("ankle_boot", "bag"):
+        (tmp_path / cls).mkdir()
+        Image.new("RGB", (30, 20), "red").save(tmp_path / cls / "x.jpg")
+    folder = load_eval_set(f"folder:{tmp_path}", 16, 1).data
+    assert folder.class_names == ("ankle boot", "bag") and folder.labels.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="unknown evaluation set"):
+        load_eval_set("cifar", 16, 1)
+
+
+def test_suite_reports_every_set_and_skips_missing_ones_with_the_reason(small_pipeline, tmp_path):
+    result = evaluate(small_pipeline, ("digits", "shapes-shape", "fashion-mnist"), data_dir=str(tmp_path),
+                      max_images=24)  # fmt: skip
+    z = result["zero_shot"]
+    assert z["digits"]["images"] == 24 and 0 <= z["digits"]["top1"] <= 100 and "top5" in z["digits"]
+    assert "top5" not in z["shapes-shape"]  # four classes
+    assert "not found" in z["fashion-mnist"]["skipped"]
+    assert result["zero_shot_mean_over"] == ["digits", "shapes-shape"]
+    assert result["zero_shot_mean_top1"] == pytest.approx((z["digits"]["top1"] + z["shapes-shape"]["top1"]) / 2)
+    assert set(result["retrieval"]) >= {"image_to_text_R@1", "text_to_image_R@10", "distinct_captions"}
+    assert result["query"]["query_start"] == "Gaussian noise"
+
+
+def test_evaluate_command(small_pipeline, tmp_path):
+    small_pipeline.save_pretrained(tmp_path / "model")
+    out = tmp_path / "e.json"
+    assert (
+        main(f"evaluate --model {tmp_path / 'model'} --suite digits,shapes-place --num-images 16 --json {out}".split())
+        == 0
+    )
+    import json
+
+    result = json.loads(out.read_text())
+    assert set(result["zero_shot"]) == {"digits", "shapes-place"} and torch.tensor(result["zero_shot_mean_top1"]) >= 0
