@@ -1,0 +1,36 @@
+"""The generation judge: it learns a separable task, caches itself, and scores generations per class."""
+
+from __future__ import annotations
+
+import torch
+
+from diffdis.data.datasets import LabelledImages
+from diffdis.evaluation.judge import accuracy, cached_judge, generation_accuracy
+
+
+def _stripes(n: int, seed: int) -> LabelledImages:
+    """Class 0: bright top half; class 1: bright bottom half; plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    images = torch.randint(0, 60, (n, 1, 16, 16), generator=g, dtype=torch.uint8)
+    for i, y in enumerate(labels):
+        images[i, :, :8] += 180 if y == 0 else 0
+        images[i, :, 8:] += 180 if y == 1 else 0
+    return LabelledImages(images, labels, ("top", "bottom"))
+
+
+def test_judge_learns_caches_and_reports_its_test_accuracy(tmp_path):
+    train, test = _stripes(512, 0), _stripes(128, 1)
+    judge, record = cached_judge("stripes", train, test, tmp_path)
+    assert record["test_accuracy"] > 95 and record["test_images"] == 128
+    assert accuracy(judge, test) == record["test_accuracy"]
+    again, record_again = cached_judge("stripes", train, test, tmp_path)  # read back, not retrained
+    assert record_again == record
+    assert torch.equal(again.predict(test.images), judge.predict(test.images))
+
+
+def test_generation_accuracy_scores_each_prompted_class(small_pipeline, tmp_path):
+    judge, _ = cached_judge("stripes", _stripes(256, 0), _stripes(32, 1), tmp_path)
+    result = generation_accuracy(small_pipeline, judge, ("top", "bottom"), per_class=3, num_inference_steps=2)
+    assert result["images"] == 6 and set(result["per_class"]) == {"top", "bottom"}
+    assert result["generation_accuracy"] == sum(result["per_class"].values()) / 2
