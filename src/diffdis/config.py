@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_VERSION = 1
+VARIANTS = ("diffdis", "gen", "dis", "clip")
 DATA_SOURCES = ("fashion-mnist", "shapes")
 
 
@@ -26,6 +27,9 @@ class ConfigError(ValueError):
 class ModelConfig:
     """The network and both diffusion processes."""
 
+    # diffdis: both tasks (the paper). Single-task baselines trained by the same loop: gen (L_IG only),
+    # dis (L_ITA only, query diffusion), clip (L_ITA on a pooled UNet-encoder embedding, no diffusion).
+    variant: str = "diffdis"
     resolution: int = 16  # image side in pixels after resizing
     image_channels: int = 1  # 1 = greyscale, 3 = RGB
     autoencoder: str = "none"  # "none" (pixel space) or a folder holding a diffusers AutoencoderKL
@@ -60,6 +64,8 @@ class ModelConfig:
             raise ConfigError("model.attention_levels has no True entry; the text stream needs attention blocks")
         if self.image_channels not in (1, 3):
             raise ConfigError(f"model.image_channels={self.image_channels}; use 1 (greyscale) or 3 (RGB)")
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"model.variant={self.variant!r}; use one of {', '.join(VARIANTS)}")
         if self.text_prediction not in ("sample", "epsilon"):
             raise ConfigError(f"model.text_prediction={self.text_prediction!r}; use 'sample' or 'epsilon'")
         if self.gamma <= 0:

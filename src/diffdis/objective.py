@@ -8,6 +8,9 @@ Both tasks see the same batch with independent timesteps t_z, t_e (Algorithm 1):
   `image_dropout` (for guidance on the image). A learnable logit scale (CLIP-style) is our addition: the
   paper's equation has none, and raw cosines in [-1, 1] train poorly.
   Identical captions in one batch are positives of each other, not negatives (templated data repeats them).
+
+The single-task baselines (`model.variant`) use the same module: `gen` computes L_IG only, `dis` L_ITA only,
+`clip` L_ITA on the pooled encoder embedding of the clean image (no text diffusion, no L_IG).
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from .models.diffdis import DiffDisModel
 
 
 class DiffDisObjective(nn.Module):
-    def __init__(self, model: DiffDisModel, scheduler, query: QueryDiffusion, config: TrainConfig):
+    def __init__(
+        self, model: DiffDisModel, scheduler, query: QueryDiffusion, config: TrainConfig, variant: str = "diffdis"
+    ):
         super().__init__()
         self.model = model
+        self.variant = variant
         self.scheduler = scheduler
         self.query = query
         self.lam = config.lam
@@ -55,20 +61,25 @@ class DiffDisObjective(nn.Module):
 
         t_z = torch.randint(0, T, (b,), generator=generator, device=device)
         t_e = torch.randint(0, T, (b,), generator=generator, device=device)
+        zero = torch.zeros((), device=device)
 
-        # Generation pass (text query masked): Eq. 4.
-        eps_z = randn(*z.shape)
-        z_t = self.scheduler.add_noise(z, eps_z, t_z)
-        drop_text = (rand(b) < self.text_dropout)[:, None, None]
-        c_in = torch.where(drop_text, self.model.null_context.to(c.dtype), c)
-        l_ig = F.mse_loss(self.model(z_t, t_z, c_in).float(), eps_z.float())
+        l_ig = zero
+        if self.variant in ("diffdis", "gen"):  # generation pass (text query masked): Eq. 4
+            eps_z = randn(*z.shape)
+            z_t = self.scheduler.add_noise(z, eps_z, t_z)
+            drop_text = (rand(b) < self.text_dropout)[:, None, None]
+            c_in = torch.where(drop_text, self.model.null_context.to(c.dtype), c)
+            l_ig = F.mse_loss(self.model(z_t, t_z, c_in).float(), eps_z.float())
 
-        # Discrimination pass (caption masked): Eq. 6-8.
-        e_t = self.query.noise(e, t_e, randn(*e.shape))
-        drop_image = (rand(b) < self.image_dropout)[:, None, None, None]
-        z_in = torch.where(drop_image, self.model.null_latents(z), z)
-        e_hat = self.query.direction(self.model.predict_query(z_in, e_t, t_e), e_t, t_e)  # (B, D) unit
-        l_ita = self.contrastive(e_hat, e)
+        l_ita = zero
+        if self.variant in ("diffdis", "dis"):  # discrimination pass (caption masked): Eq. 6-8
+            e_t = self.query.noise(e, t_e, randn(*e.shape))
+            drop_image = (rand(b) < self.image_dropout)[:, None, None, None]
+            z_in = torch.where(drop_image, self.model.null_latents(z), z)
+            e_hat = self.query.direction(self.model.predict_query(z_in, e_t, t_e), e_t, t_e)  # (B, D) unit
+            l_ita = self.contrastive(e_hat, e)
+        elif self.variant == "clip":
+            l_ita = self.contrastive(F.normalize(self.model.clip_embed(z).float(), dim=-1), e)
 
         return {"loss": l_ig + self.lam * l_ita, "l_ig": l_ig.detach(), "l_ita": l_ita.detach()}
 

@@ -109,6 +109,18 @@ class DiffDisPipeline:
         return self
 
     @property
+    def can_generate(self) -> bool:
+        return self.config.model.variant in ("diffdis", "gen")
+
+    @property
+    def can_discriminate(self) -> bool:
+        return self.config.model.variant != "gen"
+
+    def _require(self, ability: bool, what: str) -> None:
+        if not ability:
+            raise ValueError(f"this is a `{self.config.model.variant}` baseline model: it was not trained to {what}")
+
+    @property
     def device(self) -> torch.device:
         return self.model.null_context.device
 
@@ -152,11 +164,15 @@ class DiffDisPipeline:
         `images`: PIL images of any mode and size (converted like the training data), or a (N, C, R, R) tensor
         already in [-1, 1]. The noise of image i depends only on (seed, i), not on the batching.
         """
+        self._require(self.can_discriminate, "discriminate (score it with evaluation.diffusion_classifier)")
         n = len(images)
         noise = torch.randn(n, self.model.text_dim, generator=torch.Generator().manual_seed(seed))
         out = []
         for i in range(0, n, batch_size):
             z = self._latents(images[i : i + batch_size])
+            if self.config.model.variant == "clip":  # one encoder pass, no query diffusion
+                out.append(F.normalize(self.model.clip_embed(z).float(), dim=-1))
+                continue
             eps = noise[i : i + batch_size].to(self.device)
             out.append(
                 sample_query(
@@ -199,6 +215,7 @@ class DiffDisPipeline:
         batch_size: int = 64,
     ) -> list[Image.Image]:
         """One image per prompt, classifier-free guided (Algorithm 2). Image i depends only on (seed, i)."""
+        self._require(self.can_generate, "generate images")
         m = self.config.model
         side = m.resolution // self.autoencoder.downsample
         shape = (len(prompts), self.autoencoder.latent_channels, side, side)

@@ -132,7 +132,7 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
     model = pipe.model.train()
     if t.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
-    objective = DiffDisObjective(model, pipe.scheduler, pipe.query, t).to(accelerator.device)
+    objective = DiffDisObjective(model, pipe.scheduler, pipe.query, t, config.model.variant).to(accelerator.device)
     new_ids = {id(p) for p in objective.new_parameters()}
     optimizer = torch.optim.AdamW(
         [
@@ -214,8 +214,9 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
                 with ema.applied():
                     result = validate(pipe, val_set, config, run_dir, state.step)
                 state.history.append(result)
-                accelerator.log({"val/zero_shot_top1": result["zero_shot_top1"]}, step=state.step)
-                bar.write(f"step {state.step}: validation zero-shot top-1 {result['zero_shot_top1']:.2f}%")
+                if "zero_shot_top1" in result:
+                    accelerator.log({"val/zero_shot_top1": result["zero_shot_top1"]}, step=state.step)
+                    bar.write(f"step {state.step}: validation zero-shot top-1 {result['zero_shot_top1']:.2f}%")
             model.train()
             window_start += time.perf_counter() - validation_start  # images/s counts training time only
         if state.step % t.checkpoint_every == 0 or last:
@@ -252,15 +253,19 @@ def validate(pipe: DiffDisPipeline, val_set: LabelledImages, config: Config, run
     """Zero-shot accuracy on held-out training images and a grid of generated samples (one row per class)."""
     t = config.train
     pipe.model.eval()
-    subset = val_set.subset(torch.arange(min(t.val_images, len(val_set))))
-    result = zero_shot(pipe, subset, num_inference_steps=t.val_steps, seed=0)
-    per_class = 8
-    prompts = [f"a photo of a {name}." for name in val_set.class_names for _ in range(per_class)]
-    images = pipe.generate(prompts, num_inference_steps=25, seed=0)
-    rows = [images[i * per_class : (i + 1) * per_class] for i in range(len(val_set.class_names))]
-    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-    image_grid(rows, val_set.class_names).save(run_dir / "samples" / f"step_{step:07d}.png")
-    return {"step": step, "zero_shot_top1": result.accuracy, "val_images": len(subset), "val_steps": t.val_steps}
+    record = {"step": step}
+    if pipe.can_discriminate:
+        subset = val_set.subset(torch.arange(min(t.val_images, len(val_set))))
+        result = zero_shot(pipe, subset, num_inference_steps=t.val_steps, seed=0)
+        record.update(zero_shot_top1=result.accuracy, val_images=len(subset), val_steps=t.val_steps)
+    if pipe.can_generate:
+        per_class = 8
+        prompts = [f"a photo of a {name}." for name in val_set.class_names for _ in range(per_class)]
+        images = pipe.generate(prompts, num_inference_steps=25, seed=0)
+        rows = [images[i * per_class : (i + 1) * per_class] for i in range(len(val_set.class_names))]
+        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        image_grid(rows, val_set.class_names).save(run_dir / "samples" / f"step_{step:07d}.png")
+    return record
 
 
 def save_checkpoint(accelerator, run_dir, objective, optimizer, lr_schedule, ema, state: TrainState, keep: int) -> None:

@@ -71,6 +71,8 @@ class DiffDisModel(nn.Module):
         # so it works at any resolution). Zero = a mid-grey image at initialisation.
         self.null_latent = nn.Parameter(torch.zeros(1, unet.config.in_channels, 1, 1))
         self.register_buffer("null_context", null_context.detach().clone(), persistent=True)
+        # The `clip` baseline's image tower ends in a pooled linear embedding instead of the text stream.
+        self.clip_head = nn.Linear(unet.config.block_out_channels[-1], text_dim) if config.variant == "clip" else None
 
     @property
     def text_dim(self) -> int:
@@ -94,29 +96,49 @@ class DiffDisModel(nn.Module):
 
     def predict_query(self, z: torch.Tensor, e_t: torch.Tensor, t_e: torch.Tensor) -> torch.Tensor:
         """Discrimination pass Φ_θ: clean latent (B, C, H, W), noisy query (B, D), timestep (B,) -> (B, D)."""
+        h, h_e = self._encode(z, (e_t, t_e))
+        return self.unique(h_e, h)  # (B, D)
+
+    def clip_embed(self, z: torch.Tensor) -> torch.Tensor:
+        """The `clip` baseline's image embedding: the same encoder path without the text stream, mean-pooled
+        mid-block features through a linear head (B, D)."""
+        h, _ = self._encode(z, None)
+        return self.clip_head(h.mean(dim=(2, 3)))
+
+    def _encode(self, z: torch.Tensor, query: tuple[torch.Tensor, torch.Tensor] | None):
+        """conv_in, t_z = 0, down blocks and mid block on a clean latent; with `query` = (e_t, t_e) the text
+        stream rides along every attention block, without it the blocks run as plain UNet attention."""
         unet = self.unet
         b = z.shape[0]
         t_z = torch.zeros(b, dtype=torch.long, device=z.device)  # the image is clean in this pass
         temb = unet.time_embedding(unet.time_proj(t_z).to(z.dtype))
         context = self.null_context.to(z.dtype).expand(b, -1, -1)  # c is masked (Algorithm 1)
-        e_t = e_t.to(z.dtype)
-        h_e = torch.zeros_like(e_t)  # h_{e,0} = 0
         use_ckpt = self.training and unet.is_gradient_checkpointing
         run = (lambda f, *a: checkpoint(f, *a, use_reentrant=False)) if use_ckpt else (lambda f, *a: f(*a))
-
+        if query is not None:
+            e_t, t_e = query[0].to(z.dtype), query[1]
+            h_e = torch.zeros_like(e_t)  # h_{e,0} = 0
+        else:
+            h_e = None
         blocks = iter(self.blocks)
+
+        def attend(attn, h, h_e):
+            if h_e is None:
+                return attn(h, encoder_hidden_states=context, return_dict=False)[0], None
+            return run(next(blocks), attn, h, context, e_t, t_e, h_e)
+
         h = unet.conv_in(z)
         for down in unet.down_blocks:
             attentions = getattr(down, "attentions", [None] * len(down.resnets))
             for resnet, attn in zip(down.resnets, attentions):
                 h = run(resnet, h, temb)
                 if attn is not None:
-                    h, h_e = run(next(blocks), attn, h, context, e_t, t_e, h_e)
+                    h, h_e = attend(attn, h, h_e)
             for downsampler in down.downsamplers or []:
                 h = downsampler(h)
         mid = unet.mid_block
         h = run(mid.resnets[0], h, temb)
         for attn, resnet in zip(mid.attentions, mid.resnets[1:]):
-            h, h_e = run(next(blocks), attn, h, context, e_t, t_e, h_e)
+            h, h_e = attend(attn, h, h_e)
             h = run(resnet, h, temb)
-        return self.unique(h_e, h)  # (B, D)
+        return h, h_e
