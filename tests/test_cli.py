@@ -82,9 +82,26 @@ def test_errors_name_the_problem(tmp_path, capsys):
 def test_every_option_is_documented():
     parser = _parser()
     subcommands = next(a for a in parser._actions if a.dest == "command").choices
-    assert set(subcommands) == {"train", "generate", "classify", "retrieve", "evaluate", "demo"}
+    assert set(subcommands) == {"train", "generate", "classify", "retrieve", "evaluate", "compare", "demo"}
     for name, sub in subcommands.items():
         for action in sub._actions:
             assert action.help, f"diffdis {name} {action.option_strings} has no help text"
     out = subprocess.run([sys.executable, "-m", "diffdis.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "generate" in out.stdout
+
+
+def test_compare_end_to_end(tmp_path, idx_dir):
+    out = tmp_path / "compare"
+    sets = [arg for item in SMALL + ["train.val_size=32", "train.batch_size=16", f"train.data_dir={idx_dir}"]
+            for arg in ("--set", item)]  # fmt: skip
+    command = f"compare --out {out} --budget-minutes 0.02 --seeds 0,1 --eval-images 12 --fid-images 10 --no-progress"
+    assert main(command.split() + sets) == 0
+    summary = json.loads((out / "compare.json").read_text())
+    table = summary["table"]
+    assert set(table) == {"diffdis", "gen", "dis", "clip", "diffusion-classifier"}
+    assert table["diffdis"]["zero_shot_mean_top1"]["n"] == 2  # two seeds: mean and spread
+    assert table["gen"]["zero_shot_mean_top1"] is None and table["gen"]["fid"] is not None
+    assert table["clip"]["fid"] is None and table["clip"]["unet_evaluations_per_image"]["mean"] == 1
+    assert table["diffusion-classifier"]["unet_evaluations_per_image"]["mean"] == 80  # 10 classes x 8 timesteps
+    assert "| diffdis |" in (out / "compare.md").read_text() and (out / "compare.png").exists()
+    assert summary["judge"]["test_images"] == 40

@@ -41,6 +41,12 @@ class Judge(nn.Module):
                           for i in range(0, len(images), batch_size)])  # fmt: skip
 
 
+def pil_to_uint8(images, channels: int) -> torch.Tensor:
+    """Generated PIL images -> (N, C, R, R) uint8."""
+    arrays = [np.asarray(im)[None] if channels == 1 else np.asarray(im).transpose(2, 0, 1) for im in images]
+    return torch.from_numpy(np.stack(arrays))
+
+
 def accuracy(judge: Judge, data: LabelledImages) -> float:
     return 100.0 * (judge.predict(data.images) == data.labels).float().mean().item()
 
@@ -95,9 +101,7 @@ def generation_accuracy(
     """Generate `per_class` images per class and score how many the judge assigns to the prompted class."""
     prompts = [prompt.format(name) for name in class_names for _ in range(per_class)]
     images = pipe.generate(prompts, num_inference_steps, guidance_scale, seed)
-    channels = pipe.config.model.image_channels
-    arrays = [np.asarray(im)[None] if channels == 1 else np.asarray(im).transpose(2, 0, 1) for im in images]
-    predicted = judge.predict(torch.from_numpy(np.stack(arrays)))
+    predicted = judge.predict(pil_to_uint8(images, pipe.config.model.image_channels))
     target = torch.arange(len(class_names)).repeat_interleave(per_class)
     per = (predicted == target).float().view(len(class_names), per_class).mean(1) * 100
     return {"generation_accuracy": per.mean().item(), "per_class": dict(zip(class_names, per.tolist())),
