@@ -73,3 +73,33 @@ def test_shapes_source_needs_colour_and_trains(tmp_path):
     config = preset("tiny", ["train.data=shapes", "model.image_channels=3", "train.shapes_size=64", "train.val_size=8"])
     train, val = training_data(config)
     assert train.images.shape == (64, 3, 16, 16) and val.class_names == ATTRIBUTES["shape"] and len(val) <= 8
+
+
+def test_pixel_judge_reads_each_attribute_of_a_drawing():
+    import dataclasses
+
+    from diffdis.data.shapes import render
+    from diffdis.evaluation.shapes_judge import judge_scene
+
+    for i in range(200):
+        s = scene("test", i)
+        image = np.asarray(render(s, 16))
+        assert all(judge_scene(image, s).values()), (s, judge_scene(image, s))
+        other_colour = next(c for c in COLOURS if c != s.objects[0].colour)
+        wrong = dataclasses.replace(s, objects=(dataclasses.replace(s.objects[0], colour=other_colour), *s.objects[1:]))
+        verdict = judge_scene(image, wrong)
+        assert not verdict["colour"] and verdict["shape"] and verdict["count"]
+    blank = np.zeros((16, 16, 3), dtype=np.uint8)
+    assert not judge_scene(blank, scene("test", 0))["count"]
+
+
+def test_shapes_generation_accuracy_reports_each_attribute():
+    from conftest import SMALL
+
+    from diffdis import DiffDisPipeline
+    from diffdis.evaluation.shapes_judge import shapes_generation_accuracy
+
+    pipe = DiffDisPipeline.from_config(preset("tiny", SMALL + ["model.image_channels=3"]))
+    result = shapes_generation_accuracy(pipe, num_images=6, num_inference_steps=2)
+    assert {"colour", "shape", "size", "count"} <= set(result["per_attribute"])
+    assert all(0 <= v <= 100 for v in result["per_attribute"].values()) and result["images"] == 6

@@ -11,15 +11,16 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from ..config import preset
+from ..config import data_sources, preset
 from ..data.eval_sets import load_eval_set
 from ..data.transforms import uint8_to_model
 from ..pipeline import DiffDisPipeline
 from ..train import train
 from .diffusion_classifier import diffusion_classifier_scores, unet_evaluations_per_image
 from .fid import InceptionFeatures, fid_kid
-from .judge import cached_judge, generation_accuracy, pil_to_uint8
+from .judge import cached_judge, pil_to_uint8, score_generations
 from .report import environment, fixed_subset, write_json
+from .shapes_judge import shapes_generation_accuracy
 from .suite import evaluate
 
 VARIANTS = ("diffdis", "gen", "dis", "clip")
@@ -52,15 +53,28 @@ def evaluate_one(
                    retrieval=result["retrieval"], query=result["query"])  # fmt: skip
         out["cost"] = _cost(pipe, images[:200], variant, subset.class_names, result["query"]["num_inference_steps"])
     if pipe.can_generate:
-        per_class = max(1, fid_images // len(subset.class_names))
-        judge, judge_record = _judge(main_set, pipe, cache_dir)
-        gen = generation_accuracy(pipe, judge, subset.class_names, per_class=per_class, seed=seed)
-        prompts = [f"a photo of a {n}." for n in subset.class_names for _ in range(per_class)]
-        fake = pil_to_uint8(pipe.generate(prompts, 50, 3.0, seed), m.image_channels)
-        real = fixed_subset(main_set.data, min(fid_images, len(main_set.data))).images
-        fid = fid_kid(real, fake, cache_dir=cache_dir, real_key=suite[0], kid_subset=min(100, len(fake)),
-                      extractor=extractor)  # fmt: skip
-        out["generation"] = {**gen, "judge": judge_record, "fid": fid}
+        out["generation"] = _generation(pipe, main_set, fid_images, cache_dir, extractor, seed)
+    return out
+
+
+def _generation(pipe, main_set, fid_images: int, cache_dir: Path, extractor, seed: int) -> dict:
+    """One batch of class-prompted samples, scored by FID/KID against the set's real images and, for
+    Fashion-MNIST, by the judge; shapes-trained RGB models are also judged on shapes captions."""
+    m, names = pipe.config.model, main_set.data.class_names
+    per_class = max(1, fid_images // len(names))
+    settings = {"prompt": "a photo of a {}.", "sampler": "ddim", "num_inference_steps": 50, "guidance_scale": 3.0,
+                "seed": seed, "images": per_class * len(names)}  # fmt: skip
+    prompts = [settings["prompt"].format(n) for n in names for _ in range(per_class)]
+    fake = pil_to_uint8(pipe.generate(prompts, 50, 3.0, seed), m.image_channels)
+    real = fixed_subset(main_set.data, min(fid_images, len(main_set.data))).images
+    out = {**settings, "fid": fid_kid(real, fake, cache_dir=cache_dir, real_key=main_set.name,
+                                      kid_subset=min(100, len(fake)), extractor=extractor)}  # fmt: skip
+    if main_set.name == "fashion-mnist":
+        judge, record = _judge(main_set, pipe, cache_dir)
+        target = torch.arange(len(names)).repeat_interleave(per_class)
+        out.update(score_generations(judge, fake, target, names), judge=record)
+    if "shapes" in data_sources(pipe.config.train.data):
+        out["shapes"] = shapes_generation_accuracy(pipe, min(200, fid_images), seed=seed)
     return out
 
 
@@ -68,8 +82,6 @@ def _judge(eval_set, pipe, cache_dir):
     """The judge, trained once on the real training split, and its record (test accuracy)."""
     from ..data.datasets import load_fashion_mnist
 
-    if eval_set.name != "fashion-mnist":
-        raise ValueError("generation accuracy is defined for fashion-mnist here; use --suite fashion")
     m = pipe.config.model
     train_set = load_fashion_mnist("train", m.resolution, m.image_channels, pipe.config.train.data_dir)
     return cached_judge("fashion-mnist", train_set, eval_set.data, cache_dir)

@@ -94,16 +94,22 @@ def cached_judge(name: str, train: LabelledImages, test: LabelledImages, cache_d
     return judge, record
 
 
+def score_generations(judge: Judge, images: torch.Tensor, target: torch.Tensor, class_names) -> dict:
+    """images (N, C, R, R) uint8 generated for classes `target` (N,) -> percent judged as their class."""
+    per = torch.stack([(judge.predict(images[target == k]) == k).float().mean() * 100 for k in range(len(class_names))])
+    return {"generation_accuracy": per.mean().item(), "per_class": dict(zip(class_names, per.tolist()))}
+
+
 def generation_accuracy(
     pipe, judge: Judge, class_names: tuple[str, ...], per_class: int, prompt: str = "a photo of a {}.",
     num_inference_steps: int = 50, guidance_scale: float = 3.0, seed: int = 0,
 ) -> dict:  # fmt: skip
     """Generate `per_class` images per class and score how many the judge assigns to the prompted class."""
     prompts = [prompt.format(name) for name in class_names for _ in range(per_class)]
-    images = pipe.generate(prompts, num_inference_steps, guidance_scale, seed)
-    predicted = judge.predict(pil_to_uint8(images, pipe.config.model.image_channels))
+    images = pil_to_uint8(
+        pipe.generate(prompts, num_inference_steps, guidance_scale, seed), pipe.config.model.image_channels
+    )
     target = torch.arange(len(class_names)).repeat_interleave(per_class)
-    per = (predicted == target).float().view(len(class_names), per_class).mean(1) * 100
-    return {"generation_accuracy": per.mean().item(), "per_class": dict(zip(class_names, per.tolist())),
-            "images": len(prompts), "prompt": prompt, "sampler": "ddim", "num_inference_steps": num_inference_steps,
-            "guidance_scale": guidance_scale, "seed": seed}  # fmt: skip
+    return {**score_generations(judge, images, target, class_names), "images": len(prompts), "prompt": prompt,
+            "sampler": "ddim", "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
+            "seed": seed}  # fmt: skip
