@@ -151,7 +151,10 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
         state = load_checkpoint(resume_from, objective, optimizer, lr_schedule, ema)
         accelerator.print(f"resuming from {resume_from} (step {state.step})")
     objective, optimizer = accelerator.prepare(objective, optimizer)
-    accelerator.init_trackers("logs", config={"preset": "resolved-config-in-config.json"})
+    hparams = {f"{section}.{k}": v if isinstance(v, (int, float, str, bool)) else str(v)
+               for section, values in config.to_dict().items() if isinstance(values, dict)
+               for k, v in values.items()}  # fmt: skip
+    accelerator.init_trackers("logs", config=hparams)
 
     world, rank = accelerator.num_processes, accelerator.process_index
     stream = ShuffledBatches(len(train_set), t.batch_size * world, t.seed, state.position)
