@@ -105,3 +105,12 @@ def test_compare_end_to_end(tmp_path, idx_dir):
     assert table["diffusion-classifier"]["unet_evaluations_per_image"]["mean"] == 80  # 10 classes x 8 timesteps
     assert "| diffdis |" in (out / "compare.md").read_text() and (out / "compare.png").exists()
     assert summary["judge"]["test_images"] == 40
+
+
+def test_train_on_shapes_from_the_command_line(tmp_path):
+    run = tmp_path / "shapes"
+    sets = [a for s in SMALL + ["train.shapes_size=64", "train.val_size=16", "train.batch_size=16",
+                                "train.validate_every=0", "train.val_images=16"] for a in ("--set", s)]  # fmt: skip
+    assert main(f"train --out {run} --data shapes --max-steps 2 --no-progress".split() + sets) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["data"] == "shapes" and config["model"]["image_channels"] == 3
