@@ -48,10 +48,6 @@ class LabelledImages:
         indices = torch.as_tensor(indices, dtype=torch.long)
         return LabelledImages(self.images[indices], self.labels[indices], self.class_names)
 
-    def pil(self, i: int) -> Image.Image:
-        array = self.images[i].numpy()
-        return Image.fromarray(array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
-
 
 @dataclass(frozen=True)
 class CaptionedImages:
