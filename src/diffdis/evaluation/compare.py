@@ -43,7 +43,7 @@ def evaluate_one(
     m = pipe.config.model
     out: dict = {}
     main_set = load_eval_set(suite[0], m.resolution, m.image_channels, pipe.config.train.data_dir, seed)
-    subset = fixed_subset(main_set.data, min(eval_images, len(main_set.data)))
+    subset = fixed_subset(main_set.data, eval_images)
     images = uint8_to_model(subset.images)
     if pipe.can_discriminate:
         result = evaluate(pipe, suite, data_dir=pipe.config.train.data_dir, seed=seed, max_images=eval_images)
@@ -64,7 +64,7 @@ def _generation(pipe, main_set, fid_images: int, cache_dir: Path, extractor, see
                 "seed": seed, "images": per_class * len(names)}  # fmt: skip
     prompts = [settings["prompt"].format(n) for n in names for _ in range(per_class)]
     fake = pil_to_uint8(pipe.generate(prompts, 50, 3.0, seed), m.image_channels)
-    real = fixed_subset(main_set.data, min(fid_images, len(main_set.data))).images
+    real = fixed_subset(main_set.data, fid_images).images
     out = {**settings, "fid": fid_kid(real, fake, cache_dir=cache_dir, real_key=main_set.name,
                                       kid_subset=min(100, len(fake)), extractor=extractor)}  # fmt: skip
     if main_set.name == "fashion-mnist":
@@ -149,7 +149,7 @@ def run_compare(
 def _diffusion_classifier(pipe, set_name: str, eval_images: int, seed: int) -> dict:
     m = pipe.config.model
     eval_set = load_eval_set(set_name, m.resolution, m.image_channels, pipe.config.train.data_dir, seed)
-    data = fixed_subset(eval_set.data, min(eval_images, len(eval_set.data)))
+    data = fixed_subset(eval_set.data, eval_images)
     images = uint8_to_model(data.images)
     start = time.perf_counter()
     scores = diffusion_classifier_scores(pipe, images, data.class_names, eval_set.templates, seed=seed)

@@ -38,7 +38,10 @@ def table(rows: list[tuple[str, str]], title: str) -> str:
 
 
 def fixed_subset(data: LabelledImages, size: int, seed: int = 0) -> LabelledImages:
-    """The same `size` images every time (a seeded permutation), for comparable sweeps."""
+    """The same `size` images every time (a seeded permutation), for comparable sweeps; the whole set, in its own
+    order, when it has no more than `size` images."""
+    if size >= len(data):
+        return data
     order = np.random.default_rng(seed).permutation(len(data))[:size]
     return data.subset(np.sort(order))
 

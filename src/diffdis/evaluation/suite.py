@@ -58,9 +58,7 @@ def evaluate(
         except (FileNotFoundError, ImportError) as error:
             zero[name] = {"skipped": str(error)}
             continue
-        data = (
-            fixed_subset(eval_set.data, max_images) if max_images and max_images < len(eval_set.data) else eval_set.data
-        )
+        data = fixed_subset(eval_set.data, max_images) if max_images else eval_set.data
         result = zero_shot(pipe, data, eval_set.templates, num_inference_steps, guidance_scale, seed)
         zero[name] = {**result.summary(), "images": len(data), "classes": list(data.class_names),
                       "templates": list(eval_set.templates), "source": eval_set.source,
