@@ -16,7 +16,9 @@ from typing import Any
 
 CONFIG_VERSION = 1
 VARIANTS = ("diffdis", "gen", "dis", "clip")
-DATA_SOURCES = ("fashion-mnist", "shapes")
+FROM_INIT = "from-init"  # model.text_encoder / model.autoencoder: taken from train.init_from
+BUILTIN_SOURCES = ("fashion-mnist", "shapes")
+FILE_SOURCES = ("wds", "folder", "csv")  # webdataset shards, image folder + metadata.jsonl, CSV of path,caption
 
 
 class ConfigError(ValueError):
@@ -39,7 +41,8 @@ class ModelConfig:
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     attention_levels: tuple[bool, ...] = (False, True, True)  # which levels carry (dual-stream) attention
     layers_per_block: int = 1
-    attention_head_dim: int = 16
+    attention_head_dim: int = 16  # channels per attention head (used when attention_heads is empty)
+    attention_heads: tuple[int, ...] = ()  # heads per level instead, as Stable Diffusion v1 fixes them (8)
     norm_num_groups: int = 8
     # Text stream and unique transformer (paper Fig. 2-3).
     transformer_blocks: int = 2  # M
@@ -70,11 +73,18 @@ class ModelConfig:
             raise ConfigError(f"model.text_prediction={self.text_prediction!r}; use 'sample' or 'epsilon'")
         if self.gamma <= 0:
             raise ConfigError(f"model.gamma={self.gamma}; it must be positive")
-        for width in self.block_out_channels:
-            if width % self.norm_num_groups or width % self.attention_head_dim:
+        if self.attention_heads and len(self.attention_heads) != levels:
+            raise ConfigError(
+                f"model.attention_heads has {len(self.attention_heads)} entries for {levels} levels; give one "
+                "per level, or leave it empty to use model.attention_head_dim"
+            )
+        head_widths = self.attention_heads or (self.attention_head_dim,) * levels
+        for width, heads_or_dim in zip(self.block_out_channels, head_widths):
+            if width % self.norm_num_groups or width % heads_or_dim:
                 raise ConfigError(
                     f"model.block_out_channels entry {width} is not divisible by model.norm_num_groups="
-                    f"{self.norm_num_groups} and model.attention_head_dim={self.attention_head_dim}"
+                    f"{self.norm_num_groups} and {heads_or_dim} (model.attention_heads, or model.attention_head_dim "
+                    "when that is empty)"
                 )
         if self.transformer_width % self.transformer_head_dim:
             raise ConfigError(
@@ -88,16 +98,29 @@ class ModelConfig:
                 f"(the UNet halves it {levels - 1} times)"
             )
 
+    def heads_per_level(self) -> tuple[int, ...]:
+        if self.attention_heads:
+            return self.attention_heads
+        return tuple(w // self.attention_head_dim for w in self.block_out_channels)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Data, optimisation, the unified objective (paper Eq. 9) and bookkeeping."""
 
-    data: str = "fashion-mnist"  # a source, or several joined with "+" (fashion-mnist+shapes)
+    # Built-in sets (fashion-mnist, shapes; several joined with "+" are concatenated) or file sources
+    # wds:SHARDS (brace patterns), folder:DIR (with metadata.jsonl), csv:FILE (path,caption), several joined
+    # with "+" and mixed by optional weights: "wds:/cc3m/{00000..00331}.tar@3+csv:/extra.csv@1".
+    data: str = "fashion-mnist"
     data_dir: str = "/usr/share/datasets/fashion-mnist"
+    val_data: str = ""  # evaluation set for in-training zero-shot (see data/eval_sets.py); "" = built-in held-out
+    num_workers: int = 2  # decoding processes per training process (file sources)
+    shuffle_buffer: int = 2000  # samples mixed across shards before batching (file sources)
+    init_from: str = ""  # a Stable Diffusion folder or .safetensors file: UNet, VAE and CLIP text encoder start here
     val_size: int = 2000  # held out from the training split for in-training validation
     shapes_size: int = 20000  # images of the procedural `shapes` source, when it is used
-    batch_size: int = 64
+    batch_size: int = 64  # global: summed over processes, per optimizer step (before accumulation)
+    gradient_accumulation: int = 1  # micro-batches per optimizer step; each is batch_size / accumulation
     max_steps: int = 2000
     max_minutes: float = 0.0  # wall-clock cap on the loop (0 = none); the run stops cleanly and saves
     lr_unet: float = 1e-3  # the image branch (pretrained when initialised from Stable Diffusion)
@@ -125,6 +148,13 @@ class TrainConfig:
             raise ConfigError(f"train.mixed_precision={self.mixed_precision!r}; use no, fp16 or bf16")
         if self.batch_size < 2:
             raise ConfigError("train.batch_size must be at least 2: the InfoNCE loss needs negatives")
+        if self.gradient_accumulation < 1 or self.batch_size % self.gradient_accumulation:
+            raise ConfigError(
+                f"train.gradient_accumulation={self.gradient_accumulation} must be a positive divisor of "
+                f"train.batch_size={self.batch_size}"
+            )
+        if self.num_workers < 0 or self.shuffle_buffer < 1:
+            raise ConfigError("train.num_workers must be >= 0 and train.shuffle_buffer >= 1")
         for name in ("text_dropout", "image_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"train.{name}={getattr(self, name)}; it must lie in [0, 1)")
@@ -132,7 +162,7 @@ class TrainConfig:
             raise ConfigError(f"train.max_steps={self.max_steps}; it must be at least 1")
         if self.checkpoint_every < 1:
             raise ConfigError(f"train.checkpoint_every={self.checkpoint_every}; it must be at least 1")
-        data_sources(self.data)
+        parse_data(self.data)
 
 
 @dataclass(frozen=True)
@@ -144,7 +174,13 @@ class Config:
     def validate(self) -> Config:
         self.model.validate()
         self.train.validate()
-        if "shapes" in data_sources(self.train.data) and self.model.image_channels != 3:
+        if FROM_INIT in (self.model.text_encoder, self.model.autoencoder) and not self.train.init_from:
+            raise ConfigError(
+                "this configuration takes its text encoder and autoencoder from Stable Diffusion weights: pass "
+                "--init-from SD_FOLDER_OR_FILE (train.init_from), or set model.text_encoder and model.autoencoder "
+                "to folders"
+            )
+        if "shapes" in [source.kind for source in parse_data(self.train.data)] and self.model.image_channels != 3:
             raise ConfigError("train.data includes shapes, whose captions name colours: set model.image_channels=3")
         return self
 
@@ -171,21 +207,116 @@ class Config:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def data_sources(spec: str) -> list[str]:
-    """`fashion-mnist+shapes` -> the source names, refused unless each is known."""
-    names = [name.strip() for name in spec.split("+")]
-    unknown = [name for name in names if name not in DATA_SOURCES]
-    if unknown:
+@dataclass(frozen=True)
+class DataSource:
+    kind: str  # a built-in name, or wds / folder / csv
+    target: str = ""  # shard pattern, folder or file (file sources)
+    weight: float = 1.0  # sampling weight among file sources
+
+    @property
+    def builtin(self) -> bool:
+        return self.kind in BUILTIN_SOURCES
+
+
+def parse_data(spec: str) -> list[DataSource]:
+    """`train.data` -> its sources, refused unless each is known; built-in and file sources do not mix."""
+    sources = []
+    for part in (p.strip() for p in spec.split("+")):
+        if part in BUILTIN_SOURCES:
+            sources.append(DataSource(part))
+            continue
+        kind, colon, rest = part.partition(":")
+        if not colon or kind not in FILE_SOURCES or not rest:
+            raise ConfigError(
+                f"train.data={spec!r}: cannot read {part!r}; use {' or '.join(BUILTIN_SOURCES)}, or "
+                "wds:SHARD_PATTERN, folder:DIR, csv:FILE (several joined with '+', each optionally '@WEIGHT')"
+            )
+        target, weight = rest, 1.0
+        if "@" in rest:
+            target, _, raw = rest.rpartition("@")
+            try:
+                weight = float(raw)
+            except ValueError:
+                raise ConfigError(f"train.data: weight {raw!r} of {part!r} is not a number") from None
+            if weight <= 0:
+                raise ConfigError(f"train.data: weight {raw!r} of {part!r} must be positive")
+        sources.append(DataSource(kind, target, weight))
+    if len({s.builtin for s in sources}) > 1:
         raise ConfigError(
-            f"train.data={spec!r} names unknown sources {unknown}; use {' or '.join(DATA_SOURCES)}, "
-            "or several joined with '+' (e.g. fashion-mnist+shapes)"
+            f"train.data={spec!r} mixes built-in and file sources; write the built-in set to shards with "
+            "`diffdis pack` and mix the shards instead"
         )
-    return names
+    return sources
 
 
 PRESETS: dict[str, Config] = {
     # CPU: tests and the demo. 16x16 greyscale pixels, MiniLM text, attention at 8x8 and 4x4.
     "tiny": Config(),
+    # One GPU, trained from scratch: 64x64 RGB pixels, MiniLM text, a 4-level UNet (about 120M parameters).
+    "base": Config(
+        model=ModelConfig(
+            resolution=64,
+            image_channels=3,
+            block_out_channels=(128, 256, 384, 512),
+            attention_levels=(False, True, True, True),
+            layers_per_block=2,
+            attention_head_dim=64,
+            norm_num_groups=32,
+            transformer_blocks=4,
+            transformer_width=512,
+            transformer_head_dim=64,
+        ),
+        train=TrainConfig(
+            batch_size=256,
+            max_steps=200_000,
+            lr_unet=2e-4,
+            lr_new=2e-4,
+            warmup_steps=2000,
+            ema_decay=0.9999,
+            mixed_precision="bf16",
+            checkpoint_every=5000,
+            validate_every=5000,
+            val_steps=4,
+        ),
+    ),
+    # Stable Diffusion v1.x shapes (paper Sec. 4.1): 4-channel latents, CLIP ViT-L/14 text (768-d condition,
+    # 77 tokens), UNet 320/640/1280/1280 with 8 heads, the paper's 6-block, 768-wide, 64-d-head unique
+    # transformer, 256 px. Start it from weights with train.init_from (or `diffdis train --init-from`), which
+    # also takes the exact shapes, VAE and noise schedule from that model.
+    "sd": Config(
+        model=ModelConfig(
+            resolution=256,
+            image_channels=3,
+            autoencoder=FROM_INIT,
+            text_encoder=FROM_INIT,
+            text_max_length=77,
+            block_out_channels=(320, 640, 1280, 1280),
+            attention_levels=(True, True, True, False),
+            layers_per_block=2,
+            attention_heads=(8, 8, 8, 8),
+            norm_num_groups=32,
+            transformer_blocks=6,
+            transformer_width=768,
+            transformer_head_dim=64,
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+        ),
+        train=TrainConfig(
+            batch_size=256,
+            max_steps=100_000,
+            lr_unet=1e-5,  # pretrained image branch: small steps
+            lr_new=1e-4,
+            warmup_steps=1000,
+            ema_decay=0.9999,
+            mixed_precision="bf16",
+            gradient_checkpointing=True,
+            checkpoint_every=2000,
+            validate_every=2000,
+            val_images=1000,
+            val_steps=4,
+        ),
+    ),
 }
 
 

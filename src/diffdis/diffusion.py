@@ -28,6 +28,10 @@ def training_scheduler(config: ModelConfig) -> DDPMScheduler:
         beta_schedule=config.beta_schedule,
         beta_start=config.beta_start,
         beta_end=config.beta_end,
+        # Only read by samplers built from this config outside DiffDis (e.g. diffusers' StableDiffusionPipeline
+        # on an exported folder): latents are unbounded, so no clipping there; SD's step offset.
+        clip_sample=config.autoencoder == "none",
+        steps_offset=1,
     )
 
 

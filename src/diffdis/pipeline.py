@@ -7,10 +7,13 @@ Saved layout (no pickle anywhere):
     text_stream.safetensors        text stream, unique transformer, head, null latent, null context
     scheduler/scheduler_config.json
     text_encoder/ tokenizer/ vae/  only when the config names folders (CLIP text encoder, AutoencoderKL)
+    model_index.json               with a CLIP text encoder and an AutoencoderKL: the generation part then loads
+                                   unchanged in diffusers' StableDiffusionPipeline.from_pretrained
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,19 +24,30 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from .config import Config
+from .config import Config, preset
 from .data.captions import EVAL_TEMPLATES
 from .data.transforms import images_to_tensor, model_to_pil
 from .diffusion import QueryDiffusion, sample_latents, sample_query, training_scheduler
 from .evaluation.retrieval import recall_at_k
 from .models.diffdis import DiffDisModel, build_unet
-from .models.encoders import MINILM, KLAutoencoder, PixelSpace, load_autoencoder, load_text_encoder
+from .models.encoders import MINILM, CLIPTextEncoder, KLAutoencoder, PixelSpace, load_autoencoder, load_text_encoder
+from .models.stable_diffusion import sd_model_config, stable_diffusion_folder, write_model_index
 
 CONFIG_NAME = "diffdis_config.json"
 STREAM_NAME = "text_stream.safetensors"
 DEFAULT_QUERY_STEPS = 2
 DEFAULT_QUERY_GUIDANCE = 1.0
 ImageBatch = Sequence[Image.Image] | torch.Tensor
+
+
+def _check_latent_size(m, autoencoder) -> None:
+    side, halvings = m.resolution // autoencoder.downsample, 2 ** (len(m.block_out_channels) - 1)
+    if m.resolution % autoencoder.downsample or side % halvings:
+        raise ValueError(
+            f"model.resolution={m.resolution} gives {side}-pixel latents (the autoencoder downsamples by "
+            f"{autoencoder.downsample}), which the UNet cannot halve {len(m.block_out_channels) - 1} times; use a "
+            f"multiple of {autoencoder.downsample * halvings}"
+        )
 
 
 @dataclass
@@ -61,8 +75,36 @@ class DiffDisPipeline:
         text_encoder = load_text_encoder(m.text_encoder, m.text_max_length)
         autoencoder = load_autoencoder(m.autoencoder, m.image_channels)
         null_context, _ = text_encoder([""])  # (1, L, D)
+        _check_latent_size(m, autoencoder)
         latent_size = m.resolution // autoencoder.downsample
         unet = build_unet(m, autoencoder.latent_channels, latent_size, text_encoder.dim)
+        return cls(DiffDisModel(unet, m, null_context), text_encoder, autoencoder, training_scheduler(m), config)
+
+    @classmethod
+    def from_stable_diffusion(
+        cls,
+        path: str | Path,
+        config: Config | None = None,
+        trust_pickle: bool = False,
+        convert_dir: str | Path | None = None,
+    ) -> DiffDisPipeline:
+        """DiffDis initialised from a Stable Diffusion v1.x model: a diffusers folder, a `.safetensors` single
+        file (converted once into `convert_dir`), or a pickled `.ckpt` with `trust_pickle=True`.
+
+        The UNet, VAE, CLIP text encoder and noise schedule are SD's; the text stream, unique transformer and
+        null latent are new. The generation pass is the UNet's own forward, so before any training it gives
+        exactly SD's output. `config` supplies the text-stream and training settings (default: the `sd` preset);
+        everything that must agree with the SD weights is read from the model itself.
+        """
+        folder = stable_diffusion_folder(path, convert_dir, trust_pickle)
+        base = config or preset("sd", [f"train.init_from={folder}"])
+        config = dataclasses.replace(base, model=sd_model_config(folder, base.model)).validate()
+        m = config.model
+        text_encoder = CLIPTextEncoder(folder, m.text_max_length)
+        autoencoder = KLAutoencoder(folder)
+        _check_latent_size(m, autoencoder)
+        unet = UNet2DConditionModel.from_pretrained(folder / "unet")
+        null_context, _ = text_encoder([""])  # SD's unconditional embedding (1, 77, 768)
         return cls(DiffDisModel(unet, m, null_context), text_encoder, autoencoder, training_scheduler(m), config)
 
     @classmethod
@@ -101,6 +143,8 @@ class DiffDisPipeline:
             self.text_encoder.tokenizer.save_pretrained(path / "tokenizer")
         if isinstance(self.autoencoder, KLAutoencoder) and Path(m.autoencoder).resolve() != path.resolve():
             self.autoencoder.vae.save_pretrained(path / "vae")
+        if isinstance(self.text_encoder, CLIPTextEncoder) and isinstance(self.autoencoder, KLAutoencoder):
+            write_model_index(path, type(self.scheduler).__name__)
         self.config.to_json(path / CONFIG_NAME)
 
     def to(self, device: str | torch.device) -> DiffDisPipeline:

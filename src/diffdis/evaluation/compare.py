@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from ..config import data_sources, preset
+from ..config import parse_data, preset
 from ..data.eval_sets import load_eval_set
 from ..data.transforms import uint8_to_model
 from ..pipeline import DiffDisPipeline
@@ -71,7 +71,7 @@ def _generation(pipe, main_set, fid_images: int, cache_dir: Path, extractor, see
         judge, record = _judge(main_set, pipe, cache_dir)
         target = torch.arange(len(names)).repeat_interleave(per_class)
         out.update(score_generations(judge, fake, target, names), judge=record)
-    if "shapes" in data_sources(pipe.config.train.data):
+    if "shapes" in [s.kind for s in parse_data(pipe.config.train.data)]:
         out["shapes"] = shapes_generation_accuracy(pipe, min(200, fid_images), seed=seed)
     return out
 

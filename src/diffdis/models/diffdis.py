@@ -32,7 +32,7 @@ def build_unet(config: ModelConfig, latent_channels: int, latent_size: int, text
         layers_per_block=config.layers_per_block,
         cross_attention_dim=text_dim,
         # diffusers reads `attention_head_dim` as the number of heads per level.
-        attention_head_dim=tuple(w // config.attention_head_dim for w in config.block_out_channels),
+        attention_head_dim=config.heads_per_level(),
         norm_num_groups=config.norm_num_groups,
     )
 

@@ -20,6 +20,9 @@ class TextEncoder(nn.Module, abc.ABC):
     """Frozen tokenizer + transformer. Subclasses set `tokenizer`, `model` and implement `_pool`."""
 
     dim: int
+    # True: attention ignores padding and c is zero there. False: the model runs on the padded tokens without
+    # a mask and c keeps its states there, exactly as Stable Diffusion computes its condition.
+    mask_padding = True
 
     def __init__(self, max_length: int, cache_size: int = 100_000):
         super().__init__()
@@ -34,9 +37,10 @@ class TextEncoder(nn.Module, abc.ABC):
         tokens = self.tokenizer(
             list(texts), padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(device)
-        out = self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+        attention_mask = tokens["attention_mask"] if self.mask_padding else None
+        out = self.model(input_ids=tokens["input_ids"], attention_mask=attention_mask)
         mask = tokens["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)  # (B, L, 1)
-        c = out.last_hidden_state * mask  # (B, L, D); padding positions are zero, not stale states
+        c = out.last_hidden_state * mask if self.mask_padding else out.last_hidden_state  # (B, L, D)
         e = F.normalize(self._pool(out, mask).float(), dim=-1)  # (B, D)
         return c.float(), e
 
@@ -77,7 +81,10 @@ class MiniLMTextEncoder(TextEncoder):
 
 class CLIPTextEncoder(TextEncoder):
     """A CLIP text transformer and its tokenizer from a local folder (Stable Diffusion layout: `text_encoder/`
-    and `tokenizer/` sub-folders, or both in one folder). e = the pooled end-of-text token state."""
+    and `tokenizer/` sub-folders, or both in one folder). e = the pooled end-of-text token state. c keeps the
+    padding positions' states, as Stable Diffusion was trained with them."""
+
+    mask_padding = False
 
     def __init__(self, path: str | Path, max_length: int = 77):
         super().__init__(max_length)

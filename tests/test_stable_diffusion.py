@@ -1,0 +1,107 @@
+"""Stable Diffusion in and out, on a tiny randomly initialised SD folder built by the test itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from tiny_sd import build_tiny_sd
+
+from diffdis import DiffDisPipeline, preset
+from diffdis.config import ConfigError
+
+SMALL_STREAM = ["model.resolution=32", "model.transformer_width=32", "model.transformer_head_dim=16"]
+
+
+@pytest.fixture(scope="module")
+def sd_folder(tmp_path_factory):
+    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
+
+
+@pytest.fixture(scope="module")
+def sd_pipe(sd_folder):
+    return DiffDisPipeline.from_stable_diffusion(
+        sd_folder, preset("sd", [f"train.init_from={sd_folder}", *SMALL_STREAM])
+    )
+
+
+def _sd_pipeline(folder):
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    sd = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
+    # The sampler DiffDis uses (DDIM, trailing spacing, no clipping in latent space).
+    sd.scheduler = DDIMScheduler.from_config(
+        sd.scheduler.config, clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing"
+    )
+    sd.set_progress_bar_config(disable=True)
+    return sd
+
+
+def _sd_images(sd, prompts, noise, steps, guidance):
+    side = 32  # the pipelines' resolution; the tiny VAE halves it once
+    out = sd(prompts, side, side, latents=noise, num_inference_steps=steps, guidance_scale=guidance, output_type="np")
+    return (out.images * 255).round().astype(np.int16)
+
+
+def test_config_shapes_come_from_the_model(sd_pipe, sd_folder):
+    m = sd_pipe.config.model
+    assert m.block_out_channels == (32, 64) and m.attention_levels == (True, False)
+    assert m.attention_heads == (8, 8) and m.text_max_length == 77 and m.beta_schedule == "scaled_linear"
+    assert m.text_encoder == str(sd_folder) and sd_pipe.autoencoder.scale == pytest.approx(0.18215)
+    assert sd_pipe.config.model.transformer_width == 32  # text-stream settings stay the caller's
+
+
+def test_generation_equals_stable_diffusion_before_training(sd_pipe, sd_folder):
+    from diffusers import UNet2DConditionModel
+
+    reference = UNet2DConditionModel.from_pretrained(sd_folder / "unet")
+    z, t = torch.randn(2, 4, 4, 4), torch.tensor([10, 900])
+    c, _ = sd_pipe.text_encoder(["a red cube", ""])
+    with torch.no_grad():
+        assert torch.equal(sd_pipe.model(z, t, c), reference(z, t, encoder_hidden_states=c).sample)
+
+    sd = _sd_pipeline(sd_folder)
+    prompt_embeds, _ = sd.encode_prompt(["a red cube"], "cpu", 1, False)
+    assert torch.equal(c[:1], prompt_embeds)  # same condition c, padding states included
+    noise = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    ours = np.stack([np.asarray(im) for im in sd_pipe.generate(["a red cube", "a cat"], 4, 3.0, seed=0)])
+    theirs = _sd_images(sd, ["a red cube", "a cat"], noise, 4, 3.0)
+    assert np.abs(ours.astype(np.int16) - theirs).max() <= 1  # rounding of the last 8-bit step only
+
+
+def test_saved_folder_loads_in_diffusers_and_back(sd_pipe, tmp_path):
+    with torch.no_grad():
+        for p in sd_pipe.model.unet.parameters():  # as if trained: no longer SD's weights
+            p.add_(0.01 * torch.randn_like(p))
+    sd_pipe.save_pretrained(tmp_path / "out")
+    sd = _sd_pipeline(tmp_path / "out")
+    for (name, ours), theirs in zip(sd_pipe.model.unet.state_dict().items(), sd.unet.state_dict().values()):
+        assert torch.equal(ours, theirs), name
+    noise = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    ours = np.asarray(sd_pipe.generate(["a cat"], 3, 2.0, seed=0)[0]).astype(np.int16)
+    assert np.abs(ours - _sd_images(sd, ["a cat"], noise, 3, 2.0)[0]).max() <= 1
+
+    loaded = DiffDisPipeline.from_pretrained(tmp_path / "out")
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.allclose(loaded.encode_image(images), sd_pipe.encode_image(images), atol=1e-5)
+
+
+def test_refusals(sd_folder, tmp_path):
+    pickled = tmp_path / "model.ckpt"
+    pickled.write_bytes(b"not really a checkpoint")
+    with pytest.raises(ValueError, match="pickled checkpoint.*--trust-pickle"):
+        DiffDisPipeline.from_stable_diffusion(pickled)
+    with pytest.raises(FileNotFoundError, match="missing unet/"):
+        DiffDisPipeline.from_stable_diffusion(tmp_path)
+    with pytest.raises(ConfigError, match="--init-from"):
+        preset("sd")
+
+    other = tmp_path / "mixed"
+    shutil.copytree(sd_folder, other)
+    config = json.loads((other / "unet" / "config.json").read_text())
+    (other / "unet" / "config.json").write_text(json.dumps({**config, "cross_attention_dim": 64}))
+    with pytest.raises(ConfigError, match="cross_attention_dim \\(64\\).*hidden_size \\(32\\)"):
+        DiffDisPipeline.from_stable_diffusion(other, preset("sd", [f"train.init_from={other}", *SMALL_STREAM]))
