@@ -43,7 +43,7 @@ def test_bad_overrides_are_refused_with_the_fix(overrides, message):
 
 
 def test_unknown_preset_lists_the_choices():
-    with pytest.raises(ConfigError, match="available: tiny"):
+    with pytest.raises(ConfigError, match="available: base, sd, tiny"):
         preset("huge")
 
 

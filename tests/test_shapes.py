@@ -68,7 +68,7 @@ def test_captioned_images_mix_sources():
 def test_shapes_source_needs_colour_and_trains(tmp_path):
     with pytest.raises(ConfigError, match="image_channels=3"):
         preset("tiny", ["train.data=shapes"])
-    with pytest.raises(ConfigError, match="unknown sources"):
+    with pytest.raises(ConfigError, match="cannot read .cifar."):
         preset("tiny", ["train.data=shapes+cifar", "model.image_channels=3"])
     config = preset("tiny", ["train.data=shapes", "model.image_channels=3", "train.shapes_size=64", "train.val_size=8"])
     train, val = training_data(config)

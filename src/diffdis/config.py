@@ -117,6 +117,7 @@ class TrainConfig:
     num_workers: int = 2  # decoding processes per training process (file sources)
     shuffle_buffer: int = 2000  # samples mixed across shards before batching (file sources)
     init_from: str = ""  # a Stable Diffusion folder or .safetensors file: UNet, VAE and CLIP text encoder start here
+    trust_pickle: bool = False  # allow init_from to be a pickled .ckpt (loading a pickle can run code)
     val_size: int = 2000  # held out from the training split for in-training validation
     shapes_size: int = 20000  # images of the procedural `shapes` source, when it is used
     batch_size: int = 64  # global: summed over processes, per optimizer step (before accumulation)

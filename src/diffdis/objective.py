@@ -9,6 +9,10 @@ Both tasks see the same batch with independent timesteps t_z, t_e (Algorithm 1):
   paper's equation has none, and raw cosines in [-1, 1] train poorly.
   Identical captions in one batch are positives of each other, not negatives (templated data repeats them).
 
+Several processes: every random draw (timesteps, noise, dropouts) is made for the whole global batch from a
+generator seeded per step, and each process keeps its rows, so a run does not depend on the process count; the
+InfoNCE negatives are the whole global batch (features gathered from all processes with their gradients).
+
 The single-task baselines (`model.variant`) use the same module: `gen` computes L_IG only, `dis` L_ITA only,
 `clip` L_ITA on the pooled encoder embedding of the clean image (no text diffusion, no L_IG).
 """
@@ -28,9 +32,17 @@ from .models.diffdis import DiffDisModel
 
 class DiffDisObjective(nn.Module):
     def __init__(
-        self, model: DiffDisModel, scheduler, query: QueryDiffusion, config: TrainConfig, variant: str = "diffdis"
+        self,
+        model: DiffDisModel,
+        scheduler,
+        query: QueryDiffusion,
+        config: TrainConfig,
+        variant: str = "diffdis",
+        rank: int = 0,
+        world: int = 1,
     ):
         super().__init__()
+        self.rank, self.world = rank, world
         self.model = model
         self.variant = variant
         self.scheduler = scheduler
@@ -52,15 +64,16 @@ class DiffDisObjective(nn.Module):
     ) -> dict[str, torch.Tensor]:
         b, device = z.shape[0], z.device
         T = self.scheduler.config.num_train_timesteps
+        mine = slice(self.rank * b, (self.rank + 1) * b)  # this process's rows of the global batch
 
         def rand(*shape):
-            return torch.rand(*shape, generator=generator, device=device)
+            return torch.rand(b * self.world, *shape[1:], generator=generator, device=device)[mine]
 
         def randn(*shape):
-            return torch.randn(*shape, generator=generator, device=device, dtype=z.dtype)
+            return torch.randn(b * self.world, *shape[1:], generator=generator, device=device, dtype=z.dtype)[mine]
 
-        t_z = torch.randint(0, T, (b,), generator=generator, device=device)
-        t_e = torch.randint(0, T, (b,), generator=generator, device=device)
+        t_z = torch.randint(0, T, (b * self.world,), generator=generator, device=device)[mine]
+        t_e = torch.randint(0, T, (b * self.world,), generator=generator, device=device)[mine]
         zero = torch.zeros((), device=device)
 
         l_ig = zero
@@ -84,12 +97,24 @@ class DiffDisObjective(nn.Module):
         return {"loss": l_ig + self.lam * l_ita, "l_ig": l_ig.detach(), "l_ita": l_ita.detach()}
 
     def contrastive(self, e_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """Symmetric InfoNCE over the (B, B) similarity matrix s_ij = cos(ê_0(image i), e(caption j))."""
+        """Symmetric InfoNCE over s_ij = cos(ê_0(image i), e(caption j)): this process's B rows against the
+        N = B x processes columns of the global batch, in both directions."""
         with torch.autocast(e.device.type, enabled=False):  # fp32: the duplicate test needs 1e-5 precision
             e_hat, e = e_hat.float(), e.float()
+            all_e_hat, all_e = self._gather(e_hat), self._gather(e.detach())  # (N, D)
             scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
-            logits = scale * e_hat @ e.T  # (B, B)
-            same_caption = e @ e.T > 1 - 1e-5  # identical captions are all positives of each other
-            same_caption |= torch.eye(len(e), dtype=torch.bool, device=e.device)
+            same_caption = e @ all_e.T > 1 - 1e-5  # (B, N) identical captions are all positives of each other
+            rows = torch.arange(len(e), device=e.device)
+            same_caption[rows, rows + self.rank * len(e)] = True
             targets = same_caption.float() / same_caption.sum(1, keepdim=True)
-            return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T))
+            image_to_text = F.cross_entropy(scale * e_hat @ all_e.T, targets)
+            text_to_image = F.cross_entropy(scale * e @ all_e_hat.T, targets)
+            return 0.5 * (image_to_text + text_to_image)
+
+    def _gather(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D) on each process -> (N, D) in rank order; gradients flow back to the process that made each row."""
+        if self.world == 1:
+            return x
+        from torch.distributed.nn.functional import all_gather
+
+        return torch.cat(all_gather(x))

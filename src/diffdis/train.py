@@ -2,9 +2,10 @@
 
 Run folder:
     config.json                 the resolved Config of the run
-    checkpoints/step_XXXXXXX/   model.safetensors, ema.safetensors, optimizer.pt, lr_scheduler.pt, rng.pt,
-                                state.json (written to a temporary folder, then renamed: a crash never leaves a
-                                half-written checkpoint under the final name)
+    checkpoints/step_XXXXXXX/   model.safetensors, ema.safetensors, optimizer.pt, lr_scheduler.pt, and
+                                state.json (step, time, every process's data position, validation history);
+                                written to a temporary folder, then renamed: a crash never leaves a
+                                half-written checkpoint under the final name
     logs/                       TensorBoard: L_IG, L_ITA, logit scale, learning rate, images/s, validation
     samples/step_XXXXXXX.png    a generated grid, one row per class
     model/                      the final pipeline (EMA weights), loadable with DiffDisPipeline.from_pretrained
@@ -17,19 +18,21 @@ import math
 import os
 import shutil
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections import Counter
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .config import Config
-from .data.batches import BatchPosition, ShuffledBatches
 from .data.datasets import LabelledImages
-from .data.sources import training_data
+from .data.sources import training_batches
 from .data.transforms import uint8_to_model
 from .evaluation.figures import image_grid
 from .evaluation.zero_shot import zero_shot
@@ -84,8 +87,9 @@ class TrainState:
     step: int = 0
     seconds: float = 0.0  # training wall time so far, summed over resumed segments
     skipped_steps: int = 0
-    position: BatchPosition = field(default_factory=BatchPosition)
+    data: list[dict | None] = field(default_factory=lambda: [None])  # each process's data position
     history: list[dict] = field(default_factory=list)  # validation results
+    prompts: list[str] = field(default_factory=list)  # sample-grid prompts when there is no labelled set
 
 
 def lr_lambda(warmup: int, total: int):
@@ -110,29 +114,47 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def step_generator(seed: int, step: int, micro: int, device: torch.device) -> torch.Generator:
+    """The generator of one micro-batch's random draws: a function of (seed, step, micro-batch) alone, so a
+    resumed run draws exactly what an uninterrupted one would, on any number of processes."""
+    state = np.random.SeedSequence([seed, step, micro]).generate_state(2, dtype=np.uint64)
+    return torch.Generator(device=device).manual_seed(int(state[0] >> np.uint64(1)))
+
+
+def build_pipeline(config: Config, run_dir: Path) -> DiffDisPipeline:
+    """A fresh model, or one initialised from Stable Diffusion weights (train.init_from)."""
+    t = config.train
+    if not t.init_from:
+        return DiffDisPipeline.from_config(config)
+    return DiffDisPipeline.from_stable_diffusion(t.init_from, config, t.trust_pickle, run_dir / "init")
+
+
 def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
     """Train (or resume) the run in `run_dir`; returns the folder of the saved pipeline."""
     config.validate()
-    t = config.train
     run_dir = Path(run_dir)
     accelerator = Accelerator(
-        mixed_precision=t.mixed_precision,
+        mixed_precision=config.train.mixed_precision,
         log_with="tensorboard",
         project_dir=str(run_dir),
         cpu=not torch.cuda.is_available(),
     )
-    torch.manual_seed(t.seed)  # the same initial weights on every process
+    world, rank = accelerator.num_processes, accelerator.process_index
+    torch.manual_seed(config.train.seed)  # the same initial weights on every process
+    with accelerator.main_process_first():  # a single-file SD checkpoint is converted once
+        pipe = build_pipeline(config, run_dir)
+    config = pipe.config  # with init_from: shapes, VAE and schedule read from the SD model
+    t = config.train
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_json(run_dir / "config.json")
 
-    train_set, val_set = training_data(config)
-    pipe = DiffDisPipeline.from_config(config)
     pipe.to(accelerator.device)
     model = pipe.model.train()
     if t.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
-    objective = DiffDisObjective(model, pipe.scheduler, pipe.query, t, config.model.variant).to(accelerator.device)
+    objective = DiffDisObjective(model, pipe.scheduler, pipe.query, t, config.model.variant, rank, world)
+    objective.to(accelerator.device)
     new_ids = {id(p) for p in objective.new_parameters()}
     optimizer = torch.optim.AdamW(
         [
@@ -143,7 +165,6 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
     )
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t.warmup_steps, t.max_steps))
     ema = EMA(objective, t.ema_decay)
-    torch.manual_seed(t.seed + 1 + accelerator.process_index)  # independent noise draws per process
 
     state = TrainState()
     resume_from = latest_checkpoint(run_dir)
@@ -156,9 +177,11 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
                for k, v in values.items()}  # fmt: skip
     accelerator.init_trackers("logs", config=hparams)
 
-    world, rank = accelerator.num_processes, accelerator.process_index
-    stream = ShuffledBatches(len(train_set), t.batch_size * world, t.seed, state.position)
-    batches = iter(stream)
+    data_state = state.data[rank] if len(state.data) == world else None
+    if state.step and data_state is None:
+        accelerator.print(f"the checkpoint was written by {len(state.data)} processes: the data stream restarts")
+    batches, val_set = training_batches(config, rank, world, data_state)
+    steps = iter(batches)
     bar = tqdm(
         total=t.max_steps, initial=state.step, disable=not (progress and accelerator.is_main_process), desc="train"
     )
@@ -166,16 +189,19 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
     segment_start, seconds_before = time.perf_counter(), state.seconds
 
     while state.step < t.max_steps:
-        indices, rng = next(batches)
-        captions = train_set.captions(indices, rng)
-        indices, captions = indices[rank::world], captions[rank::world]  # this process's share
-        images = uint8_to_model(train_set.images[indices]).to(accelerator.device)
-        c, e = pipe.text_encoder.encode_cached(captions)
-        z = pipe.autoencoder.encode(images, sample=True)
-
-        with accelerator.autocast():
-            out = objective(z, c.to(z.device), e.to(z.device))
-        accelerator.backward(out["loss"])
+        out = None
+        for micro, (images, captions) in enumerate(next(steps)):
+            if not state.prompts and val_set is None:
+                state.prompts = list(captions[:8])
+            images = uint8_to_model(images).to(accelerator.device)
+            c, e = pipe.text_encoder.encode_cached(captions)
+            generator = step_generator(t.seed, state.step, micro, accelerator.device)
+            z = pipe.autoencoder.encode(images, sample=True, generator=generator)
+            last_micro = micro == t.gradient_accumulation - 1
+            with accelerator.no_sync(objective) if not last_micro else nullcontext(), accelerator.autocast():
+                out = objective(z, c.to(z.device), e.to(z.device), generator)
+                accelerator.backward(out["loss"] / t.gradient_accumulation)
+            window_images += len(images) * world
         grad_norm = accelerator.clip_grad_norm_(objective.parameters(), t.grad_clip)
         if torch.isfinite(out["loss"]) and torch.isfinite(grad_norm):
             optimizer.step()
@@ -186,11 +212,11 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
         lr_schedule.step()
         state.step += 1
         bar.update(1)
-        window_images += len(indices) * world
         state.seconds = seconds_before + time.perf_counter() - segment_start
 
         if state.step % t.log_every == 0 or state.step == t.max_steps:
             elapsed = time.perf_counter() - window_start
+            skipped = _sum_counts(gather_object([batches.skipped()]))
             scalars = {
                 "loss/L_IG": out["l_ig"].item(),
                 "loss/L_ITA": out["l_ita"].item(),
@@ -200,6 +226,7 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
                 "lr/new": lr_schedule.get_last_lr()[1],
                 "images_per_second": window_images / max(elapsed, 1e-9),
                 "skipped_steps": state.skipped_steps,
+                "skipped_samples": sum(skipped.values()),
             }
             accelerator.log(scalars, step=state.step)
             bar.set_postfix(
@@ -207,6 +234,8 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
                 L_ITA=f"{scalars['loss/L_ITA']:.3f}",
                 img_s=f"{scalars['images_per_second']:.0f}",
             )
+            if skipped:
+                bar.write(f"step {state.step}: skipped samples so far: {skipped}")
             window_start, window_images = time.perf_counter(), 0
 
         out_of_time = t.max_minutes > 0 and state.seconds > 60 * t.max_minutes
@@ -215,7 +244,7 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
             validation_start = time.perf_counter()
             if accelerator.is_main_process:
                 with ema.applied():
-                    result = validate(pipe, val_set, config, run_dir, state.step)
+                    result = validate(pipe, val_set, state.prompts, config, run_dir, state.step)
                 state.history.append(result)
                 if "zero_shot_top1" in result:
                     accelerator.log({"val/zero_shot_top1": result["zero_shot_top1"]}, step=state.step)
@@ -223,51 +252,63 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
             model.train()
             window_start += time.perf_counter() - validation_start  # images/s counts training time only
         if state.step % t.checkpoint_every == 0 or last:
-            state.position = BatchPosition(stream.position.epoch, stream.position.offset)
+            state.data = gather_object([batches.state])
             save_checkpoint(accelerator, run_dir, objective, optimizer, lr_schedule, ema, state, t.keep_checkpoints)
         if out_of_time:
             accelerator.print(f"stopping at step {state.step}: train.max_minutes={t.max_minutes} reached")
             break
 
     bar.close()
+    skipped = _sum_counts(gather_object([batches.skipped()]))
     model_dir = run_dir / "model"
     if accelerator.is_main_process:
         with ema.applied():
             pipe.save_pretrained(model_dir)
-        (run_dir / "train_summary.json").write_text(
-            json.dumps(
-                {
-                    "steps": state.step,
-                    "train_seconds": state.seconds,
-                    "skipped_steps": state.skipped_steps,
-                    "validation": state.history,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        summary = {
+            "steps": state.step,
+            "train_seconds": state.seconds,
+            "skipped_steps": state.skipped_steps,
+            "skipped_samples": skipped,
+            "processes": world,
+            "validation": state.history,
+        }
+        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if skipped:
+            accelerator.print(f"skipped samples: {skipped}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # else processes that imported diffusers may abort at exit
     return model_dir
 
 
+def _sum_counts(per_process: list[dict[str, int]]) -> dict[str, int]:
+    total = Counter()
+    for counts in per_process:
+        total.update(counts)
+    return dict(total)
+
+
 @torch.no_grad()
-def validate(pipe: DiffDisPipeline, val_set: LabelledImages, config: Config, run_dir: Path, step: int) -> dict:
-    """Zero-shot accuracy on held-out training images and a grid of generated samples (one row per class)."""
+def validate(
+    pipe: DiffDisPipeline, val_set: LabelledImages | None, prompts: list[str], config: Config, run_dir: Path, step: int
+) -> dict:
+    """Zero-shot accuracy on the labelled validation set and a grid of generated samples: one row per class,
+    or, without a labelled set, one row per prompt (the first training captions of the run)."""
     t = config.train
     pipe.model.eval()
     record = {"step": step}
-    if pipe.can_discriminate:
+    if pipe.can_discriminate and val_set is not None:
         subset = val_set.subset(torch.arange(min(t.val_images, len(val_set))))
         result = zero_shot(pipe, subset, num_inference_steps=t.val_steps, seed=0)
         record.update(zero_shot_top1=result.accuracy, val_images=len(subset), val_steps=t.val_steps)
     if pipe.can_generate:
-        per_class = 8
-        prompts = [f"a photo of a {name}." for name in val_set.class_names for _ in range(per_class)]
-        images = pipe.generate(prompts, num_inference_steps=25, seed=0)
-        rows = [images[i * per_class : (i + 1) * per_class] for i in range(len(val_set.class_names))]
+        per_row = 8
+        labels = [f"a photo of a {name}." for name in val_set.class_names] if val_set is not None else prompts
+        images = pipe.generate([p for p in labels for _ in range(per_row)], num_inference_steps=25, seed=0)
+        rows = [images[i * per_row : (i + 1) * per_row] for i in range(len(labels))]
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        image_grid(rows, val_set.class_names).save(run_dir / "samples" / f"step_{step:07d}.png")
+        image_grid(rows, [label[:40] for label in labels]).save(run_dir / "samples" / f"step_{step:07d}.png")
     return record
 
 
@@ -285,15 +326,7 @@ def save_checkpoint(accelerator, run_dir, objective, optimizer, lr_schedule, ema
     save_file({k: v.cpu().contiguous() for k, v in ema.state_dict().items()}, tmp / "ema.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(lr_schedule.state_dict(), tmp / "lr_scheduler.pt")
-    torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
-    meta = {
-        "step": state.step,
-        "seconds": state.seconds,
-        "skipped_steps": state.skipped_steps,
-        "epoch": state.position.epoch,
-        "offset": state.position.offset,
-        "history": state.history,
-    }
+    meta = asdict(state)
     (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
     if final.exists():
         shutil.rmtree(final)
@@ -307,12 +340,4 @@ def load_checkpoint(folder: Path, objective, optimizer, lr_schedule, ema) -> Tra
     ema.load_state_dict(load_file(folder / "ema.safetensors"))
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     lr_schedule.load_state_dict(torch.load(folder / "lr_scheduler.pt", weights_only=True))
-    torch.set_rng_state(torch.load(folder / "rng.pt", weights_only=True)["torch"])
-    meta = json.loads((folder / "state.json").read_text())
-    return TrainState(
-        step=meta["step"],
-        seconds=meta["seconds"],
-        skipped_steps=meta["skipped_steps"],
-        position=BatchPosition(meta["epoch"], meta["offset"]),
-        history=meta["history"],
-    )
+    return TrainState(**json.loads((folder / "state.json").read_text()))

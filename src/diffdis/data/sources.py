@@ -1,14 +1,24 @@
-"""The named training corpora (`train.data`), alone or mixed with `+`, and their validation sets."""
+"""What the training loop reads: the batches of `train.data` (built-in sets in memory, or file sources streamed
+through data/stream.py) and the labelled set for in-training validation."""
 
 from __future__ import annotations
 
-from ..config import Config, data_sources
+from collections.abc import Iterator
+
+import torch
+
+from ..config import Config, parse_data
+from .batches import BatchPosition, ShuffledBatches
 from .captions import TRAIN_TEMPLATES
 from .datasets import CaptionedImages, LabelledImages, load_fashion_mnist, train_val_split
+from .eval_sets import load_eval_set
 from .shapes import load_shapes
+from .stream import FileBatches
+
+Step = list[tuple[torch.Tensor, list[str]]]  # per optimizer step: micro-batches of (uint8 images, captions)
 
 
-def _source(name: str, config: Config) -> tuple[CaptionedImages, LabelledImages]:
+def _builtin(name: str, config: Config) -> tuple[CaptionedImages, LabelledImages]:
     m, t = config.model, config.train
     if name == "fashion-mnist":
         full = load_fashion_mnist("train", m.resolution, m.image_channels, t.data_dir)
@@ -20,9 +30,52 @@ def _source(name: str, config: Config) -> tuple[CaptionedImages, LabelledImages]
 
 
 def training_data(config: Config) -> tuple[CaptionedImages, LabelledImages]:
-    """The training set (all sources concatenated) and the validation set of the first source (held out from
-    training; the test splits are never loaded here)."""
-    parts = [_source(name, config) for name in data_sources(config.train.data)]
+    """Built-in sources: the training set (all sources concatenated) and the validation set of the first
+    source (held out from training; the test splits are never loaded here)."""
+    parts = [_builtin(source.kind, config) for source in parse_data(config.train.data)]
     if len(parts) == 1:
         return parts[0]
     return CaptionedImages.concatenate([p[0] for p in parts]), parts[0][1]
+
+
+class MemoryBatches:
+    """Built-in sets: each step draws one global batch (the same on every process), and each process takes
+    its share, split into micro-batches for gradient accumulation."""
+
+    def __init__(self, data: CaptionedImages, config: Config, rank: int, world: int, state: dict | None = None):
+        t = config.train
+        position = BatchPosition(**state) if state else BatchPosition()
+        self.data, self.rank, self.world, self.accumulation = data, rank, world, t.gradient_accumulation
+        self.stream = ShuffledBatches(len(data), t.batch_size, t.seed, position)
+
+    def __iter__(self) -> Iterator[Step]:
+        for indices, rng in self.stream:
+            captions = self.data.captions(indices, rng)
+            mine = list(range(self.rank, len(indices), self.world))  # this process's share
+            micro = len(mine) // self.accumulation
+            yield [
+                (self.data.images[indices[mine[i : i + micro]]], [captions[j] for j in mine[i : i + micro]])
+                for i in range(0, micro * self.accumulation, micro)
+            ]
+
+    @property
+    def state(self) -> dict:
+        return {"epoch": self.stream.position.epoch, "offset": self.stream.position.offset}
+
+    def skipped(self) -> dict[str, int]:
+        return {}  # built-in sets are decoded and checked once, when loaded
+
+
+def training_batches(
+    config: Config, rank: int, world: int, state: dict | None = None
+) -> tuple[MemoryBatches | FileBatches, LabelledImages | None]:
+    """The step stream of `train.data` from `state` (a checkpoint's data position), and the validation set:
+    `train.val_data` if set, else the built-in source's held-out split, else none."""
+    t = config.train
+    val = None
+    if t.val_data:
+        val = load_eval_set(t.val_data, config.model.resolution, config.model.image_channels, t.data_dir)
+    if parse_data(t.data)[0].builtin:
+        data, held_out = training_data(config)
+        return MemoryBatches(data, config, rank, world, state), val or held_out
+    return FileBatches(config, rank, world, state), val

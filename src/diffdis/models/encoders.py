@@ -129,7 +129,9 @@ class PixelSpace(nn.Module):
         super().__init__()
         self.latent_channels = channels
 
-    def encode(self, images: torch.Tensor, sample: bool = False) -> torch.Tensor:
+    def encode(
+        self, images: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         return images
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -151,9 +153,11 @@ class KLAutoencoder(nn.Module):
         self.downsample = 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @torch.no_grad()
-    def encode(self, images: torch.Tensor, sample: bool = False) -> torch.Tensor:
+    def encode(
+        self, images: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         dist = self.vae.encode(images.to(self.vae.dtype)).latent_dist
-        return (dist.sample() if sample else dist.mode()).float() * self.scale
+        return (dist.sample(generator) if sample else dist.mode()).float() * self.scale
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

@@ -27,10 +27,10 @@ def stable_diffusion_folder(
     if not path.exists():
         raise FileNotFoundError(f"Stable Diffusion model {path} does not exist")
     if path.is_dir():
-        missing = [c for c in COMPONENTS if not (path / c).is_dir()]
+        missing = [f"{c}/" for c in COMPONENTS if not (path / c).is_dir()]
         if missing:
             raise FileNotFoundError(
-                f"{path} is not a Stable Diffusion folder in diffusers layout: missing {', '.join(m + '/' for m in missing)} "
+                f"{path} is not a Stable Diffusion folder in diffusers layout: missing {', '.join(missing)} "
                 "(a single-file checkpoint must be given as the .safetensors file itself)"
             )
         return path
