@@ -21,7 +21,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder; the pipeline is written to OUT/model")
     t.add_argument("--max-steps", type=int, help="optimisation steps (overrides train.max_steps)")
     t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (train.checkpoint_every)")
-    t.add_argument("--data", help="training data: fashion-mnist, shapes, or fashion-mnist+shapes (train.data)")
+    t.add_argument(
+        "--data",
+        help="training data (train.data): fashion-mnist, shapes, fashion-mnist+shapes, or file sources "
+        "wds:SHARDS, folder:DIR, csv:FILE joined by '+', each optionally @WEIGHT",
+    )
+    t.add_argument("--init-from", help="Stable Diffusion folder or .safetensors file to start from (train.init_from)")
+    t.add_argument(
+        "--trust-pickle", action="store_true", help="allow --init-from to be a pickled .ckpt (it can run code)"
+    )
     t.add_argument(
         "--set",
         action="append",
@@ -96,6 +104,16 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)")
     k.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    pk = sub.add_parser("pack", help="write WebDataset shards (image, caption) from a dataset, for streaming training")
+    pk.add_argument("source", help="fashion-mnist[:train|test], shapes, idx:IMAGES,LABELS or folder:DIR")
+    pk.add_argument("--out", required=True, help="folder for 00000.tar, 00001.tar, ...")
+    pk.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    pk.add_argument("--num", type=int, default=None, help="pack only the first N samples (required for shapes)")
+    pk.add_argument("--resolution", type=int, default=28, help="image side for built-in and IDX sets (default 28)")
+    pk.add_argument("--labels", help="comma-separated class names for idx: sources")
+    pk.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST IDX files (default: Debian's)")
+    pk.add_argument("--seed", type=int, default=0, help="seed of the caption templates / shapes scenes (default 0)")
+
     d = sub.add_parser("demo", help="train the tiny preset on Fashion-MNIST, then generate, classify, retrieve")
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)")
@@ -120,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             "retrieve": _retrieve,
             "evaluate": _evaluate,
             "compare": _compare,
+            "pack": _pack,
             "demo": _demo,
         }
         return handlers[args.command](args)
@@ -137,6 +156,10 @@ def _train(args) -> int:
         overrides.append(f"train.max_steps={args.max_steps}")
     if args.checkpoint_every is not None:
         overrides.append(f"train.checkpoint_every={args.checkpoint_every}")
+    if args.init_from is not None:
+        overrides.append(f"train.init_from={args.init_from}")
+    if args.trust_pickle:
+        overrides.append("train.trust_pickle=true")
     if args.data is not None:
         overrides.append(f"train.data={args.data}")
         if "shapes" in args.data and not any(o.startswith("model.image_channels") for o in overrides):
@@ -301,6 +324,20 @@ def _compare(args) -> int:
         overrides=args.set,
         progress=not args.no_progress,
     )
+    return 0
+
+
+def _pack(args) -> int:
+    from .data.datasets import FASHION_MNIST_DIR
+    from .data.pack import pack_samples, write_shards
+
+    labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
+    samples = pack_samples(
+        args.source, args.resolution, args.num, args.seed, labels, args.data_dir or FASHION_MNIST_DIR
+    )
+    shards = write_shards(samples, args.out, args.shard_size)
+    pattern = f"{args.out}/{{00000..{len(shards) - 1:05d}}}.tar" if len(shards) > 1 else str(shards[0])
+    print(f"wrote {len(shards)} shards; train on them with --data 'wds:{pattern}'")
     return 0
 
 

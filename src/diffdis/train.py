@@ -260,6 +260,7 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
 
     bar.close()
     skipped = _sum_counts(gather_object([batches.skipped()]))
+    checksums = gather_object([_checksum(objective)])  # DDP keeps the replicas equal; verify, do not assume
     model_dir = run_dir / "model"
     if accelerator.is_main_process:
         with ema.applied():
@@ -270,16 +271,30 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
             "skipped_steps": state.skipped_steps,
             "skipped_samples": skipped,
             "processes": world,
+            "parameter_checksums": checksums,
             "validation": state.history,
         }
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if skipped:
             accelerator.print(f"skipped samples: {skipped}")
+        if len(set(checksums)) > 1:
+            raise RuntimeError(f"the processes' parameters differ at the end of training (checksums {checksums})")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()  # else processes that imported diffusers may abort at exit
     return model_dir
+
+
+@torch.no_grad()
+def _checksum(module: torch.nn.Module) -> str:
+    """A fingerprint of the parameters' exact values (equal on all processes when they are in sync)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for p in module.parameters():
+        digest.update(p.detach().cpu().float().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _sum_counts(per_process: list[dict[str, int]]) -> dict[str, int]:

@@ -33,7 +33,7 @@ CSV_CAPTION_COLUMNS = ("title", "caption", "text")
 @dataclass
 class Pending:
     key: str
-    read: Callable[[], dict[str, bytes]]
+    read: Callable[[], dict[str, bytes]]  # valid until the next sample of the same source is pulled
 
 
 class SampleError(ValueError):

@@ -39,11 +39,17 @@ def training_data(config: Config) -> tuple[CaptionedImages, LabelledImages]:
 
 
 class MemoryBatches:
-    """Built-in sets: each step draws one global batch (the same on every process), and each process takes
-    its share, split into micro-batches for gradient accumulation."""
+    """Built-in sets: each step draws one global batch (the same on every process), and process r takes the
+    r-th contiguous share (the rows of the global random draws it also takes), split into micro-batches for
+    gradient accumulation."""
 
     def __init__(self, data: CaptionedImages, config: Config, rank: int, world: int, state: dict | None = None):
         t = config.train
+        if t.batch_size % (world * t.gradient_accumulation):
+            raise ValueError(
+                f"train.batch_size={t.batch_size} does not split into {world} processes x "
+                f"{t.gradient_accumulation} micro-batches; use a multiple of {world * t.gradient_accumulation}"
+            )
         position = BatchPosition(**state) if state else BatchPosition()
         self.data, self.rank, self.world, self.accumulation = data, rank, world, t.gradient_accumulation
         self.stream = ShuffledBatches(len(data), t.batch_size, t.seed, position)
@@ -51,8 +57,9 @@ class MemoryBatches:
     def __iter__(self) -> Iterator[Step]:
         for indices, rng in self.stream:
             captions = self.data.captions(indices, rng)
-            mine = list(range(self.rank, len(indices), self.world))  # this process's share
-            micro = len(mine) // self.accumulation
+            share = len(indices) // self.world
+            mine = list(range(self.rank * share, (self.rank + 1) * share))  # this process's rows
+            micro = share // self.accumulation
             yield [
                 (self.data.images[indices[mine[i : i + micro]]], [captions[j] for j in mine[i : i + micro]])
                 for i in range(0, micro * self.accumulation, micro)

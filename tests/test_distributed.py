@@ -1,0 +1,83 @@
+"""Several processes (DDP over gloo on this CPU): replicas stay equal, the result matches one process with the
+same global batch, and file sources stream into training."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import SMALL
+from safetensors.torch import load_file
+
+from diffdis.data.pack import pack_samples, write_shards
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_command(out, processes: int, overrides: list[str], max_steps: int) -> list[str]:
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no"]
+    launch += ["--dynamo_backend", "no", "--num_processes", str(processes), "--main_process_port", str(_free_port())]
+    if processes > 1:
+        launch.append("--multi_gpu")  # with Accelerator(cpu=True): DDP over gloo
+    args = ["--module", "diffdis.cli", "train", "--out", str(out), "--max-steps", str(max_steps), "--no-progress"]
+    return launch + args + [arg for item in overrides for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shards")
+    write_shards(pack_samples("fashion-mnist:test", 16, limit=640), folder, shard_size=80)
+    return f"wds:{folder}/{{00000..00007}}.tar"
+
+
+def _weights(run) -> dict[str, torch.Tensor]:
+    unet = load_file(run / "model" / "unet" / "diffusion_pytorch_model.safetensors")
+    return {**unet, **load_file(run / "model" / "text_stream.safetensors")}
+
+
+def _run(out, processes, overrides, max_steps) -> str:
+    done = subprocess.run(train_command(out, processes, overrides, max_steps), env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    overrides = SMALL + ["train.batch_size=16", "train.validate_every=0", "train.val_images=16", "train.ema_decay=0"]
+    for processes in (1, 2):
+        _run(tmp_path / f"p{processes}", processes, overrides, 6)
+    two = json.loads((tmp_path / "p2" / "train_summary.json").read_text())
+    assert two["processes"] == 2 and len(set(two["parameter_checksums"])) == 1  # the replicas are identical
+    one, both = _weights(tmp_path / "p1"), _weights(tmp_path / "p2")
+    assert one.keys() == both.keys()
+    worst = max((one[k] - both[k]).abs().max().item() for k in one)
+    assert worst < 1e-4, worst  # only the order of floating-point sums differs
+
+
+def test_two_processes_stream_shards_and_resume(tmp_path, shards):
+    overrides = SMALL + [
+        f"train.data={shards}",
+        "train.batch_size=16",
+        "train.num_workers=2",
+        "train.shuffle_buffer=32",
+        "train.validate_every=0",
+        "train.checkpoint_every=2",
+    ]
+    _run(tmp_path / "run", 2, overrides, 3)
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step_0000003" / "state.json").read_text())
+    assert len(state["data"]) == 2 and all(d["consumed"] == 3 for d in state["data"])  # one position per process
+    assert "resuming from" in _run(tmp_path / "run", 2, overrides, 5)
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["steps"] == 5 and summary["skipped_samples"] == {}
+    assert len(set(summary["parameter_checksums"])) == 1
+    assert list((tmp_path / "run" / "samples").glob("*.png"))  # grid from the first captions: no labelled set
