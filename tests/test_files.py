@@ -23,7 +23,7 @@ def _png(value: int, size=(12, 12), mode="L") -> bytes:
 
 
 def _shards(tmp_path, n=64, per_shard=8, name="a"):
-    samples = ((_png(i % 256), "png", f"{name} sample {i}", {"i": i}) for i in range(n))
+    samples = ({"png": _png(i % 256), "txt": f"{name} sample {i}".encode()} for i in range(n))
     shards = write_shards(samples, tmp_path / name, per_shard)
     return f"wds:{tmp_path / name}/{{00000..{len(shards) - 1:05d}}}.tar"
 
@@ -35,7 +35,7 @@ def _config(data, **train):
 
 def _captions(batches, steps):
     it = iter(batches)
-    return [c for _ in range(steps) for _, captions in next(it) for c in captions]
+    return [c for _ in range(steps) for batch in next(it) for c in batch["captions"]]
 
 
 def test_pack_writes_readable_shards(tmp_path):
@@ -44,7 +44,8 @@ def test_pack_writes_readable_shards(tmp_path):
     source = TarShards(f"{tmp_path}/{{00000..00002}}.tar")
     members = [p.read() for p in source.epoch(0, 0, 1, 0, print)]  # read() is valid until the next pull
     assert len(members) == 50
-    image, text = decode_sample(members[0], 16, 1)
+    decoded = decode_sample(members[0], 16, 1)
+    image, text = decoded["image"], decoded["caption"]
     assert image.shape == (1, 16, 16) and image.dtype == np.uint8 and text
     meta = json.loads(members[0]["json"])
     assert meta["class_name"] in text  # the caption names the packed image's class
@@ -112,7 +113,7 @@ def test_folder_and_csv_sources(tmp_path):
     (tmp_path / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     (tmp_path / "pairs.tsv").write_text("filepath\ttitle\n" + "".join(f"img/{i}.png\tpicture {i}\n" for i in range(6)))
     for source in (image_folder(str(tmp_path)), csv_file(str(tmp_path / "pairs.tsv"))):
-        decoded = sorted(decode_sample(p.read(), 8, 3)[1] for p in source.epoch(0, 0, 1, 0, print))
+        decoded = sorted(decode_sample(p.read(), 8, 3)["caption"] for p in source.epoch(0, 0, 1, 0, print))
         assert decoded == [f"picture {i}" for i in range(6)]
     (tmp_path / "broken.csv").write_text("image_url,alt\nx,y\n")
     with pytest.raises(ValueError, match="needs an image column"):

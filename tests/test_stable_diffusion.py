@@ -12,6 +12,7 @@ from tiny_sd import build_tiny_sd
 
 from diffdis import DiffDisPipeline, preset
 from diffdis.config import ConfigError
+from diffdis.data.stream import FileBatches
 
 SMALL_STREAM = ["model.resolution=32", "model.transformer_width=32", "model.transformer_head_dim=16"]
 
@@ -105,3 +106,51 @@ def test_refusals(sd_folder, tmp_path):
     (other / "unet" / "config.json").write_text(json.dumps({**config, "cross_attention_dim": 64}))
     with pytest.raises(ConfigError, match="cross_attention_dim \\(64\\).*hidden_size \\(32\\)"):
         DiffDisPipeline.from_stable_diffusion(other, preset("sd", [f"train.init_from={other}", *SMALL_STREAM]))
+
+
+def test_train_from_stable_diffusion_on_shards(sd_folder, tmp_path):
+    from diffdis.cli import main
+    from diffdis.data.pack import pack_samples, write_shards
+
+    write_shards(pack_samples("shapes", 32, limit=64), tmp_path / "shards", shard_size=32)
+    settings = [
+        "train.data=wds:" + str(tmp_path / "shards" / "{00000..00001}.tar"),
+        "train.batch_size=4",
+        "train.num_workers=0",
+        "train.shuffle_buffer=8",
+        "train.validate_every=0",
+        "train.mixed_precision=no",
+        "train.gradient_checkpointing=true",
+        *SMALL_STREAM,
+    ]
+    command = ["train", "--preset", "sd", "--init-from", str(sd_folder), "--out", str(tmp_path / "run")]
+    assert main(command + ["--max-steps", "2", "--no-progress"] + [a for s in settings for a in ("--set", s)]) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"]["text_encoder"] == str(sd_folder) and config["model"]["attention_heads"] == [8, 8]
+    trained = DiffDisPipeline.from_pretrained(tmp_path / "run" / "model")
+    assert trained.generate(["a red cube"], num_inference_steps=2)[0].size == (32, 32)
+    assert (tmp_path / "run" / "model" / "model_index.json").exists()
+
+
+def test_encoded_shards_train_like_raw_ones(sd_pipe, sd_folder, tmp_path):
+    from diffdis.cli import main
+    from diffdis.data.pack import pack_samples, write_shards
+    from diffdis.train import encode_batch, step_generator
+
+    write_shards(pack_samples("shapes", 32, limit=24), tmp_path / "raw", shard_size=12)
+    raw = "wds:" + str(tmp_path / "raw" / "{00000..00001}.tar")
+    command = ["encode", "--model", str(sd_folder), "--data", raw, "--out", str(tmp_path / "enc")]
+    assert main(command + ["--shard-size", "12", "--resolution", "32"]) == 0  # the raw copy's shard layout
+    encoded = "wds:" + str(tmp_path / "enc" / "{00000..00001}.tar")
+    batches = {}
+    for name, data in (("raw", raw), ("encoded", encoded)):
+        config = preset("sd", [f"train.init_from={sd_folder}", f"train.data={data}", "train.batch_size=4",
+                               "train.num_workers=0", "train.shuffle_buffer=4", *SMALL_STREAM])  # fmt: skip
+        batches[name] = next(iter(FileBatches(config, 0, 1)))[0]
+    assert batches["raw"]["captions"] == batches["encoded"]["captions"]  # same stream, same order
+    assert "latent" in batches["encoded"] and "images" not in batches["encoded"]
+    device = torch.device("cpu")
+    z_raw, c_raw, e_raw = encode_batch(sd_pipe, batches["raw"], step_generator(0, 0, 0, device), device)
+    z_enc, c_enc, e_enc = encode_batch(sd_pipe, batches["encoded"], step_generator(0, 0, 0, device), device)
+    assert torch.allclose(z_raw, z_enc, atol=5e-3) and torch.allclose(c_raw, c_enc, atol=5e-3)  # float16 storage
+    assert torch.allclose(e_raw, e_enc, atol=1e-6)

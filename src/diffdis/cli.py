@@ -114,6 +114,15 @@ def _parser() -> argparse.ArgumentParser:
     pk.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST IDX files (default: Debian's)")
     pk.add_argument("--seed", type=int, default=0, help="seed of the caption templates / shapes scenes (default 0)")
 
+    en = sub.add_parser("encode", help="copy file sources with VAE latents and text encodings precomputed")
+    en.add_argument("--model", required=True, help="a saved DiffDis pipeline or a Stable Diffusion folder")
+    en.add_argument("--data", required=True, help="file sources as for train --data (wds:, folder:, csv:)")
+    en.add_argument("--out", required=True, help="folder for the encoded shards 00000.tar, ...")
+    en.add_argument("--resolution", type=int, help="image side to encode at (default: the model's; SD: 256)")
+    en.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    en.add_argument("--batch-size", type=int, default=64, help="images per encoder batch (default 64)")
+    en.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+
     d = sub.add_parser("demo", help="train the tiny preset on Fashion-MNIST, then generate, classify, retrieve")
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)")
@@ -139,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": _evaluate,
             "compare": _compare,
             "pack": _pack,
+            "encode": _encode,
             "demo": _demo,
         }
         return handlers[args.command](args)
@@ -336,8 +346,36 @@ def _pack(args) -> int:
         args.source, args.resolution, args.num, args.seed, labels, args.data_dir or FASHION_MNIST_DIR
     )
     shards = write_shards(samples, args.out, args.shard_size)
-    pattern = f"{args.out}/{{00000..{len(shards) - 1:05d}}}.tar" if len(shards) > 1 else str(shards[0])
-    print(f"wrote {len(shards)} shards; train on them with --data 'wds:{pattern}'")
+    print(f"wrote {len(shards)} shards; train on them with --data 'wds:{_shard_pattern(args.out, shards)}'")
+    return 0
+
+
+def _shard_pattern(out: str, shards: list[Path]) -> str:
+    return f"{out}/{{00000..{len(shards) - 1:05d}}}.tar" if len(shards) > 1 else str(shards[0])
+
+
+def _encode(args) -> int:
+    from collections import Counter
+
+    import torch
+
+    from .config import apply_overrides, preset
+    from .data.pack import encoded_samples, write_shards
+    from .pipeline import CONFIG_NAME, DiffDisPipeline
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = Path(args.model)
+    resolution = [f"model.resolution={args.resolution}"] if args.resolution else []
+    if (model / CONFIG_NAME).exists():
+        pipe = DiffDisPipeline.from_pretrained(model, device)
+        pipe.config = apply_overrides(pipe.config, resolution)
+    else:
+        config = preset("sd", [f"train.init_from={model}", *resolution])
+        pipe = DiffDisPipeline.from_stable_diffusion(model, config).to(device)
+    skipped = Counter()
+    shards = write_shards(encoded_samples(pipe, args.data, args.batch_size, skipped), args.out, args.shard_size)
+    pattern = _shard_pattern(args.out, shards)
+    print(f"wrote {len(shards)} encoded shards; skipped {dict(skipped) or 'none'}; train with --data 'wds:{pattern}'")
     return 0
 
 

@@ -133,7 +133,7 @@ class TrainConfig:
     text_dropout: float = 0.1  # generation pass: caption replaced by the empty caption (CFG)
     image_dropout: float = 0.1  # discrimination pass: image replaced by the learned null latent (CFG)
     logit_scale_init: float = 14.285714  # 1/0.07 as in CLIP; learnable, clamped at 100
-    ema_decay: float = 0.995
+    ema_decay: float = 0.995  # 0 = no EMA (saves one fp32 copy of the weights)
     mixed_precision: str = "no"  # no, fp16, bf16
     gradient_checkpointing: bool = False
     checkpoint_every: int = 500

@@ -41,11 +41,13 @@ from .pipeline import DiffDisPipeline
 
 
 class EMA:
-    """Exponential moving average of the trainable weights, with the usual warm-up of the decay."""
+    """Exponential moving average of the trainable weights, with the usual warm-up of the decay. decay = 0
+    turns it off (no fp32 copy of the weights is kept: the memory lever for small GPUs)."""
 
     def __init__(self, module: torch.nn.Module, decay: float):
         self.decay = decay
-        self.params = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        trainable = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        self.params = trainable if decay > 0 else {}
         self.shadow = {n: p.detach().float().clone() for n, p in self.params.items()}
         self.updates = 0
 
@@ -190,18 +192,16 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
 
     while state.step < t.max_steps:
         out = None
-        for micro, (images, captions) in enumerate(next(steps)):
+        for micro, batch in enumerate(next(steps)):
             if not state.prompts and val_set is None:
-                state.prompts = list(captions[:8])
-            images = uint8_to_model(images).to(accelerator.device)
-            c, e = pipe.text_encoder.encode_cached(captions)
+                state.prompts = list(batch["captions"][:8])
             generator = step_generator(t.seed, state.step, micro, accelerator.device)
-            z = pipe.autoencoder.encode(images, sample=True, generator=generator)
+            z, c, e = encode_batch(pipe, batch, generator, accelerator.device)
             last_micro = micro == t.gradient_accumulation - 1
             with accelerator.no_sync(objective) if not last_micro else nullcontext(), accelerator.autocast():
-                out = objective(z, c.to(z.device), e.to(z.device), generator)
+                out = objective(z, c, e, generator)
                 accelerator.backward(out["loss"] / t.gradient_accumulation)
-            window_images += len(images) * world
+            window_images += len(z) * world
         grad_norm = accelerator.clip_grad_norm_(objective.parameters(), t.grad_clip)
         if torch.isfinite(out["loss"]) and torch.isfinite(grad_norm):
             optimizer.step()
@@ -302,6 +302,29 @@ def _sum_counts(per_process: list[dict[str, int]]) -> dict[str, int]:
     for counts in per_process:
         total.update(counts)
     return dict(total)
+
+
+def encode_batch(pipe: DiffDisPipeline, batch: dict, generator: torch.Generator, device: torch.device):
+    """A micro-batch -> (latents z (B, C, h, w) sampled from the VAE posterior, c (B, L, D), e (B, D)), through the
+    frozen encoders, or from encodings precomputed by `diffdis encode` (checked against this model's shapes)."""
+    if "latent" in batch:
+        z = pipe.autoencoder.from_moments(batch["latent"].to(device), generator)
+    else:
+        z = pipe.autoencoder.encode(uint8_to_model(batch["images"]).to(device), sample=True, generator=generator)
+    if "c" in batch:
+        c, e = batch["c"].to(device).float(), batch["e"].to(device).float()
+    else:
+        c, e = pipe.text_encoder.encode_cached(batch["captions"])
+    m = pipe.config.model
+    side = m.resolution // pipe.autoencoder.downsample
+    expected = [(pipe.autoencoder.latent_channels, side, side), (m.text_max_length, pipe.model.text_dim)]
+    if [tuple(z.shape[1:]), tuple(c.shape[1:])] != expected:
+        raise ValueError(
+            f"precomputed encodings have latents {tuple(z.shape[1:])} and text {tuple(c.shape[1:])}, this model "
+            f"needs {expected[0]} and {expected[1]}: run `diffdis encode` again with this model's autoencoder, "
+            "text encoder and resolution"
+        )
+    return z, c.to(device), e.to(device)
 
 
 @torch.no_grad()

@@ -4,7 +4,8 @@
 Each source yields *pending* samples for one epoch and one slot (one loader worker of one process): the
 sample's key and a `read()` that returns its raw members ({extension: bytes}). Reading is separate so that a
 resumed run can pass over samples it already trained on without reading their bytes (tar headers only).
-Decoding raw members into an image array and a caption is `decode_sample`, shared by every source.
+Decoding raw members into an image array (or cached encodings) and a caption is `decode_sample`, shared by
+every source.
 """
 
 from __future__ import annotations
@@ -239,13 +240,27 @@ def decode_image(data: bytes, resolution: int, channels: int) -> np.ndarray:
         raise SampleError("undecodable image") from None
 
 
-def decode_sample(members: dict[str, bytes], resolution: int, channels: int) -> tuple[np.ndarray, str]:
-    """Raw members of one sample -> (image (C, R, R) uint8, caption); SampleError names what was wrong."""
-    ext = next((e for e in IMAGE_EXTENSIONS if e in members), None)
-    if ext is None:
-        raise SampleError("missing image")
-    caption = decode_caption(members)
-    return decode_image(members[ext], resolution, channels), caption
+def decode_sample(members: dict[str, bytes], resolution: int, channels: int) -> dict[str, np.ndarray | str]:
+    """Raw members of one sample -> {"caption", "image" (C, R, R) uint8} or, for samples written by `diffdis
+    encode`, {"caption", "latent" (2C, h, w) VAE moments, "c" (L, D), "e" (D,)}. SampleError says what was wrong."""
+    sample: dict[str, np.ndarray | str] = {"caption": decode_caption(members)}
+    if "latent.npy" in members:
+        sample["latent"] = _array(members["latent.npy"])
+    else:
+        ext = next((e for e in IMAGE_EXTENSIONS if e in members), None)
+        if ext is None:
+            raise SampleError("missing image")
+        sample["image"] = decode_image(members[ext], resolution, channels)
+    if "text.npy" in members and "query.npy" in members:
+        sample["c"], sample["e"] = _array(members["text.npy"]), _array(members["query.npy"])
+    return sample
+
+
+def _array(data: bytes) -> np.ndarray:
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        raise SampleError("bad cached array") from None
 
 
 def file_source(kind: str, target: str) -> TarShards | _FileList:

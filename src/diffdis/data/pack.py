@@ -1,5 +1,10 @@
-"""`diffdis pack`: write WebDataset shards (img2dataset layout: KEY.png or KEY.jpg, KEY.txt, KEY.json) from a
-built-in set, an IDX pair or an image folder, so that any data can take the streaming path used at scale."""
+"""Writing WebDataset shards (img2dataset layout: KEY.png or KEY.jpg, KEY.txt, KEY.json):
+
+- `diffdis pack`: from a built-in set, an IDX pair or an image folder, so that any data can take the streaming
+  path used at scale;
+- `diffdis encode`: a copy of file sources with each sample's VAE latent moments (KEY.latent.npy) and text
+  encoding (KEY.text.npy = c, KEY.query.npy = e) precomputed by a model, so training skips both encoders.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,22 @@ import io
 import json
 import tarfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from ..config import parse_data
 from .captions import TRAIN_TEMPLATES, caption
 from .datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist, load_idx_pair
-from .files import image_folder
+from .files import SampleError, decode_sample, file_source, image_folder
 from .shapes import load_shapes
+from .transforms import uint8_to_model
 
-Sample = tuple[bytes, str, str, dict]  # encoded image, its extension, caption, extra metadata
+Sample = dict[str, bytes]  # member extension (png, txt, json, latent.npy, ...) -> bytes
 
 
 def write_shards(samples: Iterable[Sample], out: str | Path, shard_size: int = 1000) -> list[Path]:
@@ -28,16 +37,14 @@ def write_shards(samples: Iterable[Sample], out: str | Path, shard_size: int = 1
     out.mkdir(parents=True, exist_ok=True)
     shards: list[Path] = []
     tar = None
-    for index, (image, ext, text, meta) in enumerate(samples):
+    for index, members in enumerate(samples):
         if index % shard_size == 0:
             if tar is not None:
                 _close(tar, shards[-1])
             shards.append(out / f"{len(shards):05d}.tar")
             tar = tarfile.open(shards[-1].with_suffix(".tar.tmp"), "w")
-        key = f"{index:09d}"
-        _add(tar, f"{key}.{ext}", image)
-        _add(tar, f"{key}.txt", text.encode("utf-8"))
-        _add(tar, f"{key}.json", json.dumps({"key": key, "caption": text, **meta}).encode("utf-8"))
+        for ext, data in members.items():
+            _add(tar, f"{index:09d}.{ext}", data)
     if tar is None:
         raise ValueError("nothing to pack: the source has no samples")
     _close(tar, shards[-1])
@@ -63,6 +70,10 @@ def _png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _sample(image: bytes, ext: str, text: str, **meta) -> Sample:
+    return {ext: image, "txt": text.encode("utf-8"), "json": json.dumps({"caption": text, **meta}).encode("utf-8")}
+
+
 def _labelled(images, labels, names, seed: int, limit: int | None) -> Iterator[Sample]:
     """One caption per image, a training template drawn at random (seeded) for its class."""
     rng = np.random.default_rng(seed)
@@ -70,7 +81,7 @@ def _labelled(images, labels, names, seed: int, limit: int | None) -> Iterator[S
     for i in range(n):
         label = int(labels[i])
         text = caption(names[label], TRAIN_TEMPLATES[int(rng.integers(len(TRAIN_TEMPLATES)))])
-        yield _png(images[i].numpy()), "png", text, {"label": label, "class_name": names[label]}
+        yield _sample(_png(images[i].numpy()), "png", text, label=label, class_name=names[label])
 
 
 def pack_samples(
@@ -91,7 +102,7 @@ def pack_samples(
         if not limit:
             raise ValueError("packing shapes needs --num N: the procedural set has no fixed size")
         shapes = load_shapes("train", limit, resolution, seed)
-        return ((_png(im.numpy()), "png", text, {}) for im, text in zip(shapes.images, shapes.captions))
+        return (_sample(_png(im.numpy()), "png", text) for im, text in zip(shapes.images, shapes.captions))
     if source.startswith("idx:"):
         images_path, _, labels_path = source[4:].partition(",")
         images, labels = load_idx_pair(Path(images_path), Path(labels_path), resolution, 1)
@@ -101,5 +112,56 @@ def pack_samples(
         return _labelled(images, labels, names, seed, limit)
     if source.startswith("folder:"):
         items = image_folder(source[7:]).items[:limit]
-        return ((path.read_bytes(), path.suffix.lower().lstrip("."), text, {}) for path, text in items)
+        return (_sample(path.read_bytes(), path.suffix.lower().lstrip("."), text) for path, text in items)
     raise ValueError(f"cannot pack {source!r}; use fashion-mnist[:train|test], shapes, idx:IMAGES,LABELS or folder:DIR")
+
+
+def encoded_samples(pipe, data: str, batch_size: int = 64, skipped: Counter | None = None) -> Iterator[Sample]:
+    """Every sample of the file sources in `data`, in storage order, with its encodings by `pipe`'s frozen
+    encoders added: latent.npy (VAE posterior moments, float16; only with an AutoencoderKL), text.npy (c,
+    float16) and query.npy (e, float32). Undecodable samples are left out and counted in `skipped`."""
+    m = pipe.config.model
+    skipped = skipped if skipped is not None else Counter()
+    sources = [file_source(s.kind, s.target) for s in parse_data(data) if not s.builtin]
+    if not sources:
+        raise ValueError(f"{data!r} names no file sources (wds:, folder:, csv:); pack built-in sets first")
+
+    def raw() -> Iterator[tuple[dict[str, bytes], dict]]:
+        for source in sources:
+            for pending in source.epoch(0, 0, 1, 0, lambda reason: skipped.update([reason])):
+                try:
+                    members = pending.read()
+                    yield members, decode_sample(members, m.resolution, m.image_channels)
+                except SampleError as error:
+                    skipped[error.reason] += 1
+
+    with torch.no_grad():
+        for chunk in _chunks(raw(), batch_size):
+            captions = [sample["caption"] for _, sample in chunk]
+            c, e = pipe.text_encoder(captions)
+            images = uint8_to_model(torch.from_numpy(np.stack([sample["image"] for _, sample in chunk])))
+            moments = pipe.autoencoder.moments(images.to(pipe.device)) if hasattr(pipe.autoencoder, "moments") else None
+            for i, (members, _) in enumerate(chunk):
+                out = {k: v for k, v in members.items() if not k.endswith(".npy")}
+                out["text.npy"] = _npy(c[i].half())
+                out["query.npy"] = _npy(e[i].float())
+                if moments is not None:
+                    out["latent.npy"] = _npy(moments[i].half())
+                yield out
+
+
+def _npy(tensor) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, tensor.cpu().numpy(), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

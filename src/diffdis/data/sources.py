@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import torch
-
 from ..config import Config, parse_data
 from .batches import BatchPosition, ShuffledBatches
 from .captions import TRAIN_TEMPLATES
@@ -15,7 +13,9 @@ from .eval_sets import load_eval_set
 from .shapes import load_shapes
 from .stream import FileBatches
 
-Step = list[tuple[torch.Tensor, list[str]]]  # per optimizer step: micro-batches of (uint8 images, captions)
+# Per optimizer step: the micro-batches, each {"images": (B, C, R, R) uint8, "captions": [...]}, or with
+# encodings precomputed by `diffdis encode`: {"latent": VAE moments, "c", "e", "captions"}.
+Step = list[dict]
 
 
 def _builtin(name: str, config: Config) -> tuple[CaptionedImages, LabelledImages]:
@@ -61,8 +61,8 @@ class MemoryBatches:
             mine = list(range(self.rank * share, (self.rank + 1) * share))  # this process's rows
             micro = share // self.accumulation
             yield [
-                (self.data.images[indices[mine[i : i + micro]]], [captions[j] for j in mine[i : i + micro]])
-                for i in range(0, micro * self.accumulation, micro)
+                {"images": self.data.images[indices[rows]], "captions": [captions[j] for j in rows]}
+                for rows in (mine[i : i + micro] for i in range(0, share, micro))
             ]
 
     @property

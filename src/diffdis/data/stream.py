@@ -29,7 +29,7 @@ BLOCK = 1024  # random draws are made in blocks of this size, identically when t
 
 
 class SlotStream(IterableDataset):
-    """Batches of (images (B, C, R, R) uint8, captions) for the slots of one process, one slot per worker."""
+    """Batches (see `collate`) for the slots of one process, one slot per loader worker."""
 
     def __init__(self, config: Config, batch_size: int, rank: int, world: int, slots: list[dict], first_slot: int):
         t, m = config.train, config.model
@@ -65,7 +65,7 @@ class SlotStream(IterableDataset):
         choices = _blocks(np.random.default_rng([self.seed, slot, 1]), self.buffer)
         waiting, pulled = self._restore(pulls, choices, emitted)
         replaying[0] = False
-        images, captions = [], []
+        batch = []
         while True:
             if len(waiting) < self.buffer:  # filling (only at the very start)
                 waiting.append(_read(next(pulls)))
@@ -78,21 +78,13 @@ class SlotStream(IterableDataset):
             try:
                 if isinstance(sample, SampleError):
                     raise sample
-                image, caption = decode_sample(sample, self.resolution, self.channels)
+                batch.append(decode_sample(sample, self.resolution, self.channels))
             except SampleError as error:
                 skipped[error.reason] += 1
                 continue
-            images.append(image)
-            captions.append(caption)
-            if len(images) == self.batch_size:
-                yield {
-                    "images": torch.from_numpy(np.stack(images)),
-                    "captions": captions,
-                    "slot": local,
-                    "emitted": emitted,
-                    "skipped": dict(skipped),
-                }
-                images, captions = [], []
+            if len(batch) == self.batch_size:
+                yield {**collate(batch), "slot": local, "emitted": emitted, "skipped": dict(skipped)}
+                batch = []
 
     def _restore(self, pulls: Iterator[Pending], choices: Iterator[int], emitted: int) -> tuple[list, int]:
         """The shuffle buffer as it was after `emitted` emissions: replay the pulls, reading only the samples
@@ -129,6 +121,20 @@ class SlotStream(IterableDataset):
                 yield pending
             if count == 0:
                 raise ValueError(f"{source.name}: slot {slot} of {slots} found no readable samples in a whole epoch")
+
+
+def collate(samples: list[dict]) -> dict:
+    """Decoded samples -> {"captions": [...], "images" (B, C, R, R) uint8 | "latent" (B, 2C, h, w), "c", "e"}."""
+    keys = set(samples[0])
+    if any(set(s) != keys for s in samples):
+        raise ValueError(
+            "a batch mixes samples with and without precomputed encodings: encode every source with "
+            "`diffdis encode` (the same model), or train on the raw shards"
+        )
+    batch = {"captions": [s["caption"] for s in samples]}
+    for key in keys - {"caption"}:
+        batch["images" if key == "image" else key] = torch.from_numpy(np.stack([s[key] for s in samples]))
+    return batch
 
 
 def _read(pending: Pending) -> dict[str, bytes] | SampleError:
@@ -173,15 +179,18 @@ class FileBatches:
             else stream.slot_batches(stream.first_slot)
         )
 
-    def __iter__(self) -> Iterator[list[tuple[torch.Tensor, list[str]]]]:
+    def __iter__(self) -> Iterator[list[dict]]:
         batches = iter(self.loader)
         while True:
             step = []
             for _ in range(self.accumulation):
                 batch = next(batches)
-                self.state["slots"][batch["slot"]] = {"emitted": batch["emitted"], "skipped": batch["skipped"]}
+                self.state["slots"][batch.pop("slot")] = {
+                    "emitted": batch.pop("emitted"),
+                    "skipped": batch.pop("skipped"),
+                }
                 self.state["consumed"] += 1
-                step.append((batch["images"], batch["captions"]))
+                step.append(batch)
             yield step
 
     def skipped(self) -> dict[str, int]:

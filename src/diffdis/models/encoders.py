@@ -137,6 +137,9 @@ class PixelSpace(nn.Module):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return latents
 
+    def from_moments(self, moments: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise ValueError("these shards hold VAE latents, but this model works on pixels (model.autoencoder=none)")
+
 
 class KLAutoencoder(nn.Module):
     """A frozen diffusers AutoencoderKL; latents are scaled by its `scaling_factor` (0.18215 for SD v1)."""
@@ -158,6 +161,17 @@ class KLAutoencoder(nn.Module):
     ) -> torch.Tensor:
         dist = self.vae.encode(images.to(self.vae.dtype)).latent_dist
         return (dist.sample(generator) if sample else dist.mode()).float() * self.scale
+
+    @torch.no_grad()
+    def moments(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, R, R) in [-1, 1] -> (B, 2C, h, w): mean and log-variance of the posterior (what is cached)."""
+        return self.vae.encode(images.to(self.vae.dtype)).latent_dist.parameters
+
+    def from_moments(self, moments: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A scaled latent sampled from cached posterior moments, as `encode(sample=True)` would."""
+        from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+        return DiagonalGaussianDistribution(moments.float()).sample(generator) * self.scale
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
