@@ -82,7 +82,17 @@ def test_errors_name_the_problem(tmp_path, capsys):
 def test_every_option_is_documented():
     parser = _parser()
     subcommands = next(a for a in parser._actions if a.dest == "command").choices
-    assert set(subcommands) == {"train", "generate", "classify", "retrieve", "evaluate", "compare", "pack", "encode", "demo"}
+    assert set(subcommands) == {
+        "train",
+        "generate",
+        "classify",
+        "retrieve",
+        "evaluate",
+        "compare",
+        "pack",
+        "encode",
+        "demo",
+    }
     for name, sub in subcommands.items():
         for action in sub._actions:
             assert action.help, f"diffdis {name} {action.option_strings} has no help text"

@@ -39,6 +39,8 @@ from .evaluation.zero_shot import zero_shot
 from .objective import DiffDisObjective
 from .pipeline import DiffDisPipeline
 
+CHECKPOINT_FORMAT = 2  # bumped when the checkpoint's contents change meaning
+
 
 class EMA:
     """Exponential moving average of the trainable weights, with the usual warm-up of the decay. decay = 0
@@ -364,7 +366,7 @@ def save_checkpoint(accelerator, run_dir, objective, optimizer, lr_schedule, ema
     save_file({k: v.cpu().contiguous() for k, v in ema.state_dict().items()}, tmp / "ema.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(lr_schedule.state_dict(), tmp / "lr_scheduler.pt")
-    meta = asdict(state)
+    meta = {"format": CHECKPOINT_FORMAT, **asdict(state)}
     (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
     if final.exists():
         shutil.rmtree(final)
@@ -378,4 +380,10 @@ def load_checkpoint(folder: Path, objective, optimizer, lr_schedule, ema) -> Tra
     ema.load_state_dict(load_file(folder / "ema.safetensors"))
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     lr_schedule.load_state_dict(torch.load(folder / "lr_scheduler.pt", weights_only=True))
-    return TrainState(**json.loads((folder / "state.json").read_text()))
+    meta = json.loads((folder / "state.json").read_text())
+    if meta.pop("format", 1) != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{folder} was written by another diffdis version (checkpoint format {meta.get('format', 1)}, this "
+            f"version reads {CHECKPOINT_FORMAT}); train into a new run folder, or resume with the version that wrote it"
+        )
+    return TrainState(**meta)
