@@ -89,3 +89,28 @@ def test_class_embeddings_are_computed_once(small_pipeline, monkeypatch):
     first = small_pipeline.class_embeddings(NAMES)
     second = small_pipeline.class_embeddings(NAMES)
     assert first is second and len(calls) == 1
+
+
+def test_query_samplers_and_starts(small_pipeline):
+    images = torch.rand(3, 1, 16, 16) * 2 - 1
+    one_step = small_pipeline.encode_image(images, num_inference_steps=1, sampler="ddim")
+    assert torch.equal(small_pipeline.encode_image(images, num_inference_steps=7, sampler="x0"), one_step)
+    zero = [small_pipeline.encode_image(images, 2, start="zero", seed=s) for s in (0, 1)]
+    assert torch.equal(zero[0], zero[1])  # no randomness left
+    fixed = small_pipeline.encode_image(images[[0, 0]], 2, start="fixed", seed=3)
+    assert torch.equal(fixed[0], fixed[1])  # one start vector for every image
+    noisy = small_pipeline.encode_image(images[[0, 0]], 2, start="noise", seed=3)
+    assert not torch.equal(noisy[0], noisy[1])
+    dpm = small_pipeline.encode_image(images, 4, sampler="dpm", guidance_scale=2.0)
+    assert dpm.shape == (3, small_pipeline.model.text_dim) and torch.allclose(dpm.norm(dim=1), torch.ones(3))
+    with pytest.raises(ValueError, match="sampler"):
+        small_pipeline.encode_image(images, sampler="euler")
+
+
+def test_image_prefix_is_reused_exactly(small_pipeline):
+    model = small_pipeline.model
+    z, e_t, t = torch.rand(2, 1, 16, 16), torch.randn(2, model.text_dim), torch.tensor([999, 10])
+    with torch.no_grad():
+        prefix = model.image_prefix(z)
+        assert prefix.index > 0  # the first level has no attention: its resnets are computed once
+        assert torch.equal(model.predict_query(z, e_t, t, prefix), model.predict_query(z, e_t, t))

@@ -37,7 +37,7 @@ def test_suite_reports_every_set_and_skips_missing_ones_with_the_reason(small_pi
     assert result["zero_shot_mean_over"] == ["digits", "shapes-shape"]
     assert result["zero_shot_mean_top1"] == pytest.approx((z["digits"]["top1"] + z["shapes-shape"]["top1"]) / 2)
     assert set(result["retrieval"]) >= {"image_to_text_R@1", "text_to_image_R@10", "distinct_captions"}
-    assert result["query"]["query_start"] == "Gaussian noise"
+    assert result["query"]["start"] == "noise" and result["query"]["sampler"] == "ddim"
 
 
 def test_evaluate_command(small_pipeline, tmp_path):

@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--steps", type=int, default=None, help="text-query denoising steps (default: the pipeline's)")
         c.add_argument("--guidance", type=float, default=None, help="guidance on the image, 1 = none")
         c.add_argument("--seed", type=int, default=0, help="noise seed of the text query (default 0)")
+        _query_options(c)
         c.add_argument("--json", help="write the results to this JSON file")
         if name == "classify":
             c.add_argument("--labels", help="comma-separated class names (required with --images)")
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=None, help="text-query denoising steps (default: the pipeline's)")
     e.add_argument("--guidance", type=float, default=None, help="guidance on the image, 1 = none")
     e.add_argument("--seed", type=int, default=0, help="noise seed of the text query (default 0)")
+    _query_options(e)
     e.add_argument("--json", help="write the results to this JSON file")
 
     k = sub.add_parser("compare", help="train DiffDis and the single-task baselines alike, evaluate all, tabulate")
@@ -128,6 +130,18 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _query_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sampler", choices=("ddim", "dpm", "x0"), default=None, help="text-query sampler; x0 = one evaluation"
+    )
+    parser.add_argument(
+        "--start",
+        choices=("noise", "fixed", "zero"),
+        default=None,
+        help="start of the text query: Gaussian per image (default), one Gaussian for all, or zero",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +212,9 @@ def _query_kwargs(args) -> dict:
         kwargs["num_inference_steps"] = args.steps
     if args.guidance is not None:
         kwargs["guidance_scale"] = args.guidance
+    for name in ("sampler", "start"):
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
     return kwargs
 
 
@@ -235,9 +252,7 @@ def _classify(args) -> int:
     result: dict = {"model": str(args.model), "templates": templates or "built-in evaluation templates", **kwargs}
     if args.dataset:
         data = _dataset(args, pipe)
-        res = zero_shot(
-            pipe, data, templates, kwargs.get("num_inference_steps"), kwargs.get("guidance_scale"), args.seed
-        )
+        res = zero_shot(pipe, data, templates, **kwargs)
         result.update(dataset=args.dataset, images=len(data), **res.summary())
         print(f"zero-shot top-1 on {len(data)} {args.dataset} test images: {res.accuracy:.2f}%")
     else:

@@ -18,7 +18,8 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from .config import ModelConfig
 from .models.diffdis import DiffDisModel
 
-SAMPLERS = ("ddim", "dpm")
+SAMPLERS = ("ddim", "dpm", "x0")  # x0: the one-step read-out, the head's ê_0 at t = T-1 (= DDIM with 1 step)
+QUERY_STARTS = ("noise", "fixed", "zero")  # e_T: Gaussian per image, one Gaussian for all images, or 0
 
 
 def training_scheduler(config: ModelConfig) -> DDPMScheduler:
@@ -36,14 +37,14 @@ def training_scheduler(config: ModelConfig) -> DDPMScheduler:
 
 
 def sampling_scheduler(base: DDPMScheduler, sampler: str, prediction_type: str, clip_sample: bool = False):
-    """A fresh sampler over `base`'s schedule and the keyword arguments its `step` needs.
+    """A fresh sampler over `base`'s schedule and the keyword arguments its `step` needs (`x0` is DDIM).
 
     Trailing spacing, so that step 1 starts at t = T-1 (pure noise). With `clip_sample` (pixel space) the
     predicted x0 is kept in [-1, 1] and the noise estimate re-derived from it: at t near T the ε -> x0
     conversion divides by sqrt(ᾱ_T) (about 0.006 for the linear schedule), and unclipped or half-clipped
     estimates there make deterministic samplers diverge or ignore the prompt.
     """
-    if sampler == "ddim":
+    if sampler in ("ddim", "x0"):
         scheduler = DDIMScheduler.from_config(
             base.config,
             prediction_type=prediction_type,
@@ -102,17 +103,23 @@ def sample_query(
     guidance_scale: float = 1.0,
     sampler: str = "ddim",
 ) -> torch.Tensor:
-    """Algorithm 3: denoise a text query conditioned on each image; returns unit vectors (B, D)."""
+    """Algorithm 3: denoise a text query conditioned on each image; returns unit vectors (B, D).
+
+    The image side of the pass that the query cannot influence is computed once, not once per step; with
+    guidance the conditional and the null-image passes run as one batch."""
+    if sampler == "x0":
+        steps = 1
     sched, step_kwargs = sampling_scheduler(scheduler, sampler, prediction_type="sample")
     sched.set_timesteps(steps, device=z.device)
     guided = guidance_scale != 1.0
     cond = torch.cat([z, model.null_latents(z)]) if guided else z  # one batch for both passes
+    prefix = model.image_prefix(cond)
     e = noise.to(z.dtype)
     direction = F.normalize(e, dim=-1)
     for t in sched.timesteps:
         e_in = torch.cat([e, e]) if guided else e
         t_in = t.expand(e_in.shape[0]).to(z.device)
-        d = query.direction(model.predict_query(cond, e_in, t_in), e_in, t_in)
+        d = query.direction(model.predict_query(cond, e_in, t_in, prefix), e_in, t_in)
         if guided:
             d_cond, d_uncond = d.chunk(2)
             d = F.normalize(guidance_scale * d_cond + (1 - guidance_scale) * d_uncond, dim=-1)

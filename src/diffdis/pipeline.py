@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from .config import Config, preset
 from .data.captions import EVAL_TEMPLATES
 from .data.transforms import images_to_tensor, model_to_pil
-from .diffusion import QueryDiffusion, sample_latents, sample_query, training_scheduler
+from .diffusion import QUERY_STARTS, SAMPLERS, QueryDiffusion, sample_latents, sample_query, training_scheduler
 from .evaluation.retrieval import recall_at_k
 from .models.diffdis import DiffDisModel, build_unet
 from .models.encoders import MINILM, CLIPTextEncoder, KLAutoencoder, PixelSpace, load_autoencoder, load_text_encoder
@@ -202,15 +202,28 @@ class DiffDisPipeline:
         seed: int = 0,
         sampler: str = "ddim",
         batch_size: int = 256,
+        start: str = "noise",
     ) -> torch.Tensor:
-        """(N, D) unit text queries denoised from Gaussian noise conditioned on each image (Algorithm 3).
+        """(N, D) unit text queries denoised from e_T conditioned on each image (Algorithm 3).
 
         `images`: PIL images of any mode and size (converted like the training data), or a (N, C, R, R) tensor
-        already in [-1, 1]. The noise of image i depends only on (seed, i), not on the batching.
+        already in [-1, 1]. `sampler`: ddim, dpm (DPM-Solver++) or x0 (one evaluation). `start`: e_T is
+        Gaussian noise per image (noise; image i's depends only on (seed, i), not on the batching), one
+        Gaussian vector shared by all images (fixed), or zero, the prior's mean (zero). Never a caption.
         """
         self._require(self.can_discriminate, "discriminate (score it with evaluation.diffusion_classifier)")
-        n = len(images)
-        noise = torch.randn(n, self.model.text_dim, generator=torch.Generator().manual_seed(seed))
+        if sampler not in SAMPLERS or start not in QUERY_STARTS:
+            raise ValueError(
+                f"sampler={sampler!r}, start={start!r}; use a sampler of {SAMPLERS} and a start of {QUERY_STARTS}"
+            )
+        n, dim = len(images), self.model.text_dim
+        generator = torch.Generator().manual_seed(seed)
+        if start == "noise":
+            noise = torch.randn(n, dim, generator=generator)
+        else:
+            noise = (torch.randn(1, dim, generator=generator) if start == "fixed" else torch.zeros(1, dim)).expand(
+                n, -1
+            )
         out = []
         for i in range(0, n, batch_size):
             z = self._latents(images[i : i + batch_size])

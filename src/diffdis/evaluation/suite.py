@@ -41,6 +41,8 @@ def evaluate(
     guidance_scale: float = DEFAULT_QUERY_GUIDANCE,
     seed: int = 0,
     max_images: int | None = None,
+    sampler: str = "ddim",
+    start: str = "noise",
 ) -> dict:
     """Zero-shot top-1 (and top-5 with more than 5 classes) per set, the mean top-1 over the sets that could be
     loaded (a missing set is recorded with the reason, never silently dropped), and retrieval R@1/5/10."""
@@ -48,8 +50,8 @@ def evaluate(
         raise ValueError(f"unknown suite {suite!r}; available: {', '.join(SUITES)}")
     names = SUITES[suite] if isinstance(suite, str) else suite
     m = pipe.config.model
-    query = {"sampler": "ddim", "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
-             "seed": seed, "query_start": "Gaussian noise"}  # fmt: skip
+    query = {"sampler": sampler, "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
+             "seed": seed, "start": start}  # fmt: skip
     zero = {}
     for name in names:
         start = time.perf_counter()
@@ -59,7 +61,7 @@ def evaluate(
             zero[name] = {"skipped": str(error)}
             continue
         data = fixed_subset(eval_set.data, max_images) if max_images else eval_set.data
-        result = zero_shot(pipe, data, eval_set.templates, num_inference_steps, guidance_scale, seed)
+        result = zero_shot(pipe, data, eval_set.templates, **query)
         zero[name] = {**result.summary(), "images": len(data), "classes": list(data.class_names),
                       "templates": list(eval_set.templates), "source": eval_set.source,
                       "seconds": time.perf_counter() - start}  # fmt: skip
@@ -81,7 +83,6 @@ def shapes_retrieval(pipe: DiffDisPipeline, query: dict, n: int) -> dict:
     images = uint8_to_model(convert(shapes.images, m.resolution, m.image_channels))
     captions = shapes.captions
     relevance = torch.tensor([[a == b for b in captions] for a in captions])
-    kwargs = {k: query[k] for k in ("num_inference_steps", "guidance_scale", "seed")}
-    metrics = pipe.retrieve(images, captions, relevance=relevance, **kwargs).metrics
+    metrics = pipe.retrieve(images, captions, relevance=relevance, **query).metrics
     return {"set": f"shapes test split, {n} images and their captions", "distinct_captions": len(set(captions)),
             **metrics}  # fmt: skip

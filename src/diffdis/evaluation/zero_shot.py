@@ -30,22 +30,11 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classe
     return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
-def zero_shot(
-    pipeline,
-    data: LabelledImages,
-    templates: Sequence[str] | None = None,
-    num_inference_steps: int | None = None,
-    guidance_scale: float | None = None,
-    seed: int = 0,
-) -> ZeroShotResult:
-    """Classify every image of `data` against its class names; the query is denoised from noise, so the label
-    never reaches the model."""
-    kwargs = {"seed": seed}
-    if num_inference_steps is not None:
-        kwargs["num_inference_steps"] = num_inference_steps
-    if guidance_scale is not None:
-        kwargs["guidance_scale"] = guidance_scale
-    scores = pipeline.scores(uint8_to_model(data.images), data.class_names, templates, **kwargs).cpu()  # (N, K)
+def zero_shot(pipeline, data: LabelledImages, templates: Sequence[str] | None = None, **query) -> ZeroShotResult:
+    """Classify every image of `data` against its class names; the query is denoised from noise (or zero), so
+    the label never reaches the model. `query`: encode_image's options (num_inference_steps, guidance_scale,
+    seed, sampler, start)."""
+    scores = pipeline.scores(uint8_to_model(data.images), data.class_names, templates, **query).cpu()  # (N, K)
     predictions = scores.argmax(dim=1)
     labels = data.labels
     k = len(data.class_names)

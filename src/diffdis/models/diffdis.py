@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from diffusers import UNet2DConditionModel
 from torch import nn
@@ -16,6 +18,15 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
 from .text_stream import DualStreamBlock, UniqueTransformer
+
+
+@dataclass
+class ImagePrefix:
+    """The query-independent start of the discrimination pass for a batch of images."""
+
+    h: torch.Tensor  # (B, C, H, W) features entering the first attention block
+    temb: torch.Tensor  # (B, T) time embedding at t_z = 0
+    index: int  # position of the first attention block in DiffDisModel._operations()
 
 
 def build_unet(config: ModelConfig, latent_channels: int, latent_size: int, text_dim: int) -> UNet2DConditionModel:
@@ -94,51 +105,71 @@ class DiffDisModel(nn.Module):
     def null_latents(self, like: torch.Tensor) -> torch.Tensor:
         return self.null_latent.to(like.dtype).expand_as(like)
 
-    def predict_query(self, z: torch.Tensor, e_t: torch.Tensor, t_e: torch.Tensor) -> torch.Tensor:
-        """Discrimination pass Φ_θ: clean latent (B, C, H, W), noisy query (B, D), timestep (B,) -> (B, D)."""
-        h, h_e = self._encode(z, (e_t, t_e))
+    def predict_query(
+        self, z: torch.Tensor, e_t: torch.Tensor, t_e: torch.Tensor, prefix: ImagePrefix | None = None
+    ) -> torch.Tensor:
+        """Discrimination pass Φ_θ: clean latent (B, C, H, W), noisy query (B, D), timestep (B,) -> (B, D).
+        `prefix` = `image_prefix(z)` computed once when the same images are queried at several timesteps."""
+        h, h_e = self._encode(prefix or self.image_prefix(z), (e_t, t_e))
         return self.unique(h_e, h)  # (B, D)
 
     def clip_embed(self, z: torch.Tensor) -> torch.Tensor:
         """The `clip` baseline's image embedding: the same encoder path without the text stream, mean-pooled
         mid-block features through a linear head (B, D)."""
-        h, _ = self._encode(z, None)
+        h, _ = self._encode(self.image_prefix(z), None)
         return self.clip_head(h.mean(dim=(2, 3)))
 
-    def _encode(self, z: torch.Tensor, query: tuple[torch.Tensor, torch.Tensor] | None):
-        """conv_in, t_z = 0, down blocks and mid block on a clean latent; with `query` = (e_t, t_e) the text
-        stream rides along every attention block, without it the blocks run as plain UNet attention."""
-        unet = self.unet
-        b = z.shape[0]
-        t_z = torch.zeros(b, dtype=torch.long, device=z.device)  # the image is clean in this pass
-        temb = unet.time_embedding(unet.time_proj(t_z).to(z.dtype))
-        context = self.null_context.to(z.dtype).expand(b, -1, -1)  # c is masked (Algorithm 1)
-        use_ckpt = self.training and unet.is_gradient_checkpointing
-        run = (lambda f, *a: checkpoint(f, *a, use_reentrant=False)) if use_ckpt else (lambda f, *a: f(*a))
-        if query is not None:
-            e_t, t_e = query[0].to(z.dtype), query[1]
-            h_e = torch.zeros_like(e_t)  # h_{e,0} = 0
-        else:
-            h_e = None
-        blocks = iter(self.blocks)
-
-        def attend(attn, h, h_e):
-            if h_e is None:
-                return attn(h, encoder_hidden_states=context, return_dict=False)[0], None
-            return run(next(blocks), attn, h, context, e_t, t_e, h_e)
-
-        h = unet.conv_in(z)
+    def _operations(self) -> list[tuple[str, nn.Module]]:
+        """The discrimination pass as a flat list: down blocks (resnets, attention, downsamplers), then the
+        mid block. Attention entries are where the text stream joins."""
+        unet, ops = self.unet, []
         for down in unet.down_blocks:
-            attentions = getattr(down, "attentions", [None] * len(down.resnets))
+            attentions = getattr(down, "attentions", None) or [None] * len(down.resnets)
             for resnet, attn in zip(down.resnets, attentions):
-                h = run(resnet, h, temb)
+                ops.append(("resnet", resnet))
                 if attn is not None:
-                    h, h_e = attend(attn, h, h_e)
-            for downsampler in down.downsamplers or []:
-                h = downsampler(h)
+                    ops.append(("attn", attn))
+            ops += [("down", d) for d in down.downsamplers or []]
         mid = unet.mid_block
-        h = run(mid.resnets[0], h, temb)
+        ops.append(("resnet", mid.resnets[0]))
         for attn, resnet in zip(mid.attentions, mid.resnets[1:]):
-            h, h_e = attend(attn, h, h_e)
-            h = run(resnet, h, temb)
-        return h, h_e
+            ops += [("attn", attn), ("resnet", resnet)]
+        return ops
+
+    def image_prefix(self, z: torch.Tensor) -> ImagePrefix:
+        """The part of the discrimination pass that the text query cannot influence: the time embedding at
+        t_z = 0 and everything before the first attention block (the query first meets the image there)."""
+        unet = self.unet
+        t_z = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)  # the image is clean in this pass
+        temb = unet.time_embedding(unet.time_proj(t_z).to(z.dtype))
+        h, ops = unet.conv_in(z), self._operations()
+        index = next(i for i, (kind, _) in enumerate(ops) if kind == "attn")
+        for kind, module in ops[:index]:
+            h = self._run(module, h, temb) if kind == "resnet" else module(h)
+        return ImagePrefix(h, temb, index)
+
+    def _run(self, module: nn.Module, *args):
+        if self.training and self.unet.is_gradient_checkpointing:
+            return checkpoint(module, *args, use_reentrant=False)
+        return module(*args)
+
+    def _encode(self, prefix: ImagePrefix, query: tuple[torch.Tensor, torch.Tensor] | None):
+        """The rest of the down path and the mid block. With `query` = (e_t, t_e) the text stream rides along
+        every attention block; without it the blocks run as plain UNet attention."""
+        h, temb = prefix.h, prefix.temb
+        b = h.shape[0]
+        context = self.null_context.to(h.dtype).expand(b, -1, -1)  # c is masked (Algorithm 1)
+        if query is not None:
+            e_t, t_e = query[0].to(h.dtype), query[1]
+            h_e = torch.zeros_like(e_t)  # h_{e,0} = 0
+        blocks = iter(self.blocks)
+        for kind, module in self._operations()[prefix.index :]:
+            if kind == "resnet":
+                h = self._run(module, h, temb)
+            elif kind == "down":
+                h = module(h)
+            elif query is None:
+                h = module(h, encoder_hidden_states=context, return_dict=False)[0]
+            else:
+                h, h_e = self._run(next(blocks), module, h, context, e_t, t_e, h_e)
+        return h, (h_e if query is not None else None)
