@@ -3,7 +3,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 VENV := .venv/bin
 
-.PHONY: setup demo test test-slow lint
+.PHONY: setup demo test test-slow lint bench
 
 setup:
 	@bash scripts/setup.sh
@@ -12,8 +12,11 @@ demo: setup
 	$(VENV)/diffdis demo --out runs/demo
 
 lint: setup
-	$(VENV)/ruff check src tests
-	$(VENV)/ruff format --check src tests
+	$(VENV)/ruff check src tests benchmarks
+	$(VENV)/ruff format --check src tests benchmarks
+
+bench: setup
+	$(VENV)/python -m benchmarks.run_all
 
 test: lint
 	$(VENV)/pytest -q

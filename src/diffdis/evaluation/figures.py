@@ -52,3 +52,43 @@ def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str], cell: 
             )
     draw.text((4, 4), "rows: true class, columns: predicted", fill="black", font=font)
     return image
+
+
+def line_chart(series: dict[str, dict[int, float]], title: str, x_label: str, y_label: str) -> Image.Image:
+    """Lines of y against x on a log2 x axis (e.g. accuracy against sampler steps), one per series, labelled."""
+    import math
+
+    width, height, left, bottom, top = 560, 340, 60, 40, 30
+    xs = sorted({x for points in series.values() for x in points})
+    ys = [y for points in series.values() for y in points.values()]
+    low, high = math.floor(min(ys) - 1), math.ceil(max(ys) + 1)
+    image = Image.new("RGB", (width, height), "white")
+    draw, font = ImageDraw.Draw(image), ImageFont.load_default()
+    span_x = max(math.log2(xs[-1]) - math.log2(xs[0]), 1e-9)
+
+    def point(x: float, y: float) -> tuple[float, float]:
+        px = left + (width - left - 150) * (math.log2(x) - math.log2(xs[0])) / span_x
+        py = height - bottom - (height - bottom - top) * (y - low) / (high - low)
+        return px, py
+
+    draw.text((left, 8), title, fill="black", font=font)
+    draw.line((left, top, left, height - bottom, width - 150, height - bottom), fill="black")
+    for x in xs:
+        px, _ = point(x, low)
+        draw.text((px - 4, height - bottom + 6), str(x), fill="black", font=font)
+    for y in range(low, high + 1, max(1, (high - low) // 6)):
+        _, py = point(xs[0], y)
+        draw.text((8, py - 6), f"{y}", fill="black", font=font)
+        draw.line((left - 3, py, left, py), fill="black")
+    draw.text((width // 2 - 60, height - 16), x_label, fill="black", font=font)
+    draw.text((8, top - 16), y_label, fill="black", font=font)
+    colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
+    for i, (name, points) in enumerate(series.items()):
+        colour = colours[i % len(colours)]
+        coords = [point(x, points[x]) for x in sorted(points)]
+        if len(coords) > 1:
+            draw.line(coords, fill=colour, width=2)
+        for px, py in coords:
+            draw.ellipse((px - 3, py - 3, px + 3, py + 3), fill=colour)
+        draw.text((width - 140, top + 16 * i), name, fill=colour, font=font)
+    return image
