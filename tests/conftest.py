@@ -37,3 +37,17 @@ def text_encoder(small_config):
     from diffdis.models.encoders import load_text_encoder
 
     return load_text_encoder("minilm", small_config.model.text_max_length)
+
+
+@pytest.fixture(scope="session")
+def idx_dir(tmp_path_factory):
+    """A stand-in for the Fashion-MNIST folder: random 28x28 images in the real file layout."""
+    import numpy as np
+    from test_data import _write_idx
+
+    folder = tmp_path_factory.mktemp("fmnist")
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 160), ("t10k", 40)):
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,)))
+    return folder

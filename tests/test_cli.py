@@ -6,24 +6,10 @@ import json
 import subprocess
 import sys
 
-import numpy as np
-import pytest
 from conftest import SMALL
 from PIL import Image
-from test_data import _write_idx
 
 from diffdis.cli import _parser, main
-
-
-@pytest.fixture(scope="module")
-def idx_dir(tmp_path_factory):
-    """A stand-in for the Fashion-MNIST folder: random 28x28 images in the real file layout."""
-    folder = tmp_path_factory.mktemp("fmnist")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 160), ("t10k", 40)):
-        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,)))
-    return folder
 
 
 def test_train_resume_generate_classify_retrieve(tmp_path, idx_dir, capsys):

@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    from .checkpoint import CheckpointError
     from .config import ConfigError
+    from .train import TrainingStopped
 
     try:
         handlers = {
@@ -169,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"diffdis {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except (TrainingStopped, CheckpointError) as error:
+        print(f"diffdis {args.command}: stopped: {error}", file=sys.stderr)
+        return 3
 
 
 def _train(args) -> int:

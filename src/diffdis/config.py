@@ -129,6 +129,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 100
     grad_clip: float = 1.0
+    max_bad_steps: int = 10  # this many non-finite steps in a row stop the run (each one is skipped and counted)
     lam: float = 1.0  # λ in L = L_IG + λ·L_ITA
     text_dropout: float = 0.1  # generation pass: caption replaced by the empty caption (CFG)
     image_dropout: float = 0.1  # discrimination pass: image replaced by the learned null latent (CFG)
@@ -161,6 +162,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name}={getattr(self, name)}; it must lie in [0, 1)")
         if self.max_steps < 1:
             raise ConfigError(f"train.max_steps={self.max_steps}; it must be at least 1")
+        if self.max_bad_steps < 1 or self.keep_checkpoints < 1:
+            raise ConfigError("train.max_bad_steps and train.keep_checkpoints must be at least 1")
         if self.checkpoint_every < 1:
             raise ConfigError(f"train.checkpoint_every={self.checkpoint_every}; it must be at least 1")
         parse_data(self.data)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -113,8 +114,22 @@ class DiffDisObjective(nn.Module):
 
     def _gather(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D) on each process -> (N, D) in rank order; gradients flow back to the process that made each row."""
-        if self.world == 1:
-            return x
-        from torch.distributed.nn.functional import all_gather
+        return x if self.world == 1 else _GatherWithGradient.apply(x)
 
-        return torch.cat(all_gather(x))
+
+class _GatherWithGradient(torch.autograd.Function):
+    """all_gather whose backward sums every process's gradient for the rows this process contributed (an
+    all-reduce, then this process's slice: works on every backend, gloo included)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rows = slice(dist.get_rank() * len(x), (dist.get_rank() + 1) * len(x))
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rows]

@@ -2,12 +2,9 @@
 
 Run folder:
     config.json                 the resolved Config of the run
-    checkpoints/step_XXXXXXX/   model.safetensors, ema.safetensors, optimizer.pt, lr_scheduler.pt, and
-                                state.json (step, time, every process's data position, validation history);
-                                written to a temporary folder, then renamed: a crash never leaves a
-                                half-written checkpoint under the final name
+    checkpoints/step_XXXXXXX/   see checkpoint.py (atomic, last train.keep_checkpoints kept, damaged ones skipped)
     logs/                       TensorBoard: L_IG, L_ITA, logit scale, learning rate, images/s, validation
-    samples/step_XXXXXXX.png    a generated grid, one row per class
+    samples/step_XXXXXXX.png    a generated grid, one row per class (or per prompt)
     model/                      the final pipeline (EMA weights), loadable with DiffDisPipeline.from_pretrained
 """
 
@@ -15,31 +12,32 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
 from collections import Counter
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .config import Config
+from .checkpoint import checkpoints, resume, save_checkpoint
+from .config import FROM_INIT, Config
 from .data.datasets import LabelledImages
-from .data.sources import training_batches
+from .data.sources import check_data, training_batches
 from .data.transforms import uint8_to_model
 from .evaluation.figures import image_grid
 from .evaluation.zero_shot import zero_shot
+from .models.encoders import MINILM
 from .objective import DiffDisObjective
 from .pipeline import DiffDisPipeline
 
-CHECKPOINT_FORMAT = 2  # bumped when the checkpoint's contents change meaning
+
+class TrainingStopped(RuntimeError):
+    """Training cannot usefully go on (e.g. a run of non-finite steps); the message names the step and the
+    checkpoint to resume from."""
 
 
 class EMA:
@@ -86,16 +84,6 @@ class EMA:
             self.shadow[name].copy_(state[name])
 
 
-@dataclass
-class TrainState:
-    step: int = 0
-    seconds: float = 0.0  # training wall time so far, summed over resumed segments
-    skipped_steps: int = 0
-    data: list[dict | None] = field(default_factory=lambda: [None])  # each process's data position
-    history: list[dict] = field(default_factory=list)  # validation results
-    prompts: list[str] = field(default_factory=list)  # sample-grid prompts when there is no labelled set
-
-
 def lr_lambda(warmup: int, total: int):
     """Linear warm-up, then cosine decay to 10% of the base rate."""
 
@@ -106,16 +94,6 @@ def lr_lambda(warmup: int, total: int):
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    folder = run_dir / "checkpoints"
-    done = (
-        sorted(p for p in folder.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
-        if folder.exists()
-        else []
-    )
-    return done[-1] if done else None
 
 
 def step_generator(seed: int, step: int, micro: int, device: torch.device) -> torch.Generator:
@@ -133,9 +111,20 @@ def build_pipeline(config: Config, run_dir: Path) -> DiffDisPipeline:
     return DiffDisPipeline.from_stable_diffusion(t.init_from, config, t.trust_pickle, run_dir / "init")
 
 
+def preflight(config: Config) -> None:
+    """Refuse a run whose inputs are missing, before any compute: the data, and the model folders it names."""
+    config.validate()
+    check_data(config)
+    m, t = config.model, config.train
+    for key, value in (("train.init_from", t.init_from), ("model.text_encoder", m.text_encoder),
+                       ("model.autoencoder", m.autoencoder)):  # fmt: skip
+        if value not in ("", MINILM, "none", FROM_INIT) and not Path(value).exists():
+            raise FileNotFoundError(f"{key}={value!r} does not exist")
+
+
 def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
     """Train (or resume) the run in `run_dir`; returns the folder of the saved pipeline."""
-    config.validate()
+    preflight(config)
     run_dir = Path(run_dir)
     accelerator = Accelerator(
         mixed_precision=config.train.mixed_precision,
@@ -170,11 +159,9 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t.warmup_steps, t.max_steps))
     ema = EMA(objective, t.ema_decay)
 
-    state = TrainState()
-    resume_from = latest_checkpoint(run_dir)
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, objective, optimizer, lr_schedule, ema)
-        accelerator.print(f"resuming from {resume_from} (step {state.step})")
+    state, resumed_from = resume(run_dir, objective, optimizer, lr_schedule, ema)
+    if resumed_from is not None:
+        accelerator.print(f"resuming from {resumed_from} (step {state.step})")
     objective, optimizer = accelerator.prepare(objective, optimizer)
     hparams = {f"{section}.{k}": v if isinstance(v, (int, float, str, bool)) else str(v)
                for section, values in config.to_dict().items() if isinstance(values, dict)
@@ -191,6 +178,7 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
     )
     window_start, window_images = time.perf_counter(), 0
     segment_start, seconds_before = time.perf_counter(), state.seconds
+    bad_streak = 0
 
     while state.step < t.max_steps:
         out = None
@@ -204,12 +192,21 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
                 out = objective(z, c, e, generator)
                 accelerator.backward(out["loss"] / t.gradient_accumulation)
             window_images += len(z) * world
-        grad_norm = accelerator.clip_grad_norm_(objective.parameters(), t.grad_clip)
-        if torch.isfinite(out["loss"]) and torch.isfinite(grad_norm):
+        grad_norm = accelerator.clip_grad_norm_(objective.parameters(), t.grad_clip)  # the same on every process
+        if torch.isfinite(grad_norm):
             optimizer.step()
             ema.update()
-        else:
+            bad_streak = 0
+        else:  # a non-finite loss gives non-finite gradients: skip the update, count it
             state.skipped_steps += 1
+            bad_streak += 1
+            if bad_streak >= t.max_bad_steps:
+                last = checkpoints(run_dir)
+                raise TrainingStopped(
+                    f"{bad_streak} non-finite steps in a row, the last at step {state.step + 1} (the weights were not "
+                    f"updated by them); last good checkpoint: {last[-1] if last else 'none'}. Lower the learning "
+                    "rates or check the data, then run the same command to resume from that checkpoint"
+                )
         optimizer.zero_grad(set_to_none=True)
         lr_schedule.step()
         state.step += 1
@@ -350,40 +347,3 @@ def validate(
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
         image_grid(rows, [label[:40] for label in labels]).save(run_dir / "samples" / f"step_{step:07d}.png")
     return record
-
-
-def save_checkpoint(accelerator, run_dir, objective, optimizer, lr_schedule, ema, state: TrainState, keep: int) -> None:
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return
-    folder = run_dir / "checkpoints"
-    final = folder / f"step_{state.step:07d}"
-    tmp = folder / f"step_{state.step:07d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    weights = {k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(objective).state_dict().items()}
-    save_file(weights, tmp / "model.safetensors")
-    save_file({k: v.cpu().contiguous() for k, v in ema.state_dict().items()}, tmp / "ema.safetensors")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(lr_schedule.state_dict(), tmp / "lr_scheduler.pt")
-    meta = {"format": CHECKPOINT_FORMAT, **asdict(state)}
-    (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in sorted(p for p in folder.glob("step_*") if not p.name.endswith(".tmp"))[:-keep]:
-        shutil.rmtree(old)
-
-
-def load_checkpoint(folder: Path, objective, optimizer, lr_schedule, ema) -> TrainState:
-    objective.load_state_dict(load_file(folder / "model.safetensors"))
-    ema.load_state_dict(load_file(folder / "ema.safetensors"))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-    lr_schedule.load_state_dict(torch.load(folder / "lr_scheduler.pt", weights_only=True))
-    meta = json.loads((folder / "state.json").read_text())
-    if meta.pop("format", 1) != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{folder} was written by another diffdis version (checkpoint format {meta.get('format', 1)}, this "
-            f"version reads {CHECKPOINT_FORMAT}); train into a new run folder, or resume with the version that wrote it"
-        )
-    return TrainState(**meta)

@@ -27,7 +27,7 @@ FASHION_MNIST_CLASSES: tuple[str, ...] = (
     "bag",
     "ankle boot",
 )
-_FILES = {
+FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
@@ -90,7 +90,7 @@ class CaptionedImages:
         )
 
 
-def _find(folder: Path, stem: str) -> Path:
+def find_idx(folder: Path, stem: str) -> Path:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.exists():
             return candidate
@@ -119,10 +119,10 @@ def load_fashion_mnist(
     split: str, resolution: int, channels: int = 1, root: str | Path = FASHION_MNIST_DIR
 ) -> LabelledImages:
     """The real Fashion-MNIST split ("train": 60k, "test": 10k)."""
-    if split not in _FILES:
+    if split not in FASHION_MNIST_FILES:
         raise ValueError(f"unknown split {split!r}; use 'train' or 'test'")
     root = Path(root)
-    images, labels = load_idx_pair(*(_find(root, stem) for stem in _FILES[split]), resolution, channels)
+    images, labels = load_idx_pair(*(find_idx(root, stem) for stem in FASHION_MNIST_FILES[split]), resolution, channels)
     return LabelledImages(images, labels, FASHION_MNIST_CLASSES)
 
 

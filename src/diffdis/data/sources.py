@@ -4,12 +4,21 @@ through data/stream.py) and the labelled set for in-training validation."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from ..config import Config, parse_data
 from .batches import BatchPosition, ShuffledBatches
 from .captions import TRAIN_TEMPLATES
-from .datasets import CaptionedImages, LabelledImages, load_fashion_mnist, train_val_split
+from .datasets import (
+    FASHION_MNIST_FILES,
+    CaptionedImages,
+    LabelledImages,
+    find_idx,
+    load_fashion_mnist,
+    train_val_split,
+)
 from .eval_sets import load_eval_set
+from .files import file_source
 from .shapes import load_shapes
 from .stream import FileBatches
 
@@ -71,6 +80,22 @@ class MemoryBatches:
 
     def skipped(self) -> dict[str, int]:
         return {}  # built-in sets are decoded and checked once, when loaded
+
+
+def check_data(config: Config) -> None:
+    """Refuse missing data before any compute: the built-in files, every file source (its shards or list) and
+    the validation set's folder must be there."""
+    t = config.train
+    for source in parse_data(t.data):
+        if source.kind == "fashion-mnist":
+            for stem in FASHION_MNIST_FILES["train"]:
+                find_idx(Path(t.data_dir), stem)  # names the missing file and how to get it
+        elif not source.builtin:
+            file_source(source.kind, source.target)
+    kind, _, target = t.val_data.partition(":")
+    for path in target.split(",") if kind in ("folder", "idx") else []:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"train.val_data={t.val_data!r}: {path} does not exist")
 
 
 def training_batches(

@@ -65,7 +65,8 @@ class SlotStream(IterableDataset):
         choices = _blocks(np.random.default_rng([self.seed, slot, 1]), self.buffer)
         waiting, pulled = self._restore(pulls, choices, emitted)
         replaying[0] = False
-        batch = []
+        batch, failures = [], 0
+        limit = max(1000, 50 * self.batch_size)  # this many unusable samples in a row: the data is not usable
         while True:
             if len(waiting) < self.buffer:  # filling (only at the very start)
                 waiting.append(_read(next(pulls)))
@@ -81,7 +82,13 @@ class SlotStream(IterableDataset):
                 batch.append(decode_sample(sample, self.resolution, self.channels))
             except SampleError as error:
                 skipped[error.reason] += 1
+                failures += 1
+                if failures >= limit:
+                    raise ValueError(
+                        f"{limit} samples in a row could not be used (so far: {dict(skipped)}); check train.data"
+                    ) from None
                 continue
+            failures = 0
             if len(batch) == self.batch_size:
                 yield {**collate(batch), "slot": local, "emitted": emitted, "skipped": dict(skipped)}
                 batch = []

@@ -1,0 +1,110 @@
+"""Checkpoints of a training run: written atomically, the last K kept, read back without unpickling code, and
+a corrupt or partial latest checkpoint passed over, with a warning, in favour of the one before.
+
+    checkpoints/step_XXXXXXX/   model.safetensors, ema.safetensors (weights, never pickled)
+                                optimizer.pt, lr_scheduler.pt (tensors and numbers; read with weights_only=True)
+                                state.json (format, step, time, every process's data position, validation history)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+CHECKPOINT_FORMAT = 2  # bumped when the checkpoint's contents change meaning
+_UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, SafetensorError, pickle.PickleError)
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint of the run can be read."""
+
+
+class CheckpointFormatError(ValueError):
+    """A checkpoint written by another version: not damaged, so never silently passed over."""
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    seconds: float = 0.0  # training wall time so far, summed over resumed segments
+    skipped_steps: int = 0  # steps whose loss or gradient was not finite (the weights were not updated)
+    data: list[dict | None] = field(default_factory=lambda: [None])  # each process's data position
+    history: list[dict] = field(default_factory=list)  # validation results
+    prompts: list[str] = field(default_factory=list)  # sample-grid prompts when there is no labelled set
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoint folders, oldest first (a `.tmp` folder is one a crash interrupted)."""
+    folder = run_dir / "checkpoints"
+    if not folder.exists():
+        return []
+    return sorted(p for p in folder.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+
+
+def save_checkpoint(accelerator, run_dir: Path, objective, optimizer, lr_schedule, ema, state: TrainState, keep: int):
+    """Write into step_X.tmp, then rename: a crash at any point leaves the previous checkpoints intact."""
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    weights = {k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(objective).state_dict().items()}
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise RuntimeError(f"refusing to checkpoint non-finite weights at step {state.step} ({bad[:3]} ...)")
+    folder = run_dir / "checkpoints"
+    final, tmp = folder / f"step_{state.step:07d}", folder / f"step_{state.step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(weights, tmp / "model.safetensors")
+    save_file({k: v.cpu().contiguous() for k, v in ema.state_dict().items()}, tmp / "ema.safetensors")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(lr_schedule.state_dict(), tmp / "lr_scheduler.pt")
+    (tmp / "state.json").write_text(json.dumps({"format": CHECKPOINT_FORMAT, **asdict(state)}, indent=2) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old)
+
+
+def load_checkpoint(folder: Path, objective, optimizer, lr_schedule, ema) -> TrainState:
+    meta = json.loads((folder / "state.json").read_text())
+    if meta.pop("format", 1) != CHECKPOINT_FORMAT:
+        raise CheckpointFormatError(
+            f"{folder} was written by another diffdis version (checkpoint format {meta.get('format', 1)}, this "
+            f"version reads {CHECKPOINT_FORMAT}); train into a new run folder, or resume with the version that wrote it"
+        )
+    objective.load_state_dict(load_file(folder / "model.safetensors"))
+    ema.load_state_dict(load_file(folder / "ema.safetensors"))
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    lr_schedule.load_state_dict(torch.load(folder / "lr_scheduler.pt", weights_only=True))
+    return TrainState(**meta)
+
+
+def resume(run_dir: Path, objective, optimizer, lr_schedule, ema) -> tuple[TrainState, Path | None]:
+    """The state of the newest readable checkpoint (a fresh state when there is none). A damaged one is
+    reported and passed over; the loads overwrite everything, so a half-read damaged one leaves no trace."""
+    found = checkpoints(run_dir)
+    for folder in reversed(found):
+        try:
+            return load_checkpoint(folder, objective, optimizer, lr_schedule, ema), folder
+        except CheckpointFormatError:
+            raise
+        except (*_UNREADABLE, json.JSONDecodeError) as error:
+            warnings.warn(
+                f"checkpoint {folder} is damaged or incomplete ({error!r}); trying the one before it", stacklevel=2
+            )
+    if found:
+        raise CheckpointError(
+            f"none of the {len(found)} checkpoints in {run_dir / 'checkpoints'} can be read; move them away to start "
+            "the run afresh"
+        )
+    return TrainState(), None
