@@ -1,4 +1,4 @@
-"""Benchmark 5: peak memory (resident set size of a fresh process) of training and inference per preset.
+"""Benchmark 5: peak memory (resident set of a fresh process, /proc VmHWM) of training and inference per preset.
 
 Run as `python -m benchmarks.memory PRESET MODE BATCH` it measures one case and prints JSON; `run()` launches
 one such process per case, so that every figure is the peak of its own process."""
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 
@@ -17,8 +16,13 @@ CASES = {  # preset -> batch sizes (the base preset's default batch is a GPU bat
 }
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+def _status_mb(field: str) -> float:
+    """VmHWM (peak resident set) or VmRSS (current) of this process, from /proc. (getrusage's ru_maxrss would
+    include the parent's peak: Linux carries it across fork and exec.)"""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} is not in /proc/self/status")
 
 
 def measure(preset_name: str, mode: str, batch: int) -> dict:
@@ -32,7 +36,7 @@ def measure(preset_name: str, mode: str, batch: int) -> dict:
     pipe = DiffDisPipeline.from_config(config)
     m = config.model
     images = torch.rand(batch, m.image_channels, m.resolution, m.resolution) * 2 - 1
-    after_build = _rss_mb()
+    after_build = _status_mb("VmRSS")
     if mode == "train":
         objective = DiffDisObjective(pipe.model.train(), pipe.scheduler, pipe.query, config.train)
         optimizer = torch.optim.AdamW(objective.parameters())
@@ -46,7 +50,7 @@ def measure(preset_name: str, mode: str, batch: int) -> dict:
     else:
         pipe.generate(["a photo of a thing."] * batch, num_inference_steps=2)
     parameters = sum(p.numel() for p in pipe.model.parameters())
-    return {"preset": preset_name, "mode": mode, "batch": batch, "peak_rss_mb": _rss_mb(),
+    return {"preset": preset_name, "mode": mode, "batch": batch, "peak_rss_mb": _status_mb("VmHWM"),
             "rss_after_build_mb": after_build, "parameters": parameters}  # fmt: skip
 
 

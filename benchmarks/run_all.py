@@ -12,7 +12,7 @@ from pathlib import Path
 
 from diffdis.evaluation.report import environment, write_json
 
-from . import generation, memory, training, zero_shot_speed
+from . import generation, memory, profile_paths, training, zero_shot_speed
 from .common import OUT, trained_model
 
 
@@ -20,7 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="saved pipeline to measure (default: runs/demo/model if present)")
     parser.add_argument("--train-steps", type=int, default=400, help="steps of the fallback model (default 400)")
-    parser.add_argument("--skip", action="append", default=[], help="zero_shot, training, generation, memory")
+    parser.add_argument("--skip", action="append", default=[], help="zero_shot, training, generation, profile, memory")
     args = parser.parse_args()
     model = args.model or ("runs/demo/model" if Path("runs/demo/model").exists() else None)
     pipe, model_path = trained_model(model, args.train_steps)
@@ -41,6 +41,8 @@ def main() -> None:
     if "generation" not in args.skip:
         g = generation.run(pipe)
         results.update(generate_vs_plain_loop_ratio=g["generate_vs_plain_loop_ratio"], generation=g)
+    if "profile" not in args.skip:
+        results["profile"] = profile_paths.run(pipe)
     if "memory" not in args.skip:
         mem = memory.run()
         results["peak_memory_mb"] = {p: {mode: r.get("peak_rss_mb") for mode, r in modes.items()}
