@@ -41,10 +41,9 @@ def accuracy_by_steps(pipe, images_per_set: int) -> dict:
     rows = [[f"{setting} / {name}"] + [f"{by_steps.get(k, float('nan')):.1f}" for k in STEPS]
             for setting, per_set in table.items() for name, by_steps in per_set.items()]  # fmt: skip
     print_table("zero-shot top-1 (%) by text-query steps", ["setting / set"] + [str(k) for k in STEPS], rows)
-    series = {f"{s} / {n}": v for s, per_set in table.items() for n, v in per_set.items()}
-    line_chart(series, "zero-shot top-1 by query steps", "text-query denoising steps", "top-1 %").save(
-        OUT / "zero_shot_by_steps.png"
-    )
+    series = {s: {int(k): v for k, v in per_set["fashion-mnist"].items()} for s, per_set in table.items()}
+    title = "zero-shot top-1 on Fashion-MNIST (1,000 test images) by query steps"
+    line_chart(series, title, "text-query denoising steps", "top-1 %").save(OUT / "zero_shot_by_steps.png")
     return {"sets": {n: f"{min(images_per_set, len(s.data))} images" for n, s in sets.items()}, "table": table}
 
 

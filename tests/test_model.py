@@ -157,3 +157,14 @@ def test_identical_captions_are_positives_of_each_other(small_pipeline):
         -(targets * logits.log_softmax(1)).sum(1).mean() - (targets * logits.T.log_softmax(1)).sum(1).mean()
     )
     assert torch.allclose(objective.contrastive(e_hat, e), by_hand, atol=1e-5)
+
+
+def test_shared_context_attention_equals_the_module_call(small_pipeline):
+    from diffdis.models.text_stream import shared_context_attention
+
+    attn = small_pipeline.model._attentions()[0].transformer_blocks[0].attn2
+    x = torch.randn(3, 10, attn.to_q.in_features)
+    context = small_pipeline.model.null_context  # (1, L, D), shared by the batch
+    with torch.no_grad():
+        expected = attn(x, encoder_hidden_states=context.expand(3, -1, -1))
+        assert torch.allclose(shared_context_attention(attn, x, context), expected, atol=1e-6)

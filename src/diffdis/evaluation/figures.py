@@ -58,7 +58,7 @@ def line_chart(series: dict[str, dict[int, float]], title: str, x_label: str, y_
     """Lines of y against x on a log2 x axis (e.g. accuracy against sampler steps), one per series, labelled."""
     import math
 
-    width, height, left, bottom, top = 560, 340, 60, 40, 30
+    width, height, left, bottom, top, legend = 700, 340, 60, 40, 30, 240
     xs = sorted({x for points in series.values() for x in points})
     ys = [y for points in series.values() for y in points.values()]
     low, high = math.floor(min(ys) - 1), math.ceil(max(ys) + 1)
@@ -67,12 +67,12 @@ def line_chart(series: dict[str, dict[int, float]], title: str, x_label: str, y_
     span_x = max(math.log2(xs[-1]) - math.log2(xs[0]), 1e-9)
 
     def point(x: float, y: float) -> tuple[float, float]:
-        px = left + (width - left - 150) * (math.log2(x) - math.log2(xs[0])) / span_x
+        px = left + (width - left - legend - 10) * (math.log2(x) - math.log2(xs[0])) / span_x
         py = height - bottom - (height - bottom - top) * (y - low) / (high - low)
         return px, py
 
     draw.text((left, 8), title, fill="black", font=font)
-    draw.line((left, top, left, height - bottom, width - 150, height - bottom), fill="black")
+    draw.line((left, top, left, height - bottom, width - legend, height - bottom), fill="black")
     for x in xs:
         px, _ = point(x, low)
         draw.text((px - 4, height - bottom + 6), str(x), fill="black", font=font)
@@ -90,5 +90,5 @@ def line_chart(series: dict[str, dict[int, float]], title: str, x_label: str, y_
             draw.line(coords, fill=colour, width=2)
         for px, py in coords:
             draw.ellipse((px - 3, py - 3, px + 3, py + 3), fill=colour)
-        draw.text((width - 140, top + 16 * i), name, fill=colour, font=font)
+        draw.text((width - legend + 10, top + 16 * i), name, fill=colour, font=font)
     return image

@@ -158,7 +158,7 @@ class DiffDisModel(nn.Module):
         every attention block; without it the blocks run as plain UNet attention."""
         h, temb = prefix.h, prefix.temb
         b = h.shape[0]
-        context = self.null_context.to(h.dtype).expand(b, -1, -1)  # c is masked (Algorithm 1)
+        context = self.null_context.to(h.dtype)  # (1, L, D): c is masked (Algorithm 1)
         if query is not None:
             e_t, t_e = query[0].to(h.dtype), query[1]
             h_e = torch.zeros_like(e_t)  # h_{e,0} = 0
@@ -169,7 +169,7 @@ class DiffDisModel(nn.Module):
             elif kind == "down":
                 h = module(h)
             elif query is None:
-                h = module(h, encoder_hidden_states=context, return_dict=False)[0]
+                h = module(h, encoder_hidden_states=context.expand(b, -1, -1), return_dict=False)[0]
             else:
                 h, h_e = self._run(next(blocks), module, h, context, e_t, t_e, h_e)
         return h, (h_e if query is not None else None)

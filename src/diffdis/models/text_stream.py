@@ -11,6 +11,7 @@ import copy
 import math
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from torch import nn
@@ -44,6 +45,21 @@ def _check_plain_block(block: BasicTransformerBlock) -> None:
         )
 
 
+def shared_context_attention(attn, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """`attn(x, encoder_hidden_states=context)` for a context that is the same for every image (1, L, D), the
+    masked caption of the discrimination pass: its keys and values are projected once, not once per image.
+    Falls back to the module's own call for attention variants this shortcut does not cover."""
+    plain = attn.norm_q is None and attn.norm_k is None and attn.norm_cross is None and attn.group_norm is None
+    if context.shape[0] != 1 or not plain or attn.residual_connection or attn.rescale_output_factor != 1.0:
+        return attn(x, encoder_hidden_states=context.expand(x.shape[0], -1, -1))
+    b, n, _ = x.shape
+    q = attn.to_q(x).view(b, n, attn.heads, -1).transpose(1, 2)  # (B, heads, N, d)
+    k = attn.to_k(context).view(1, -1, attn.heads, q.shape[-1]).transpose(1, 2).expand(b, -1, -1, -1)
+    v = attn.to_v(context).view(1, -1, attn.heads, q.shape[-1]).transpose(1, 2).expand(b, -1, -1, -1)
+    out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)  # (B, heads, N, d)
+    return attn.to_out[1](attn.to_out[0](out.transpose(1, 2).reshape(b, n, -1)))
+
+
 class DualStreamBlock(nn.Module):
     """One dual-stream deep-fusion block (Fig. 3) wrapped around one of the UNet's Transformer2DModels.
 
@@ -68,7 +84,7 @@ class DualStreamBlock(nn.Module):
         self,
         transformer: Transformer2DModel,
         h_z: torch.Tensor,  # (B, C, H, W) hidden latent image
-        context: torch.Tensor,  # (B, L, D) text condition (the null caption in the discrimination pass)
+        context: torch.Tensor,  # (1, L, D) the null caption: the caption is masked in the discrimination pass
         e_t: torch.Tensor,  # (B, D) noisy text query
         t_e: torch.Tensor,  # (B,) text timestep
         h_e: torch.Tensor,  # (B, D) hidden text query from the previous block (zeros before the first)
@@ -87,7 +103,7 @@ class DualStreamBlock(nn.Module):
             s = torch.cat([u, x], dim=1)  # (B, 1 + HW, C)
             s = s + block.attn1(block.norm1(s))  # shared self-attention over both modalities
             u, x = s[:, :1], s[:, 1:]
-            x = x + block.attn2(block.norm2(x), encoder_hidden_states=context)  # image tokens only
+            x = x + shared_context_attention(block.attn2, block.norm2(x), context)  # image tokens only
             x = x + block.ff(block.norm3(x))  # image FFN
             u = u + text_ff(text_norm(u))  # text FFN
 
