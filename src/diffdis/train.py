@@ -201,10 +201,10 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
             state.skipped_steps += 1
             bad_streak += 1
             if bad_streak >= t.max_bad_steps:
-                last = checkpoints(run_dir)
+                saved = checkpoints(run_dir)
                 raise TrainingStopped(
                     f"{bad_streak} non-finite steps in a row, the last at step {state.step + 1} (the weights were not "
-                    f"updated by them); last good checkpoint: {last[-1] if last else 'none'}. Lower the learning "
+                    f"updated by them); last good checkpoint: {saved[-1] if saved else 'none'}. Lower the learning "
                     "rates or check the data, then run the same command to resume from that checkpoint"
                 )
         optimizer.zero_grad(set_to_none=True)
