@@ -1,7 +1,7 @@
 """Checkpoints of a training run: written atomically, the last K kept, read back without unpickling code, and
 a corrupt or partial latest checkpoint passed over, with a warning, in favour of the one before.
 
-    checkpoints/step_XXXXXXX/   model.safetensors, ema.safetensors (weights, never pickled)
+    checkpoints/step_NNNNNNN/   model.safetensors, ema.safetensors (weights, never pickled)
                                 optimizer.pt, lr_scheduler.pt (tensors and numbers; read with weights_only=True)
                                 state.json (format, step, time, every process's data position, validation history)
 """

@@ -2,9 +2,9 @@
 
 Run folder:
     config.json                 the resolved Config of the run
-    checkpoints/step_XXXXXXX/   see checkpoint.py (atomic, last train.keep_checkpoints kept, damaged ones skipped)
+    checkpoints/step_NNNNNNN/   see checkpoint.py (atomic, last train.keep_checkpoints kept, damaged ones skipped)
     logs/                       TensorBoard: L_IG, L_ITA, logit scale, learning rate, images/s, validation
-    samples/step_XXXXXXX.png    a generated grid, one row per class (or per prompt)
+    samples/step_NNNNNNN.png    a generated grid, one row per class (or per prompt)
     model/                      the final pipeline (EMA weights), loadable with DiffDisPipeline.from_pretrained
 """
 
