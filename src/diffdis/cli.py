@@ -173,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (TrainingStopped, CheckpointError) as error:
         print(f"diffdis {args.command}: stopped: {error}", file=sys.stderr)
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()  # a clean exit for every process of a multi-process run
         return 3
 
 
