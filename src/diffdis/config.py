@@ -168,6 +168,16 @@ class TrainConfig:
             raise ConfigError(f"train.checkpoint_every={self.checkpoint_every}; it must be at least 1")
         parse_data(self.data)
 
+    def micro_batch_size(self, processes: int) -> int:
+        """Images per process per micro-batch: the global batch split over processes and accumulation steps."""
+        parts = processes * self.gradient_accumulation
+        if self.batch_size % parts:
+            raise ConfigError(
+                f"train.batch_size={self.batch_size} does not split into {processes} processes x "
+                f"{self.gradient_accumulation} micro-batches; use a multiple of {parts}"
+            )
+        return self.batch_size // parts
+
 
 @dataclass(frozen=True)
 class Config:

@@ -54,11 +54,7 @@ class MemoryBatches:
 
     def __init__(self, data: CaptionedImages, config: Config, rank: int, world: int, state: dict | None = None):
         t = config.train
-        if t.batch_size % (world * t.gradient_accumulation):
-            raise ValueError(
-                f"train.batch_size={t.batch_size} does not split into {world} processes x "
-                f"{t.gradient_accumulation} micro-batches; use a multiple of {world * t.gradient_accumulation}"
-            )
+        t.micro_batch_size(world)  # refuses a global batch that does not split evenly
         position = BatchPosition(**state) if state else BatchPosition()
         self.data, self.rank, self.world, self.accumulation = data, rank, world, t.gradient_accumulation
         self.stream = ShuffledBatches(len(data), t.batch_size, t.seed, position)

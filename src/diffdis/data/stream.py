@@ -163,12 +163,7 @@ class FileBatches:
     def __init__(self, config: Config, rank: int, world: int, state: dict | None = None):
         t = config.train
         self.accumulation = t.gradient_accumulation
-        micro = t.batch_size // (world * t.gradient_accumulation)
-        if micro < 1 or micro * world * t.gradient_accumulation != t.batch_size:
-            raise ValueError(
-                f"train.batch_size={t.batch_size} does not split into {world} processes x "
-                f"{t.gradient_accumulation} micro-batches; use a multiple of {world * t.gradient_accumulation}"
-            )
+        micro = t.micro_batch_size(world)
         workers = max(1, t.num_workers)
         fresh = {"consumed": 0, "slots": [{"emitted": 0, "skipped": {}} for _ in range(workers)]}
         if state is not None and len(state["slots"]) != workers:
