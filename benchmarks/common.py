@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from diffdis import DiffDisPipeline, preset  # noqa: E402
-from diffdis.train import train  # noqa: E402
+from diffdis.training import train  # noqa: E402
 
 OUT = Path("runs/bench")
 

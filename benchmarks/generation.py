@@ -51,6 +51,11 @@ def run(pipe: DiffDisPipeline, n: int = 32, steps: int = 25, guidance: float = 3
         [[name, s, s / seconds["plain diffusers loop"]] for name, s in seconds.items()],
     )
     print(f"largest pixel difference between the two paths' images: {max(differences)} (of 255)")
-    return {"seconds": seconds, "generate_vs_plain_loop_ratio": ratio, "max_pixel_difference": int(max(differences)),
-            "prompts": n,
-            "steps": steps, "guidance": guidance}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "generate_vs_plain_loop_ratio": ratio,
+        "max_pixel_difference": int(max(differences)),
+        "prompts": n,
+        "steps": steps,
+        "guidance": guidance,
+    }

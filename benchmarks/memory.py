@@ -38,11 +38,11 @@ def measure(preset_name: str, mode: str, batch: int) -> dict:
     images = torch.rand(batch, m.image_channels, m.resolution, m.resolution) * 2 - 1
     after_build = _status_mb("VmRSS")
     if mode == "train":
-        objective = DiffDisObjective(pipe.model.train(), pipe.scheduler, pipe.query, config.train)
+        objective = DiffDisObjective.from_pipeline(pipe, config.train).train()
         optimizer = torch.optim.AdamW(objective.parameters())
         c, e = pipe.text_encoder(["a photo of a thing."] * batch)
         for _ in range(2):
-            objective(images, c, e)["loss"].backward()
+            objective.loss(images, c, e)["loss"].backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
     elif mode == "classify":
@@ -50,8 +50,14 @@ def measure(preset_name: str, mode: str, batch: int) -> dict:
     else:
         pipe.generate(["a photo of a thing."] * batch, num_inference_steps=2)
     parameters = sum(p.numel() for p in pipe.model.parameters())
-    return {"preset": preset_name, "mode": mode, "batch": batch, "peak_rss_mb": _status_mb("VmHWM"),
-            "rss_after_build_mb": after_build, "parameters": parameters}  # fmt: skip
+    return {
+        "preset": preset_name,
+        "mode": mode,
+        "batch": batch,
+        "peak_rss_mb": _status_mb("VmHWM"),
+        "rss_after_build_mb": after_build,
+        "parameters": parameters,
+    }
 
 
 def run() -> dict:
@@ -66,10 +72,16 @@ def run() -> dict:
             results.setdefault(preset_name, {})[mode] = json.loads(done.stdout.strip().splitlines()[-1])
     from .common import print_table
 
-    rows = [[p, mode, r.get("batch", "-"), r.get("rss_after_build_mb", float("nan")), r.get("peak_rss_mb", "error")]
-            for p, modes in results.items() for mode, r in modes.items()]  # fmt: skip
-    print_table("peak memory (CPU, fp32, resident set of a fresh process)", ["preset", "mode", "batch",
-                "MB after building the model", "peak MB"], rows)  # fmt: skip
+    rows = [
+        [p, mode, r.get("batch", "-"), r.get("rss_after_build_mb", float("nan")), r.get("peak_rss_mb", "error")]
+        for p, modes in results.items()
+        for mode, r in modes.items()
+    ]
+    print_table(
+        "peak memory (CPU, fp32, resident set of a fresh process)",
+        ["preset", "mode", "batch", "MB after building the model", "peak MB"],
+        rows,
+    )
     return results
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from diffdis.data.datasets import fixed_subset
 from diffdis.data.eval_sets import load_eval_set
 from diffdis.data.transforms import uint8_to_model
 from diffdis.diffusion import sample_query
-from diffdis.evaluation.report import fixed_subset
 from diffdis.objective import DiffDisObjective
 
 from .common import OUT, interleaved, print_table
@@ -45,11 +45,11 @@ def run(pipe) -> dict:
     data = fixed_subset(load_eval_set("fashion-mnist", m.resolution, m.image_channels).data, 256)
     images = uint8_to_model(data.images)
     c, e = pipe.text_encoder(["a photo of a bag."] * 64)
-    objective = DiffDisObjective(pipe.model, pipe.scheduler, pipe.query, pipe.config.train)
+    objective = DiffDisObjective.from_pipeline(pipe, pipe.config.train)
 
     def train_step():
         pipe.model.train()
-        objective(images[:64], c, e, torch.Generator().manual_seed(0))["loss"].backward()
+        objective.loss(images[:64], c, e, torch.Generator().manual_seed(0))["loss"].backward()
         pipe.model.zero_grad(set_to_none=True)
         pipe.model.eval()
 
@@ -71,16 +71,21 @@ def run(pipe) -> dict:
         for steps in (2, 8):
             seconds = interleaved(
                 {
-                    "prefix reused (now)": lambda s=steps: sample_query(pipe.model, pipe.query, pipe.scheduler, z,
-                                                                        noise, s),
-                    "prefix recomputed (before)": lambda s=steps: sample_query(_NoPrefixReuse(pipe.model), pipe.query,
-                                                                               pipe.scheduler, z, noise, s),
+                    "prefix reused (now)": lambda s=steps: sample_query(
+                        pipe.model, pipe.query, pipe.scheduler, z, noise, s
+                    ),
+                    "prefix recomputed (before)": lambda s=steps: sample_query(
+                        _NoPrefixReuse(pipe.model), pipe.query, pipe.scheduler, z, noise, s
+                    ),
                 },
                 repeats=5,
-            )  # fmt: skip
+            )
             speedup = seconds["prefix recomputed (before)"] / seconds["prefix reused (now)"]
             fix[steps] = {**seconds, "speedup": speedup}
             rows.append([steps, *seconds.values(), speedup])
-    print_table("query denoising of 256 images: the image prefix reused across steps", ["steps", "now s",
-                "before s", "speed-up"], rows)  # fmt: skip
+    print_table(
+        "query denoising of 256 images: the image prefix reused across steps",
+        ["steps", "now s", "before s", "speed-up"],
+        rows,
+    )
     return {"top_operators": profiles, "prefix_reuse": fix}

@@ -45,8 +45,9 @@ def main() -> None:
         results["profile"] = profile_paths.run(pipe)
     if "memory" not in args.skip:
         mem = memory.run()
-        results["peak_memory_mb"] = {p: {mode: r.get("peak_rss_mb") for mode, r in modes.items()}
-                                     for p, modes in mem.items()}  # fmt: skip
+        results["peak_memory_mb"] = {
+            p: {mode: r.get("peak_rss_mb") for mode, r in modes.items()} for p, modes in mem.items()
+        }
         results["memory"] = mem
     results["seconds"] = time.perf_counter() - start
     write_json(OUT / "results.json", results)

@@ -1,5 +1,5 @@
-"""Benchmarks 2 and 4: a joint training step against a generation-only step (same model, batch and
-resolution), and the data loaders' throughput against what the training step consumes."""
+"""Benchmarks 2 and 4: a joint training step against a generation-only step (models of the same shapes, batch
+and resolution), and the data loaders' throughput against what the training step consumes."""
 
 from __future__ import annotations
 
@@ -18,14 +18,17 @@ from diffdis.pipeline import DiffDisPipeline
 from .common import OUT, interleaved, print_table
 
 
-def _step(pipe: DiffDisPipeline, variant: str, z, c, e):
-    objective = DiffDisObjective(pipe.model, pipe.scheduler, pipe.query, pipe.config.train, variant)
+def _step(config, variant: str, z, c, e):
+    """One optimizer step of a model of this variant (the same shapes; random weights: only time is measured)."""
+    torch.manual_seed(0)
+    pipe = DiffDisPipeline.from_config(apply_overrides(config, [f"model.variant={variant}"]))
+    objective = DiffDisObjective.from_pipeline(pipe, pipe.config.train).train()
     optimizer = torch.optim.AdamW(objective.parameters(), lr=1e-6)
     generator = torch.Generator()
 
     def run():
         generator.manual_seed(0)
-        out = objective(z, c, e, generator)
+        out = objective.loss(z, c, e, generator)
         out["loss"].backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -39,19 +42,21 @@ def step_ratio(pipe: DiffDisPipeline, batch_size: int = 64) -> dict:
     batch = next(iter(MemoryBatches(data, config, 0, 1)))[0]
     z = uint8_to_model(batch["images"][:batch_size])
     c, e = pipe.text_encoder(batch["captions"][:batch_size])
-    pipe.model.train()
     seconds = interleaved(
-        {variant: _step(pipe, variant, z, c, e) for variant in ("diffdis", "gen", "dis")}, repeats=7, warmup=2
+        {variant: _step(config, variant, z, c, e) for variant in ("diffdis", "gen", "dis")}, repeats=7, warmup=2
     )
-    pipe.model.eval()
     ratio = seconds["diffdis"] / seconds["gen"]
     print_table(
         f"training step, batch {len(z)}, {config.model.resolution} px (forward, backward, AdamW)",
         ["step", "seconds", "images/s", "/ generation-only"],
         [[name, s, len(z) / s, s / seconds["gen"]] for name, s in seconds.items()],
     )
-    return {"seconds": seconds, "joint_vs_gen_step_ratio": ratio, "batch_size": len(z),
-            "images_per_second": {k: len(z) / s for k, s in seconds.items()}}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "joint_vs_gen_step_ratio": ratio,
+        "batch_size": len(z),
+        "images_per_second": {k: len(z) / s for k, s in seconds.items()},
+    }
 
 
 def loader_throughput(pipe: DiffDisPipeline, consumed_images_per_second: float, steps: int = 40) -> dict:

@@ -7,11 +7,11 @@ import time
 
 import torch
 
+from diffdis.data.datasets import fixed_subset
 from diffdis.data.eval_sets import load_eval_set
 from diffdis.data.transforms import uint8_to_model
 from diffdis.evaluation.diffusion_classifier import diffusion_classifier_scores, unet_evaluations_per_image
 from diffdis.evaluation.figures import line_chart
-from diffdis.evaluation.report import fixed_subset
 from diffdis.evaluation.zero_shot import zero_shot
 from diffdis.pipeline import DEFAULT_QUERY_STEPS
 
@@ -38,8 +38,11 @@ def accuracy_by_steps(pipe, images_per_set: int) -> dict:
                 data = fixed_subset(eval_set.data, images_per_set)
                 acc = zero_shot(pipe, data, eval_set.templates, num_inference_steps=steps, seed=0, **options).accuracy
                 table.setdefault(setting, {}).setdefault(name, {})[steps] = acc
-    rows = [[f"{setting} / {name}"] + [f"{by_steps.get(k, float('nan')):.1f}" for k in STEPS]
-            for setting, per_set in table.items() for name, by_steps in per_set.items()]  # fmt: skip
+    rows = [
+        [f"{setting} / {name}"] + [f"{by_steps.get(k, float('nan')):.1f}" for k in STEPS]
+        for setting, per_set in table.items()
+        for name, by_steps in per_set.items()
+    ]
     print_table("zero-shot top-1 (%) by text-query steps", ["setting / set"] + [str(k) for k in STEPS], rows)
     series = {s: {int(k): v for k, v in per_set["fashion-mnist"].items()} for s, per_set in table.items()}
     title = "zero-shot top-1 on Fashion-MNIST (1,000 test images) by query steps"
@@ -73,12 +76,20 @@ def speed_vs_diffusion_classifier(pipe, dc_images: int, dd_images: int) -> dict:
         "zero-shot, 10 classes, same model",
         ["method", "UNet evaluations / image", "ms / image", "top-1 % (same images)"],
         [
-            [f"DiffDis, {DEFAULT_QUERY_STEPS} query steps", f"{DEFAULT_QUERY_STEPS} (down path + mid block)",
-             1000 * per_image["diffdis"], ours_same],
-            ["Diffusion Classifier", f"{unet_evaluations_per_image(10)} (whole UNet)",
-             1000 * per_image["diffusion_classifier"], dc_accuracy],
+            [
+                f"DiffDis, {DEFAULT_QUERY_STEPS} query steps",
+                f"{DEFAULT_QUERY_STEPS} (down path + mid block)",
+                1000 * per_image["diffdis"],
+                ours_same,
+            ],
+            [
+                "Diffusion Classifier",
+                f"{unet_evaluations_per_image(10)} (whole UNet)",
+                1000 * per_image["diffusion_classifier"],
+                dc_accuracy,
+            ],
         ],
-    )  # fmt: skip
+    )
     print(f"speed-up: {speedup:.1f}x; DiffDis top-1 on {len(data)} images: {ours:.2f}%")
     return {
         "speedup": speedup,
@@ -109,8 +120,11 @@ def class_count_scaling(pipe, counts=(10, 100, 1000)) -> dict:
         start = time.perf_counter()
         diffusion_classifier_scores(pipe, dc_images, names)
         theirs = (time.perf_counter() - start) / n
-        result[count] = {"diffdis_s_per_image": ours, "diffusion_classifier_s_per_image": theirs,
-                         "images": {"diffdis": len(dd_images), "diffusion_classifier": n}}  # fmt: skip
+        result[count] = {
+            "diffdis_s_per_image": ours,
+            "diffusion_classifier_s_per_image": theirs,
+            "images": {"diffdis": len(dd_images), "diffusion_classifier": n},
+        }
         rows.append([count, 1000 * ours, 1000 * theirs, theirs / ours])
     print_table("cost against the number of classes", ["classes", "DiffDis ms/image", "DC ms/image", "ratio"], rows)
     return result

@@ -64,10 +64,24 @@ def test_any_unicode_caption_survives_json_and_txt(text):
 
 @pytest.mark.parametrize(
     ("mode", "fmt"),
-    [("1", "PNG"), ("L", "PNG"), ("LA", "PNG"), ("P", "PNG"), ("RGB", "JPEG"), ("RGBA", "PNG"), ("CMYK", "JPEG"),
-     ("CMYK", "TIFF"), ("I;16", "PNG"), ("I", "TIFF"), ("F", "TIFF"), ("YCbCr", "JPEG"), ("RGB", "WEBP"),
-     ("RGB", "BMP"), ("P", "GIF")],
-)  # fmt: skip
+    [
+        ("1", "PNG"),
+        ("L", "PNG"),
+        ("LA", "PNG"),
+        ("P", "PNG"),
+        ("RGB", "JPEG"),
+        ("RGBA", "PNG"),
+        ("CMYK", "JPEG"),
+        ("CMYK", "TIFF"),
+        ("I;16", "PNG"),
+        ("I", "TIFF"),
+        ("F", "TIFF"),
+        ("YCbCr", "JPEG"),
+        ("RGB", "WEBP"),
+        ("RGB", "BMP"),
+        ("P", "GIF"),
+    ],
+)
 def test_every_mode_and_format_decodes(mode, fmt):
     image = Image.new(mode, (37, 23))
     for channels in (1, 3):
@@ -104,8 +118,16 @@ def test_a_loader_fed_random_bytes_never_crashes(tmp_path):
                 info = tarfile.TarInfo(f"{i:05d}.{ext}")
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-    config = preset("tiny", [f"train.data=wds:{shard}", "train.batch_size=8", "train.num_workers=0",
-                             "train.shuffle_buffer=16", "model.image_channels=3"])  # fmt: skip
+    config = preset(
+        "tiny",
+        [
+            f"train.data=wds:{shard}",
+            "train.batch_size=8",
+            "train.num_workers=0",
+            "train.shuffle_buffer=16",
+            "model.image_channels=3",
+        ],
+    )
     batches = FileBatches(config, 0, 1)
     steps = iter(batches)
     seen = 0

@@ -11,19 +11,24 @@ from diffdis.evaluation.diffusion_classifier import diffusion_classifier_scores
 from diffdis.objective import DiffDisObjective
 
 
-@pytest.mark.parametrize("variant", ["gen", "dis", "clip"])
-def test_each_baseline_trains_only_its_task(variant):
+@pytest.mark.parametrize("variant", ["diffdis", "gen", "dis", "clip"])
+def test_each_variant_builds_and_trains_only_what_it_uses(variant):
     torch.manual_seed(0)
     pipe = DiffDisPipeline.from_config(preset("tiny", SMALL + [f"model.variant={variant}"]))
-    objective = DiffDisObjective(pipe.model, pipe.scheduler, pipe.query, pipe.config.train, variant)
+    objective = DiffDisObjective.from_pipeline(pipe, pipe.config.train)
     z = torch.randn(6, 1, 16, 16)
     c, e = pipe.text_encoder(["a dress", "a bag", "a coat"] * 2)
-    out = objective(z, c, e)
+    out = objective.loss(z, c, e)
     out["loss"].backward()
-    assert (out["l_ig"] > 0) == (variant == "gen") and (out["l_ita"] > 0) == (variant != "gen")
-    stream_grad = pipe.model.blocks[0].fc_in.weight.grad
-    assert (stream_grad is not None) == (variant == "dis")
-    assert pipe.can_generate == (variant == "gen") and pipe.can_discriminate == (variant != "gen")
+    assert (out["l_ig"] > 0) == (variant in ("diffdis", "gen")) and (out["l_ita"] > 0) == (variant != "gen")
+    assert hasattr(pipe.model, "blocks") == (variant in ("diffdis", "dis"))  # the text stream
+    assert hasattr(objective, "logit_scale") == (variant != "gen")
+    # DDP (without find_unused_parameters) needs a gradient for every trainable parameter, at every step
+    without = [n for n, p in objective.named_parameters() if p.requires_grad and p.grad is None]
+    assert without == []
+    frozen = {n.split(".")[2] for n, p in objective.named_parameters() if not p.requires_grad}
+    assert frozen == ({"up_blocks", "conv_norm_out", "conv_out"} if variant in ("dis", "clip") else set())
+    assert pipe.can_generate == (variant in ("diffdis", "gen")) and pipe.can_discriminate == (variant != "gen")
 
 
 def test_baseline_pipelines_refuse_what_they_cannot_do(tmp_path):

@@ -9,7 +9,10 @@ import sys
 from conftest import SMALL
 from PIL import Image
 
-from diffdis.cli import _parser, main
+from diffdis import DiffDisPipeline
+from diffdis.cli import main
+from diffdis.data.datasets import load_fashion_mnist
+from diffdis.evaluation.zero_shot import zero_shot
 
 
 def test_train_resume_generate_classify_retrieve(tmp_path, idx_dir, capsys):
@@ -34,8 +37,24 @@ def test_train_resume_generate_classify_retrieve(tmp_path, idx_dir, capsys):
     assert (run / "config.json").exists() and list((run / "samples").glob("*.png"))
     model, out = run / "model", tmp_path / "out.json"
 
-    assert main(["generate", "--model", str(model), "--prompt", "a dress", "--num-images", "3", "--steps", "3",
-                 "--out", str(tmp_path / "g.png")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(model),
+                "--prompt",
+                "a dress",
+                "--num-images",
+                "3",
+                "--steps",
+                "3",
+                "--out",
+                str(tmp_path / "g.png"),
+            ]
+        )
+        == 0
+    )
     assert Image.open(tmp_path / "g.png").size[0] >= 3 * 16
 
     assert (
@@ -43,7 +62,9 @@ def test_train_resume_generate_classify_retrieve(tmp_path, idx_dir, capsys):
         == 0
     )
     result = json.loads(out.read_text())
-    assert result["images"] == 40 and 0 <= result["top1"] <= 100
+    pipe = DiffDisPipeline.from_pretrained(model)
+    data = load_fashion_mnist("test", 16, 1, idx_dir)
+    assert result["images"] == 40 and result["top1"] == zero_shot(pipe, data, num_inference_steps=2).accuracy
 
     folder = tmp_path / "imgs"
     for name in ("dress", "bag"):
@@ -65,31 +86,32 @@ def test_errors_name_the_problem(tmp_path, capsys):
     assert "not a saved DiffDis pipeline" in capsys.readouterr().err
 
 
+def _help(*command: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "diffdis.cli", *command, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_every_option_is_documented():
-    parser = _parser()
-    subcommands = next(a for a in parser._actions if a.dest == "command").choices
-    assert set(subcommands) == {
-        "train",
-        "generate",
-        "classify",
-        "retrieve",
-        "evaluate",
-        "compare",
-        "pack",
-        "encode",
-        "demo",
-    }
-    for name, sub in subcommands.items():
-        for action in sub._actions:
-            assert action.help, f"diffdis {name} {action.option_strings} has no help text"
-    out = subprocess.run([sys.executable, "-m", "diffdis.cli", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "generate" in out.stdout
+    commands = {"train", "generate", "classify", "retrieve", "evaluate", "compare", "pack", "encode", "demo"}
+    listed = _help().split("{", 1)[1].split("}", 1)[0]
+    assert set(listed.split(",")) == commands
+    for name in sorted(commands):
+        options = _help(name).split("options:", 1)[1]
+        # argparse puts an option's help on its line or the next; an option without help stands alone
+        lines = [line.strip() for line in options.splitlines() if line.strip()]
+        for line, following in zip(lines, lines[1:] + ["-"]):
+            if line.startswith("-") and "  " not in line:
+                assert not following.startswith("-"), f"diffdis {name}: {line} has no help text"
 
 
 def test_compare_end_to_end(tmp_path, idx_dir):
     out = tmp_path / "compare"
-    sets = [arg for item in SMALL + ["train.val_size=32", "train.batch_size=16", f"train.data_dir={idx_dir}"]
-            for arg in ("--set", item)]  # fmt: skip
+    sets = [
+        arg
+        for item in SMALL + ["train.val_size=32", "train.batch_size=16", f"train.data_dir={idx_dir}"]
+        for arg in ("--set", item)
+    ]
     command = f"compare --out {out} --budget-minutes 0.02 --seeds 0,1 --eval-images 12 --fid-images 10 --no-progress"
     assert main(command.split() + sets) == 0
     summary = json.loads((out / "compare.json").read_text())
@@ -105,8 +127,33 @@ def test_compare_end_to_end(tmp_path, idx_dir):
 
 def test_train_on_shapes_from_the_command_line(tmp_path):
     run = tmp_path / "shapes"
-    sets = [a for s in SMALL + ["train.shapes_size=64", "train.val_size=16", "train.batch_size=16",
-                                "train.validate_every=0", "train.val_images=16"] for a in ("--set", s)]  # fmt: skip
+    sets = [
+        a
+        for s in SMALL
+        + [
+            "train.shapes_size=64",
+            "train.val_size=16",
+            "train.batch_size=16",
+            "train.validate_every=0",
+            "train.val_images=16",
+        ]
+        for a in ("--set", s)
+    ]
     assert main(f"train --out {run} --data shapes --max-steps 2 --no-progress".split() + sets) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["data"] == "shapes" and config["model"]["image_channels"] == 3
+
+
+def test_demo_end_to_end_on_small_data(tmp_path, idx_dir):
+    from diffdis.experiments.demo import run_demo
+
+    overrides = SMALL + [f"train.data_dir={idx_dir}", "train.val_size=32", "train.batch_size=16", "train.val_images=16"]
+    summary = run_demo(tmp_path / "demo", overrides + ["train.max_steps=2"], progress=False)
+    saved = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert saved["zero_shot"]["images"] == 40 and saved["model"]["training"]["steps"] == 2
+    assert saved["generation"]["judged"]["images"] == 200 and "test_accuracy" in saved["generation"]["judged"]["judge"]
+    assert (
+        saved["retrieval"]["class_level"]["text_to_image_R@1"]
+        == summary["retrieval"]["class_level"]["text_to_image_R@1"]
+    )
+    assert (tmp_path / "demo" / "samples.png").exists() and (tmp_path / "demo" / "confusion.png").exists()

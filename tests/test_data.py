@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from diffdis.data.batches import BatchPosition, ShuffledBatches
-from diffdis.data.captions import EVAL_TEMPLATES, TRAIN_TEMPLATES, random_captions
+from diffdis.data.captions import EVAL_TEMPLATES, TRAIN_TEMPLATES, captions_for
 from diffdis.data.idx import read_idx
 from diffdis.data.transforms import image_to_uint8
 
@@ -54,8 +54,9 @@ def test_transparent_pixels_become_white():
 
 def test_train_and_eval_templates_are_disjoint():
     assert not set(TRAIN_TEMPLATES) & set(EVAL_TEMPLATES)
-    captions = random_captions(np.array([0, 1, 1]), ("cat", "dog"), np.random.default_rng(0))
+    captions = captions_for(np.array([0, 1, 1]), ("cat", "dog"), TRAIN_TEMPLATES, seed=0)
     assert "cat" in captions[0] and "dog" in captions[2]
+    assert captions == captions_for(np.array([0, 1, 1]), ("cat", "dog"), TRAIN_TEMPLATES, seed=0)  # reproducible
 
 
 def test_batches_resume_mid_epoch_exactly():

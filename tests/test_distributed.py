@@ -52,10 +52,18 @@ def _run(out, processes, overrides, max_steps) -> str:
     return done.stdout + done.stderr
 
 
+def _logged(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     overrides = SMALL + ["train.batch_size=16", "train.validate_every=0", "train.val_images=16", "train.ema_decay=0"]
     for processes in (1, 2):
-        _run(tmp_path / f"p{processes}", processes, overrides, 6)
+        _run(tmp_path / f"p{processes}", processes, overrides + ["train.log_every=1"], 6)
+    # the logged losses are means over the global batch, not one process's half of it
+    for one, two in zip(_logged(tmp_path / "p1"), _logged(tmp_path / "p2")):
+        for key in ("loss/L_IG", "loss/L_ITA"):
+            assert abs(one[key] - two[key]) < 1e-4 * max(1.0, abs(one[key])), (one["step"], key)
     two = json.loads((tmp_path / "p2" / "train_summary.json").read_text())
     assert two["processes"] == 2 and len(set(two["parameter_checksums"])) == 1  # the replicas are identical
     one, both = _weights(tmp_path / "p1"), _weights(tmp_path / "p2")
@@ -81,3 +89,12 @@ def test_two_processes_stream_shards_and_resume(tmp_path, shards):
     assert summary["steps"] == 5 and summary["skipped_samples"] == {}
     assert len(set(summary["parameter_checksums"])) == 1
     assert list((tmp_path / "run" / "samples").glob("*.png"))  # grid from the first captions: no labelled set
+
+
+@pytest.mark.parametrize("variant", ["gen", "dis", "clip"])
+def test_every_baseline_trains_on_two_processes(tmp_path, variant):
+    """DDP without find_unused_parameters fails at the second step when a trainable parameter gets no gradient."""
+    overrides = SMALL + [f"model.variant={variant}", "train.batch_size=16", "train.validate_every=0"]
+    _run(tmp_path / variant, 2, overrides + ["train.val_images=16", "train.ema_decay=0"], 3)
+    summary = json.loads((tmp_path / variant / "train_summary.json").read_text())
+    assert summary["steps"] == 3 and summary["processes"] == 2 and len(set(summary["parameter_checksums"])) == 1

@@ -79,15 +79,22 @@ def test_resume_continues_the_exact_stream(tmp_path, workers):
 def test_bad_samples_are_skipped_and_counted(tmp_path):
     good = _png(100)
     members = [
-        ("0.png", good), ("0.txt", b"fine"),
-        ("1.png", b"\x89PNG garbage"), ("1.txt", b"corrupt image"),
-        ("2.png", b""), ("2.txt", b"empty image"),
+        ("0.png", good),
+        ("0.txt", b"fine"),
+        ("1.png", b"\x89PNG garbage"),
+        ("1.txt", b"corrupt image"),
+        ("2.png", b""),
+        ("2.txt", b"empty image"),
         ("3.png", good),  # no caption at all
-        ("4.png", good), ("4.txt", "caf\xe9 latin-1".encode("latin-1")),
-        ("5.png", good), ("5.txt", b"   "),
-        ("6.png", _png(7, (1, 1), "RGBA")), ("6.json", json.dumps({"caption": "\u732b one pixel"}).encode()),
-        ("7.png", good[: len(good) // 2]), ("7.txt", b"truncated png"),
-    ]  # fmt: skip
+        ("4.png", good),
+        ("4.txt", "caf\xe9 latin-1".encode("latin-1")),
+        ("5.png", good),
+        ("5.txt", b"   "),
+        ("6.png", _png(7, (1, 1), "RGBA")),
+        ("6.json", json.dumps({"caption": "\u732b one pixel"}).encode()),
+        ("7.png", good[: len(good) // 2]),
+        ("7.txt", b"truncated png"),
+    ]
     shard = tmp_path / "bad.tar"
     with tarfile.open(shard, "w") as tar:
         for name, data in members:

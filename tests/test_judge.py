@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from PIL import Image
 
 from diffdis.data.datasets import LabelledImages
 from diffdis.evaluation.judge import accuracy, cached_judge, generation_accuracy
@@ -29,8 +31,27 @@ def test_judge_learns_caches_and_reports_its_test_accuracy(tmp_path):
     assert torch.equal(again.predict(test.images), judge.predict(test.images))
 
 
-def test_generation_accuracy_scores_each_prompted_class(small_pipeline, tmp_path):
-    judge, _ = cached_judge("stripes", _stripes(256, 0), _stripes(32, 1), tmp_path)
-    result = generation_accuracy(small_pipeline, judge, ("top", "bottom"), per_class=3, num_inference_steps=2)
-    assert result["images"] == 6 and set(result["per_class"]) == {"top", "bottom"}
-    assert result["generation_accuracy"] == sum(result["per_class"].values()) / 2
+class _Painter:
+    """A stand-in pipeline that draws the class its prompt names (or the other one, when `wrong`)."""
+
+    def __init__(self, wrong: bool):
+        self.wrong = wrong
+        self.config = type("C", (), {"model": type("M", (), {"image_channels": 1})})()
+
+    def generate(self, prompts, *args):
+        images = []
+        for prompt in prompts:
+            top = ("top" in prompt) != self.wrong
+            array = np.zeros((16, 16), np.uint8)
+            array[:8] = 220 if top else 0
+            array[8:] = 0 if top else 220
+            images.append(Image.fromarray(array))
+        return images
+
+
+def test_generation_accuracy_scores_each_prompted_class(tmp_path):
+    judge, _ = cached_judge("stripes", _stripes(512, 0), _stripes(32, 1), tmp_path)
+    right = generation_accuracy(_Painter(wrong=False), judge, ("top", "bottom"), per_class=3)
+    wrong = generation_accuracy(_Painter(wrong=True), judge, ("top", "bottom"), per_class=3)
+    assert right["images"] == 6 and right["per_class"] == {"top": 100.0, "bottom": 100.0}
+    assert wrong["generation_accuracy"] == 0.0 and right["prompt"] == "a photo of a {}."

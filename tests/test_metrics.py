@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from diffdis.evaluation.retrieval import recall_at_k
 from diffdis.evaluation.zero_shot import confusion_matrix
+from diffdis.metrics import recall_at_k
 
 
 def test_recall_hand_computed():

@@ -50,7 +50,7 @@ def test_discrimination_pass_ignores_caption_tokens_and_skips_the_up_path(small_
         m.register_forward_hook(lambda *a, name=n: called.append(name))
         for n, m in [("up", b) for b in model.unet.up_blocks] + [("conv_out", model.unet.conv_out)]
     ]
-    objective = DiffDisObjective(model, pipe.scheduler, pipe.query, pipe.config.train)
+    objective = DiffDisObjective.from_pipeline(pipe, pipe.config.train)
     model_query = []
     original = model.predict_query
 
@@ -62,7 +62,7 @@ def test_discrimination_pass_ignores_caption_tokens_and_skips_the_up_path(small_
     model.predict_query = spy
     for captions in (c, torch.randn_like(c) * 5):  # same image, same e and noise; very different caption tokens
         torch.manual_seed(3)
-        objective(z, captions, e)
+        objective.loss(z, captions, e)
     del model.predict_query
     assert torch.equal(model_query[0], model_query[1])
     called.clear()
@@ -75,9 +75,9 @@ def test_discrimination_pass_ignores_caption_tokens_and_skips_the_up_path(small_
 
 def test_gradients_reach_text_stream_unique_transformer_and_shared_unet(small_pipeline):
     pipe = small_pipeline
-    objective = DiffDisObjective(pipe.model.train(), pipe.scheduler, pipe.query, pipe.config.train)
+    objective = DiffDisObjective.from_pipeline(pipe, pipe.config.train).train()
     z, c, e, _ = _inputs(pipe, b=6)
-    out = objective(z, c, e)
+    out = objective.loss(z, c, e)
     out["loss"].backward()
     model = pipe.model
 
@@ -100,14 +100,14 @@ def test_gradients_reach_text_stream_unique_transformer_and_shared_unet(small_pi
 def test_both_losses_fall_when_overfitting_one_batch(small_pipeline):
     pipe = small_pipeline
     torch.manual_seed(0)
-    objective = DiffDisObjective(pipe.model.train(), pipe.scheduler, pipe.query, pipe.config.train)
+    objective = DiffDisObjective.from_pipeline(pipe, pipe.config.train).train()
     objective.text_dropout = objective.image_dropout = 0.0
     z, c, e, _ = _inputs(pipe, b=8)
     opt = torch.optim.Adam(objective.parameters(), lr=2e-3)
     history = []
     for step in range(60):
         gen = torch.Generator().manual_seed(step % 4)  # a few fixed noise draws: a learnable target
-        out = objective(z, c, e, generator=gen)
+        out = objective.loss(z, c, e, generator=gen)
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
@@ -137,17 +137,17 @@ def test_gradient_checkpointing_gives_the_same_gradients(small_pipeline):
 
 def test_objective_runs_under_bf16_autocast(small_pipeline):
     pipe = small_pipeline
-    objective = DiffDisObjective(pipe.model.train(), pipe.scheduler, pipe.query, pipe.config.train)
+    objective = DiffDisObjective.from_pipeline(pipe, pipe.config.train).train()
     z, c, e, _ = _inputs(pipe)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = objective(z, c, e)
+        out = objective.loss(z, c, e)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and out["l_ig"].dtype == torch.float32
 
 
 def test_identical_captions_are_positives_of_each_other(small_pipeline):
     pipe = small_pipeline
-    objective = DiffDisObjective(pipe.model, pipe.scheduler, pipe.query, pipe.config.train)
+    objective = DiffDisObjective.from_pipeline(pipe, pipe.config.train)
     e = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
     e = torch.stack([e[0], e[0], e[1]])  # captions 0 and 1 are the same text
     e_hat = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)

@@ -91,6 +91,13 @@ def test_class_embeddings_are_computed_once(small_pipeline, monkeypatch):
     assert first is second and len(calls) == 1
 
 
+def test_label_embeddings_follow_the_pipeline_to_another_device(small_pipeline):
+    before = small_pipeline.class_embeddings(NAMES)
+    small_pipeline.to("cpu")  # with a GPU this would be "cuda": the cached tensors must not stay behind
+    after = small_pipeline.class_embeddings(NAMES)
+    assert after is not before and torch.equal(after, before)  # recomputed on the pipeline's device
+
+
 def test_query_samplers_and_starts(small_pipeline):
     images = torch.rand(3, 1, 16, 16) * 2 - 1
     one_step = small_pipeline.encode_image(images, num_inference_steps=1, sampler="ddim")
@@ -98,7 +105,8 @@ def test_query_samplers_and_starts(small_pipeline):
     zero = [small_pipeline.encode_image(images, 2, start="zero", seed=s) for s in (0, 1)]
     assert torch.equal(zero[0], zero[1])  # no randomness left
     fixed = small_pipeline.encode_image(images[[0, 0]], 2, start="fixed", seed=3)
-    assert torch.equal(fixed[0], fixed[1])  # one start vector for every image
+    # one start vector for every image: two rows of one batch, so equal up to what CPU kernels promise
+    assert torch.allclose(fixed[0], fixed[1], atol=1e-5)
     noisy = small_pipeline.encode_image(images[[0, 0]], 2, start="noise", seed=3)
     assert not torch.equal(noisy[0], noisy[1])
     dpm = small_pipeline.encode_image(images, 4, sampler="dpm", guidance_scale=2.0)

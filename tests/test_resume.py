@@ -18,15 +18,21 @@ from safetensors.torch import load_file
 from test_distributed import ENV, train_command
 
 from diffdis import preset
-from diffdis.checkpoint import checkpoints
 from diffdis.cli import main
 from diffdis.objective import DiffDisObjective
-from diffdis.train import TrainingStopped, train
+from diffdis.training import TrainingStopped, train
+from diffdis.training.checkpoint import checkpoints
 
 
 def _overrides(idx_dir):
-    return SMALL + [f"train.data_dir={idx_dir}", "train.val_size=32", "train.batch_size=16",
-                    "train.validate_every=0", "train.val_images=16", "train.keep_checkpoints=3"]  # fmt: skip
+    return SMALL + [
+        f"train.data_dir={idx_dir}",
+        "train.val_size=32",
+        "train.batch_size=16",
+        "train.validate_every=0",
+        "train.val_images=16",
+        "train.keep_checkpoints=3",
+    ]
 
 
 def _command(out, processes, overrides, max_steps):

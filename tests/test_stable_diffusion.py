@@ -135,7 +135,8 @@ def test_train_from_stable_diffusion_on_shards(sd_folder, tmp_path):
 def test_encoded_shards_train_like_raw_ones(sd_pipe, sd_folder, tmp_path):
     from diffdis.cli import main
     from diffdis.data.pack import pack_samples, write_shards
-    from diffdis.train import encode_batch, step_generator
+    from diffdis.objective import DiffDisObjective
+    from diffdis.training.loop import step_generator
 
     write_shards(pack_samples("shapes", 32, limit=24), tmp_path / "raw", shard_size=12)
     raw = "wds:" + str(tmp_path / "raw" / "{00000..00001}.tar")
@@ -144,13 +145,23 @@ def test_encoded_shards_train_like_raw_ones(sd_pipe, sd_folder, tmp_path):
     encoded = "wds:" + str(tmp_path / "enc" / "{00000..00001}.tar")
     batches = {}
     for name, data in (("raw", raw), ("encoded", encoded)):
-        config = preset("sd", [f"train.init_from={sd_folder}", f"train.data={data}", "train.batch_size=4",
-                               "train.num_workers=0", "train.shuffle_buffer=4", *SMALL_STREAM])  # fmt: skip
+        config = preset(
+            "sd",
+            [
+                f"train.init_from={sd_folder}",
+                f"train.data={data}",
+                "train.batch_size=4",
+                "train.num_workers=0",
+                "train.shuffle_buffer=4",
+                *SMALL_STREAM,
+            ],
+        )
         batches[name] = next(iter(FileBatches(config, 0, 1)))[0]
     assert batches["raw"]["captions"] == batches["encoded"]["captions"]  # same stream, same order
     assert "latent" in batches["encoded"] and "images" not in batches["encoded"]
     device = torch.device("cpu")
-    z_raw, c_raw, e_raw = encode_batch(sd_pipe, batches["raw"], step_generator(0, 0, 0, device), device)
-    z_enc, c_enc, e_enc = encode_batch(sd_pipe, batches["encoded"], step_generator(0, 0, 0, device), device)
+    encode = DiffDisObjective.from_pipeline(sd_pipe, sd_pipe.config.train).encoders[0]
+    z_raw, c_raw, e_raw = encode(batches["raw"], step_generator(0, 0, 0, device), device)
+    z_enc, c_enc, e_enc = encode(batches["encoded"], step_generator(0, 0, 0, device), device)
     assert torch.allclose(z_raw, z_enc, atol=5e-3) and torch.allclose(c_raw, c_enc, atol=5e-3)  # float16 storage
     assert torch.allclose(e_raw, e_enc, atol=1e-6)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
-import torch
 from PIL import Image
 
 from diffdis.cli import main
+from diffdis.data.datasets import fixed_subset
 from diffdis.data.eval_sets import load_eval_set
 from diffdis.evaluation.suite import evaluate
+from diffdis.evaluation.zero_shot import zero_shot
 
 
 def test_named_sets_load_in_the_model_format(tmp_path):
@@ -28,10 +31,13 @@ def test_named_sets_load_in_the_model_format(tmp_path):
 
 
 def test_suite_reports_every_set_and_skips_missing_ones_with_the_reason(small_pipeline, tmp_path):
-    result = evaluate(small_pipeline, ("digits", "shapes-shape", "fashion-mnist"), data_dir=str(tmp_path),
-                      max_images=24)  # fmt: skip
+    result = evaluate(
+        small_pipeline, ("digits", "shapes-shape", "fashion-mnist"), data_dir=str(tmp_path), max_images=24
+    )
     z = result["zero_shot"]
-    assert z["digits"]["images"] == 24 and 0 <= z["digits"]["top1"] <= 100 and "top5" in z["digits"]
+    digits = load_eval_set("digits", 16, 1)
+    direct = zero_shot(small_pipeline, fixed_subset(digits.data, 24), digits.templates)
+    assert z["digits"]["images"] == 24 and z["digits"]["top1"] == direct.accuracy and "top5" in z["digits"]
     assert "top5" not in z["shapes-shape"]  # four classes
     assert "not found" in z["fashion-mnist"]["skipped"]
     assert result["zero_shot_mean_over"] == ["digits", "shapes-shape"]
@@ -47,7 +53,7 @@ def test_evaluate_command(small_pipeline, tmp_path):
         main(f"evaluate --model {tmp_path / 'model'} --suite digits,shapes-place --num-images 16 --json {out}".split())
         == 0
     )
-    import json
-
     result = json.loads(out.read_text())
-    assert set(result["zero_shot"]) == {"digits", "shapes-place"} and torch.tensor(result["zero_shot_mean_top1"]) >= 0
+    tops = [result["zero_shot"][name]["top1"] for name in ("digits", "shapes-place")]
+    assert set(result["zero_shot"]) == {"digits", "shapes-place"}
+    assert result["zero_shot_mean_top1"] == pytest.approx(sum(tops) / 2)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
+
+from .config import IMAGE_SAMPLERS, QUERY_SAMPLERS, QUERY_STARTS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--num-images", type=int, default=8, help="how many images (default 8)")
     g.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
     g.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale, 1 = none (default 3)")
-    g.add_argument("--sampler", choices=("ddim", "dpm"), default="ddim", help="DDIM or DPM-Solver++ (default ddim)")
+    g.add_argument("--sampler", choices=IMAGE_SAMPLERS, default="ddim", help="DDIM or DPM-Solver++ (default ddim)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     g.add_argument("--out", required=True, help="PNG file for the grid of images")
 
@@ -134,11 +136,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _query_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--sampler", choices=("ddim", "dpm", "x0"), default=None, help="text-query sampler; x0 = one evaluation"
+        "--sampler", choices=QUERY_SAMPLERS, default=None, help="text-query sampler; x0 = one evaluation"
     )
     parser.add_argument(
         "--start",
-        choices=("noise", "fixed", "zero"),
+        choices=QUERY_STARTS,
         default=None,
         help="start of the text query: Gaussian per image (default), one Gaussian for all, or zero",
     )
@@ -151,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    from .checkpoint import CheckpointError
     from .config import ConfigError
-    from .train import TrainingStopped
+    from .training import TrainingStopped
+    from .training.checkpoint import CheckpointError
 
     try:
         handlers = {
@@ -181,10 +183,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from .config import preset
-    from .train import train
+    from .config import data_overrides, preset
+    from .training import train
 
-    overrides = list(args.set)
+    overrides = data_overrides(args.data) if args.data is not None else []  # before --set, which may change them
+    overrides += list(args.set)
     if args.max_steps is not None:
         overrides.append(f"train.max_steps={args.max_steps}")
     if args.checkpoint_every is not None:
@@ -193,10 +196,6 @@ def _train(args) -> int:
         overrides.append(f"train.init_from={args.init_from}")
     if args.trust_pickle:
         overrides.append("train.trust_pickle=true")
-    if args.data is not None:
-        overrides.append(f"train.data={args.data}")
-        if "shapes" in args.data and not any(o.startswith("model.image_channels") for o in overrides):
-            overrides.append("model.image_channels=3")  # shapes captions name colours
     config = preset(args.preset, overrides)
     model_dir = train(config, args.out, progress=not args.no_progress)
     print(f"saved pipeline to {model_dir}")
@@ -228,123 +227,94 @@ def _query_kwargs(args) -> dict:
 
 
 def _dataset(args, pipe):
-    from .data.datasets import FASHION_MNIST_DIR, load_fashion_mnist
-    from .evaluation.report import fixed_subset
+    from .data.datasets import FASHION_MNIST_DIR, fixed_subset, load_fashion_mnist
 
     m = pipe.config.model
     data = load_fashion_mnist("test", m.resolution, m.image_channels, args.data_dir or FASHION_MNIST_DIR)
     return fixed_subset(data, args.num_images) if args.num_images else data
 
 
-def _image_files(folder: Path) -> list[Path]:
-    from .data.eval_sets import IMAGE_SUFFIXES
+def _write_json(path: str | None, result: dict) -> None:
+    if path:
+        from .evaluation.report import write_json
 
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
-    return files
+        write_json(path, result)
 
 
 def _classify(args) -> int:
-    from PIL import Image
-
+    from .evaluation.folders import classify_files, image_files
     from .evaluation.zero_shot import zero_shot
     from .pipeline import DiffDisPipeline
 
     if bool(args.dataset) == bool(args.images):
         raise ValueError("give exactly one of --dataset fashion-mnist or --images FOLDER --labels a,b,c")
+    if args.images and not args.labels:
+        raise ValueError("--images needs --labels a,b,c (the candidate class names)")
     pipe = DiffDisPipeline.from_pretrained(args.model)
     templates = args.templates.split("|") if args.templates else None
-    kwargs = _query_kwargs(args)
-    result: dict = {"model": str(args.model), "templates": templates or "built-in evaluation templates", **kwargs}
+    query = _query_kwargs(args)
+    result: dict = {"model": str(args.model), "templates": templates or "built-in evaluation templates", **query}
     if args.dataset:
         data = _dataset(args, pipe)
-        res = zero_shot(pipe, data, templates, **kwargs)
-        result.update(dataset=args.dataset, images=len(data), **res.summary())
-        print(f"zero-shot top-1 on {len(data)} {args.dataset} test images: {res.accuracy:.2f}%")
+        result.update(dataset=args.dataset, images=len(data), **zero_shot(pipe, data, templates, **query).summary())
     else:
-        if not args.labels:
-            raise ValueError("--images needs --labels a,b,c (the candidate class names)")
         labels = [s.strip() for s in args.labels.split(",") if s.strip()]
-        files = _image_files(Path(args.images))
-        if args.num_images:
-            files = files[: args.num_images]
-        predictions = pipe.classify([Image.open(f) for f in files], labels, templates, **kwargs).tolist()
-        result["predictions"] = {str(f): labels[k] for f, k in zip(files, predictions)}
-        for f, k in zip(files, predictions):
-            print(f"{f}\t{labels[k]}")
-        if all(f.parent.name in labels for f in files):  # class_name/xxx.png: the truth is known
-            correct = sum(f.parent.name == labels[k] for f, k in zip(files, predictions))
-            result.update(images=len(files), top1=100.0 * correct / len(files))
-            print(f"zero-shot top-1 on {len(files)} images: {result['top1']:.2f}%")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        result.update(classify_files(pipe, image_files(args.images, args.num_images), labels, templates, **query))
+        for file, label in result["predictions"].items():
+            print(f"{file}\t{label}")
+    if "top1" in result:
+        print(f"top-1 on {result['images']} images: {result['top1']:.2f}%")
+    _write_json(args.json, result)
     return 0
 
 
 def _retrieve(args) -> int:
-    from PIL import Image
-
-    from .data.captions import EVAL_TEMPLATES
-    from .data.transforms import uint8_to_model
-    from .evaluation.report import captions_for
+    from .evaluation.folders import retrieve_folder, retrieve_labelled
     from .pipeline import DiffDisPipeline
 
     if bool(args.dataset) == bool(args.images):
         raise ValueError("give exactly one of --dataset fashion-mnist or --images FOLDER (with metadata.jsonl)")
     pipe = DiffDisPipeline.from_pretrained(args.model)
-    kwargs = _query_kwargs(args)
+    query = _query_kwargs(args)
     if args.dataset:
-        data = _dataset(args, pipe)
-        images, texts = uint8_to_model(data.images), captions_for(data, EVAL_TEMPLATES, seed=0)
-    else:
-        meta = Path(args.images) / "metadata.jsonl"
-        if not meta.exists():
-            raise FileNotFoundError(f'{meta} is missing; write one line {{"file_name": ..., "text": ...}} per image')
-        rows = [json.loads(line) for line in meta.read_text().splitlines() if line.strip()][: args.num_images]
-        images = [Image.open(Path(args.images) / r["file_name"]) for r in rows]
-        texts = [r["text"] for r in rows]
-    metrics = pipe.retrieve(images, texts, **kwargs).metrics
-    for key, value in metrics.items():
-        print(f"{key}\t{value:.2f}")
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps({"model": str(args.model), "pairs": len(texts), **kwargs, **metrics}, indent=2) + "\n"
+        result = retrieve_labelled(pipe, _dataset(args, pipe), **query)
+        print(
+            "paired: only an image's own caption counts (ten classes share the captions, so a perfect model is near 1%)"
         )
+        for key, value in result["paired"].items():
+            print(f"paired {key}\t{value:.2f}")
+        print("class-level: any caption of the image's class counts")
+        for key, value in result["class_level"].items():
+            print(f"class-level {key}\t{value:.2f}")
+    else:
+        result = retrieve_folder(pipe, args.images, args.num_images, **query)
+        for key, value in result.items():
+            if key != "pairs":
+                print(f"{key}\t{value:.2f}")
+    _write_json(args.json, {"model": str(args.model), **query, **result})
     return 0
 
 
 def _evaluate(args) -> int:
-    from .evaluation.report import write_json
-    from .evaluation.suite import SUITES, evaluate
+    from .evaluation.suite import evaluate, summary_lines
     from .pipeline import DiffDisPipeline
 
     pipe = DiffDisPipeline.from_pretrained(args.model)
-    suite = args.suite if args.suite in SUITES else tuple(s.strip() for s in args.suite.split(",") if s.strip())
-    kwargs = _query_kwargs(args)
+    query = _query_kwargs(args)
     if args.data_dir:
-        kwargs["data_dir"] = args.data_dir
-    result = {"model": str(args.model), "suite": args.suite,
-              **evaluate(pipe, suite, max_images=args.num_images, **kwargs)}  # fmt: skip
-    for name, r in result["zero_shot"].items():
-        print(
-            f"{name:24s} "
-            + (f"top-1 {r['top1']:6.2f}%  ({r['images']} images)" if "top1" in r else f"skipped: {r['skipped']}")
-        )
-    if result["zero_shot_mean_top1"] is not None:
-        print(f"{'mean top-1':24s} {result['zero_shot_mean_top1']:6.2f}%")
-    r = result["retrieval"]
-    i2t, t2i = r["image_to_text_R@1"], r["text_to_image_R@1"]
-    print(f"{'retrieval (shapes)':24s} R@1 image->text {i2t:.1f}, text->image {t2i:.1f}")
-    if args.json:
-        write_json(args.json, result)
+        query["data_dir"] = args.data_dir
+    result = {
+        "model": str(args.model),
+        "suite": args.suite,
+        **evaluate(pipe, args.suite, max_images=args.num_images, **query),
+    }
+    print("\n".join(summary_lines(result)))
+    _write_json(args.json, result)
     return 0
 
 
 def _compare(args) -> int:
-    from .evaluation.compare import run_compare
+    from .experiments.compare import run_compare
 
     run_compare(
         args.out,
@@ -379,8 +349,6 @@ def _shard_pattern(out: str, shards: list[Path]) -> str:
 
 
 def _encode(args) -> int:
-    from collections import Counter
-
     import torch
 
     from .config import apply_overrides, preset
@@ -404,7 +372,7 @@ def _encode(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import run_demo
+    from .experiments.demo import run_demo
 
     run_demo(args.out, args.set, progress=not args.no_progress)
     return 0

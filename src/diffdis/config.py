@@ -11,18 +11,74 @@ import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 CONFIG_VERSION = 1
-VARIANTS = ("diffdis", "gen", "dis", "clip")
+VARIANTS = ("diffdis", "gen", "dis", "clip")  # the paper's model and the single-task baselines (ModelConfig.variant)
+QUERY_SAMPLERS = ("ddim", "dpm", "x0")  # text query; x0: the head's ê_0 read out at t = T-1 (DDIM with 1 step)
+QUERY_STARTS = ("noise", "fixed", "zero")  # e_T: Gaussian per image, one Gaussian for all images, or 0
+IMAGE_SAMPLERS = ("ddim", "dpm")
 FROM_INIT = "from-init"  # model.text_encoder / model.autoencoder: taken from train.init_from
 BUILTIN_SOURCES = ("fashion-mnist", "shapes")
 FILE_SOURCES = ("wds", "folder", "csv")  # webdataset shards, image folder + metadata.jsonl, CSV of path,caption
+VALIDATION_SOURCES = ("folder", "idx")  # train.val_data: the user's own labelled images
 
 
 class ConfigError(ValueError):
     """A configuration key or value that cannot be used; the message says which and what would work."""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    kind: str  # a built-in name, or wds / folder / csv
+    target: str = ""  # shard pattern, folder or file (file sources)
+    weight: float = 1.0  # sampling weight among file sources
+
+    @property
+    def builtin(self) -> bool:
+        return self.kind in BUILTIN_SOURCES
+
+
+def parse_data(spec: str) -> tuple[DataSource, ...]:
+    """`train.data` -> its sources, refused unless each is known; built-in and file sources do not mix."""
+    sources = []
+    for part in (p.strip() for p in spec.split("+")):
+        if part in BUILTIN_SOURCES:
+            sources.append(DataSource(part))
+            continue
+        kind, colon, rest = part.partition(":")
+        if not colon or kind not in FILE_SOURCES or not rest:
+            raise ConfigError(
+                f"train.data={spec!r}: cannot read {part!r}; use {' or '.join(BUILTIN_SOURCES)}, or "
+                "wds:SHARD_PATTERN, folder:DIR, csv:FILE (several joined with '+', each optionally '@WEIGHT')"
+            )
+        target, weight = rest, 1.0
+        if "@" in rest:
+            target, _, raw = rest.rpartition("@")
+            try:
+                weight = float(raw)
+            except ValueError:
+                raise ConfigError(f"train.data: weight {raw!r} of {part!r} is not a number") from None
+            if weight <= 0:
+                raise ConfigError(f"train.data: weight {raw!r} of {part!r} must be positive")
+        sources.append(DataSource(kind, target, weight))
+    if len({s.builtin for s in sources}) > 1:
+        raise ConfigError(
+            f"train.data={spec!r} mixes built-in and file sources; write the built-in set to shards with "
+            "`diffdis pack` and mix the shards instead"
+        )
+    return tuple(sources)
+
+
+def data_overrides(data: str) -> list[str]:
+    """The overrides for training on `data`: `train.data` and what that data needs (RGB images when it includes
+    the shapes set, whose captions name colours). Later overrides can still change either."""
+    overrides = [f"train.data={data}"]
+    if any(source.kind == "shapes" for source in parse_data(data)):
+        overrides.append("model.image_channels=3")
+    return overrides
 
 
 @dataclass(frozen=True)
@@ -113,7 +169,9 @@ class TrainConfig:
     # with "+" and mixed by optional weights: "wds:/cc3m/{00000..00331}.tar@3+csv:/extra.csv@1".
     data: str = "fashion-mnist"
     data_dir: str = "/usr/share/datasets/fashion-mnist"
-    val_data: str = ""  # evaluation set for in-training zero-shot (see data/eval_sets.py); "" = built-in held-out
+    # Labelled images for in-training validation: "" = the val_size images held out of a built-in training set;
+    # or folder:DIR (class_name/xxx.png) or idx:IMAGES,LABELS of your own. Never a test split.
+    val_data: str = ""
     num_workers: int = 2  # decoding processes per training process (file sources)
     shuffle_buffer: int = 2000  # samples mixed across shards before batching (file sources)
     init_from: str = ""  # a Stable Diffusion folder or .safetensors file: UNet, VAE and CLIP text encoder start here
@@ -166,7 +224,18 @@ class TrainConfig:
             raise ConfigError("train.max_bad_steps and train.keep_checkpoints must be at least 1")
         if self.checkpoint_every < 1:
             raise ConfigError(f"train.checkpoint_every={self.checkpoint_every}; it must be at least 1")
-        parse_data(self.data)
+        self.sources  # noqa: B018 (parsing refuses what cannot be read)
+        if self.val_data and self.val_data.partition(":")[0] not in VALIDATION_SOURCES:
+            raise ConfigError(
+                f"train.val_data={self.val_data!r}: validation reads only data held out of training, never a test "
+                "split (the evaluation sets are test splits). Leave it empty to validate on the train.val_size images "
+                "held out of a built-in training set, or give folder:DIR (class_name/xxx.png) or idx:IMAGES,LABELS"
+            )
+
+    @cached_property
+    def sources(self) -> tuple[DataSource, ...]:
+        """`data`, parsed once."""
+        return parse_data(self.data)
 
     def micro_batch_size(self, processes: int) -> int:
         """Images per process per micro-batch: the global batch split over processes and accumulation steps."""
@@ -194,7 +263,7 @@ class Config:
                 "--init-from SD_FOLDER_OR_FILE (train.init_from), or set model.text_encoder and model.autoencoder "
                 "to folders"
             )
-        if "shapes" in [source.kind for source in parse_data(self.train.data)] and self.model.image_channels != 3:
+        if "shapes" in [source.kind for source in self.train.sources] and self.model.image_channels != 3:
             raise ConfigError("train.data includes shapes, whose captions name colours: set model.image_channels=3")
         return self
 
@@ -219,48 +288,6 @@ class Config:
     @classmethod
     def from_json(cls, path: str | Path) -> Config:
         return cls.from_dict(json.loads(Path(path).read_text()))
-
-
-@dataclass(frozen=True)
-class DataSource:
-    kind: str  # a built-in name, or wds / folder / csv
-    target: str = ""  # shard pattern, folder or file (file sources)
-    weight: float = 1.0  # sampling weight among file sources
-
-    @property
-    def builtin(self) -> bool:
-        return self.kind in BUILTIN_SOURCES
-
-
-def parse_data(spec: str) -> list[DataSource]:
-    """`train.data` -> its sources, refused unless each is known; built-in and file sources do not mix."""
-    sources = []
-    for part in (p.strip() for p in spec.split("+")):
-        if part in BUILTIN_SOURCES:
-            sources.append(DataSource(part))
-            continue
-        kind, colon, rest = part.partition(":")
-        if not colon or kind not in FILE_SOURCES or not rest:
-            raise ConfigError(
-                f"train.data={spec!r}: cannot read {part!r}; use {' or '.join(BUILTIN_SOURCES)}, or "
-                "wds:SHARD_PATTERN, folder:DIR, csv:FILE (several joined with '+', each optionally '@WEIGHT')"
-            )
-        target, weight = rest, 1.0
-        if "@" in rest:
-            target, _, raw = rest.rpartition("@")
-            try:
-                weight = float(raw)
-            except ValueError:
-                raise ConfigError(f"train.data: weight {raw!r} of {part!r} is not a number") from None
-            if weight <= 0:
-                raise ConfigError(f"train.data: weight {raw!r} of {part!r} must be positive")
-        sources.append(DataSource(kind, target, weight))
-    if len({s.builtin for s in sources}) > 1:
-        raise ConfigError(
-            f"train.data={spec!r} mixes built-in and file sources; write the built-in set to shards with "
-            "`diffdis pack` and mix the shards instead"
-        )
-    return sources
 
 
 PRESETS: dict[str, Config] = {

@@ -11,15 +11,14 @@ The paper's w in "(1+w)·cond - w·uncond" is s - 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from .config import ModelConfig
+from .config import QUERY_SAMPLERS, ModelConfig
 from .models.diffdis import DiffDisModel
-
-SAMPLERS = ("ddim", "dpm", "x0")  # x0: the one-step read-out, the head's ê_0 at t = T-1 (= DDIM with 1 step)
-QUERY_STARTS = ("noise", "fixed", "zero")  # e_T: Gaussian per image, one Gaussian for all images, or 0
 
 
 def training_scheduler(config: ModelConfig) -> DDPMScheduler:
@@ -64,7 +63,7 @@ def sampling_scheduler(base: DDPMScheduler, sampler: str, prediction_type: str, 
             final_sigmas_type="zero",
         )
         return scheduler, {}
-    raise ValueError(f"unknown sampler {sampler!r}; available: {', '.join(SAMPLERS)}")
+    raise ValueError(f"unknown sampler {sampler!r}; available: {', '.join(QUERY_SAMPLERS)}")
 
 
 class QueryDiffusion:
@@ -92,6 +91,15 @@ class QueryDiffusion:
         return F.normalize(output.float(), dim=-1)
 
 
+def guide(predict: Callable[..., torch.Tensor], x: torch.Tensor, t: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance in one batch: `predict(x, t)` runs on [x; x], whose halves the caller has paired
+    with the condition and the null condition; the result is cond·s + uncond·(1-s). Scale 1: one plain pass."""
+    if scale == 1.0:
+        return predict(x, t)
+    cond, uncond = predict(torch.cat([x, x]), t).chunk(2)
+    return scale * cond + (1 - scale) * uncond
+
+
 @torch.no_grad()
 def sample_query(
     model: DiffDisModel,
@@ -112,19 +120,20 @@ def sample_query(
     sched, step_kwargs = sampling_scheduler(scheduler, sampler, prediction_type="sample")
     sched.set_timesteps(steps, device=z.device)
     guided = guidance_scale != 1.0
-    cond = torch.cat([z, model.null_latents(z)]) if guided else z  # one batch for both passes
+    cond = torch.cat([z, model.null_latents(z)]) if guided else z  # [image; null image]
     prefix = model.image_prefix(cond)
+
+    def unit_query(e_in: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t_in = t.expand(e_in.shape[0]).to(z.device)
+        return query.direction(model.predict_query(cond, e_in, t_in, prefix), e_in, t_in)
+
     e = noise.to(z.dtype)
     direction = F.normalize(e, dim=-1)
     for t in sched.timesteps:
-        e_in = torch.cat([e, e]) if guided else e
-        t_in = t.expand(e_in.shape[0]).to(z.device)
-        d = query.direction(model.predict_query(cond, e_in, t_in, prefix), e_in, t_in)
-        if guided:
-            d_cond, d_uncond = d.chunk(2)
-            d = F.normalize(guidance_scale * d_cond + (1 - guidance_scale) * d_uncond, dim=-1)
-        direction = d
-        e = sched.step(query.gamma * d.to(e.dtype), t, e, **step_kwargs).prev_sample
+        direction = guide(unit_query, e, t, guidance_scale)
+        if guided:  # guidance mixes unit directions; the mix is renormalised (see README, choices)
+            direction = F.normalize(direction, dim=-1)
+        e = sched.step(query.gamma * direction.to(e.dtype), t, e, **step_kwargs).prev_sample
     return direction
 
 
@@ -142,15 +151,13 @@ def sample_latents(
     """Algorithm 2: text-conditioned generation with classifier-free guidance; returns clean latents."""
     sched, step_kwargs = sampling_scheduler(scheduler, sampler, prediction_type="epsilon", clip_sample=clip_sample)
     sched.set_timesteps(steps, device=noise.device)
-    guided = guidance_scale != 1.0
-    if guided:
+    if guidance_scale != 1.0:  # [caption; empty caption]
         context = torch.cat([context, model.null_context.to(context.dtype).expand_as(context)])
+
+    def epsilon(z_in: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return model(sched.scale_model_input(z_in, t), t.expand(z_in.shape[0]).to(z_in.device), context)
+
     z = noise * sched.init_noise_sigma
     for t in sched.timesteps:
-        z_in = sched.scale_model_input(torch.cat([z, z]) if guided else z, t)
-        eps = model(z_in, t.expand(z_in.shape[0]).to(z.device), context)
-        if guided:
-            eps_cond, eps_uncond = eps.chunk(2)
-            eps = guidance_scale * eps_cond + (1 - guidance_scale) * eps_uncond
-        z = sched.step(eps, t, z, **step_kwargs).prev_sample
+        z = sched.step(guide(epsilon, z, t, guidance_scale), t, z, **step_kwargs).prev_sample
     return z

@@ -20,6 +20,7 @@ The single-task baselines (`model.variant`) use the same module: `gen` computes 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -27,36 +28,110 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
+from .data.transforms import uint8_to_model
 from .diffusion import QueryDiffusion
 from .models.diffdis import DiffDisModel
+from .models.encoders import KLAutoencoder, PixelSpace, TextEncoder
+
+LOGIT_SCALE_MAX = math.log(100.0)  # CLIP's clamp of the temperature
+
+
+@dataclass
+class Encoders:
+    """A pipeline's frozen encoders as training uses them: a micro-batch -> (z, c, e)."""
+
+    text: TextEncoder
+    autoencoder: PixelSpace | KLAutoencoder
+    resolution: int
+    text_length: int
+
+    def __call__(self, batch: dict, generator: torch.Generator | None, device: torch.device):
+        """Latents z (B, C, h, w) sampled from the VAE posterior, c (B, L, D), e (B, D): through the encoders, or
+        from the encodings `diffdis encode` precomputed (checked against this model's shapes)."""
+        if "latent" in batch:
+            z = self.autoencoder.from_moments(batch["latent"].to(device), generator)
+        else:
+            z = self.autoencoder.encode(uint8_to_model(batch["images"]).to(device), sample=True, generator=generator)
+        if "c" in batch:
+            c, e = batch["c"].float(), batch["e"].float()
+        else:
+            c, e = self.text.encode_cached(batch["captions"])
+        side = self.resolution // self.autoencoder.downsample
+        expected = {
+            "latents": (self.autoencoder.latent_channels, side, side),
+            "text": (self.text_length, self.text.dim),
+        }
+        found = {"latents": tuple(z.shape[1:]), "text": tuple(c.shape[1:])}
+        precomputed = {"latents": "latent" in batch, "text": "c" in batch}
+        wrong = [k for k in expected if found[k] != expected[k]]
+        if wrong:
+            made = {k: "precomputed by `diffdis encode`" if precomputed[k] else "encoded on the fly" for k in wrong}
+            listed = "; ".join(f"{k} {made[k]} have shape {found[k]}, this model needs {expected[k]}" for k in wrong)
+            advice = (
+                "run `diffdis encode` again with this model's autoencoder, text encoder and resolution"
+                if any(precomputed[k] for k in wrong)
+                else "check model.resolution, model.text_max_length and the encoders named in the config"
+            )
+            raise ValueError(f"{listed}: {advice}")
+        return z, c.to(device), e.to(device)
 
 
 class DiffDisObjective(nn.Module):
+    """One training step's loss from one micro-batch: encodes the batch with the frozen encoders (or reads the
+    encodings `diffdis encode` precomputed), then L = L_IG + λ·L_ITA. Build it with `from_pipeline`."""
+
     def __init__(
         self,
         model: DiffDisModel,
         scheduler,
         query: QueryDiffusion,
         config: TrainConfig,
-        variant: str = "diffdis",
+        encoders: Encoders,
         rank: int = 0,
         world: int = 1,
     ):
         super().__init__()
         self.rank, self.world = rank, world
         self.model = model
-        self.variant = variant
+        self.variant = model.variant
         self.scheduler = scheduler
         self.query = query
+        # A tuple, so that the frozen encoders are no submodules: never checkpointed, never wrapped by DDP.
+        self.encoders = (encoders,)
         self.lam = config.lam
         self.text_dropout = config.text_dropout
         self.image_dropout = config.image_dropout
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
+        if self.variant != "gen":
+            self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
+
+    @classmethod
+    def from_pipeline(cls, pipe, config: TrainConfig, rank: int = 0, world: int = 1) -> DiffDisObjective:
+        """The objective of a DiffDisPipeline's model, encoders and noise schedule."""
+        m = pipe.config.model
+        encoders = Encoders(pipe.text_encoder, pipe.autoencoder, m.resolution, m.text_max_length)
+        return cls(pipe.model, pipe.scheduler, pipe.query, config, encoders, rank, world)
 
     def new_parameters(self) -> list[nn.Parameter]:
-        return [*self.model.new_parameters(), self.logit_scale]
+        """Parameters that Stable Diffusion does not have (they get their own learning rate)."""
+        own = [self.logit_scale] if self.variant != "gen" else []
+        return [*self.model.new_parameters(), *own]
 
-    def forward(
+    @torch.no_grad()
+    def clamp_logit_scale(self) -> None:
+        """Keep the logit scale at most 100 after each optimizer step (as CLIP does). Clamping inside the forward
+        pass instead would zero its gradient for good once it passed the bound."""
+        if self.variant != "gen":
+            self.logit_scale.clamp_(max=LOGIT_SCALE_MAX)
+
+    def logit_scale_value(self) -> float | None:
+        return self.logit_scale.exp().item() if self.variant != "gen" else None
+
+    def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """A micro-batch ({"images", "captions"} or precomputed {"latent", "c", "e"}) -> the losses."""
+        z, c, e = self.encoders[0](batch, generator, self.model.null_context.device)
+        return self.loss(z, c, e, generator)
+
+    def loss(
         self,
         z: torch.Tensor,  # (B, C, H, W) clean latents
         c: torch.Tensor,  # (B, L, D) caption condition
@@ -65,30 +140,28 @@ class DiffDisObjective(nn.Module):
     ) -> dict[str, torch.Tensor]:
         b, device = z.shape[0], z.device
         T = self.scheduler.config.num_train_timesteps
-        mine = slice(self.rank * b, (self.rank + 1) * b)  # this process's rows of the global batch
-
-        def rand(*shape):
-            return torch.rand(b * self.world, *shape[1:], generator=generator, device=device)[mine]
-
-        def randn(*shape):
-            return torch.randn(b * self.world, *shape[1:], generator=generator, device=device, dtype=z.dtype)[mine]
-
-        t_z = torch.randint(0, T, (b * self.world,), generator=generator, device=device)[mine]
-        t_e = torch.randint(0, T, (b * self.world,), generator=generator, device=device)[mine]
+        # Every draw is made for the whole global batch (rows = B x processes); this process keeps its own rows.
+        rows, mine, rng = (
+            b * self.world,
+            slice(self.rank * b, (self.rank + 1) * b),
+            {"generator": generator, "device": device},
+        )
+        t_z = torch.randint(0, T, (rows,), **rng)[mine]
+        t_e = torch.randint(0, T, (rows,), **rng)[mine]
         zero = torch.zeros((), device=device)
 
         l_ig = zero
         if self.variant in ("diffdis", "gen"):  # generation pass (text query masked): Eq. 4
-            eps_z = randn(*z.shape)
+            eps_z = torch.randn(rows, *z.shape[1:], dtype=z.dtype, **rng)[mine]
             z_t = self.scheduler.add_noise(z, eps_z, t_z)
-            drop_text = (rand(b) < self.text_dropout)[:, None, None]
+            drop_text = (torch.rand(rows, **rng)[mine] < self.text_dropout)[:, None, None]
             c_in = torch.where(drop_text, self.model.null_context.to(c.dtype), c)
             l_ig = F.mse_loss(self.model(z_t, t_z, c_in).float(), eps_z.float())
 
         l_ita = zero
         if self.variant in ("diffdis", "dis"):  # discrimination pass (caption masked): Eq. 6-8
-            e_t = self.query.noise(e, t_e, randn(*e.shape))
-            drop_image = (rand(b) < self.image_dropout)[:, None, None, None]
+            e_t = self.query.noise(e, t_e, torch.randn(rows, *e.shape[1:], dtype=z.dtype, **rng)[mine])
+            drop_image = (torch.rand(rows, **rng)[mine] < self.image_dropout)[:, None, None, None]
             z_in = torch.where(drop_image, self.model.null_latents(z), z)
             e_hat = self.query.direction(self.model.predict_query(z_in, e_t, t_e), e_t, t_e)  # (B, D) unit
             l_ita = self.contrastive(e_hat, e)
@@ -103,7 +176,7 @@ class DiffDisObjective(nn.Module):
         with torch.autocast(e.device.type, enabled=False):  # fp32: the duplicate test needs 1e-5 precision
             e_hat, e = e_hat.float(), e.float()
             all_e_hat, all_e = self._gather(e_hat), self._gather(e.detach())  # (N, D)
-            scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
+            scale = self.logit_scale.exp()  # clamped after each optimizer step, not here
             same_caption = e @ all_e.T > 1 - 1e-5  # (B, N) identical captions are all positives of each other
             rows = torch.arange(len(e), device=e.device)
             same_caption[rows, rows + self.rank * len(e)] = True

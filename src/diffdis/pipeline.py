@@ -24,19 +24,21 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from .config import Config, preset
+from .config import QUERY_SAMPLERS, QUERY_STARTS, Config, preset
 from .data.captions import EVAL_TEMPLATES
 from .data.transforms import images_to_tensor, model_to_pil
-from .diffusion import QUERY_STARTS, SAMPLERS, QueryDiffusion, sample_latents, sample_query, training_scheduler
-from .evaluation.retrieval import recall_at_k
+from .diffusion import QueryDiffusion, sample_latents, sample_query, training_scheduler
+from .metrics import recall_at_k
 from .models.diffdis import DiffDisModel, build_unet
 from .models.encoders import MINILM, CLIPTextEncoder, KLAutoencoder, PixelSpace, load_autoencoder, load_text_encoder
 from .models.stable_diffusion import sd_model_config, stable_diffusion_folder, write_model_index
 
 CONFIG_NAME = "diffdis_config.json"
 STREAM_NAME = "text_stream.safetensors"
-DEFAULT_QUERY_STEPS = 2
+DEFAULT_QUERY_STEPS = 2  # text-query denoising steps (accuracy is flat from 1 to 50 steps: README, Speed)
 DEFAULT_QUERY_GUIDANCE = 1.0
+DEFAULT_GENERATION_STEPS = 50
+DEFAULT_GUIDANCE = 3.0
 ImageBatch = Sequence[Image.Image] | torch.Tensor
 
 
@@ -150,6 +152,7 @@ class DiffDisPipeline:
     def to(self, device: str | torch.device) -> DiffDisPipeline:
         for module in (self.model, self.text_encoder, self.autoencoder):
             module.to(device)
+        self._label_cache.clear()  # its embeddings live on the old device
         return self
 
     @property
@@ -212,9 +215,9 @@ class DiffDisPipeline:
         Gaussian vector shared by all images (fixed), or zero, the prior's mean (zero). Never a caption.
         """
         self._require(self.can_discriminate, "discriminate (score it with evaluation.diffusion_classifier)")
-        if sampler not in SAMPLERS or start not in QUERY_STARTS:
+        if sampler not in QUERY_SAMPLERS or start not in QUERY_STARTS:
             raise ValueError(
-                f"sampler={sampler!r}, start={start!r}; use a sampler of {SAMPLERS} and a start of {QUERY_STARTS}"
+                f"sampler={sampler!r}, start={start!r}; use a sampler of {QUERY_SAMPLERS} and a start of {QUERY_STARTS}"
             )
         n, dim = len(images), self.model.text_dim
         generator = torch.Generator().manual_seed(seed)
@@ -265,8 +268,8 @@ class DiffDisPipeline:
     def generate(
         self,
         prompts: Sequence[str],
-        num_inference_steps: int = 50,
-        guidance_scale: float = 3.0,
+        num_inference_steps: int = DEFAULT_GENERATION_STEPS,
+        guidance_scale: float = DEFAULT_GUIDANCE,
         seed: int = 0,
         sampler: str = "ddim",
         batch_size: int = 64,

@@ -20,6 +20,10 @@ TRAIN_TEMPLATES: tuple[str, ...] = (
     "a close-up photo of a {}.",
 )
 
+# The prompt for class-conditional samples (grids, generation accuracy, FID): a training template, since
+# generation is asked in the words it learned.
+GENERATION_PROMPT = TRAIN_TEMPLATES[0]
+
 EVAL_TEMPLATES: tuple[str, ...] = (
     "a photo of the {}.",
     "a black and white photo of a {}.",
@@ -43,12 +47,9 @@ def caption(class_name: str, template: str) -> str:
     return template.format(class_name)
 
 
-def random_captions(
-    labels: np.ndarray,
-    class_names: tuple[str, ...],
-    rng: np.random.Generator,
-    templates: tuple[str, ...] = TRAIN_TEMPLATES,
+def captions_for(
+    labels: np.ndarray, class_names: tuple[str, ...], templates: tuple[str, ...], seed: int = 0
 ) -> list[str]:
-    """One caption per label, each with a template drawn at random."""
-    picks = rng.integers(len(templates), size=len(labels))
+    """One caption per label from its class name, each with a template drawn by a generator seeded with `seed`."""
+    picks = np.random.default_rng(seed).integers(len(templates), size=len(labels))
     return [caption(class_names[int(y)], templates[int(k)]) for y, k in zip(labels, picks)]

@@ -126,6 +126,15 @@ def load_fashion_mnist(
     return LabelledImages(images, labels, FASHION_MNIST_CLASSES)
 
 
+def fixed_subset(data: LabelledImages, size: int, seed: int = 0) -> LabelledImages:
+    """The same `size` images every time (a seeded permutation), for comparable sweeps; the whole set, in its own
+    order, when it has no more than `size` images."""
+    if size >= len(data):
+        return data
+    order = np.random.default_rng(seed).permutation(len(data))[:size]
+    return data.subset(np.sort(order))
+
+
 def train_val_split(data: LabelledImages, val_size: int, seed: int) -> tuple[LabelledImages, LabelledImages]:
     """A fixed random hold-out from the training split for validation (the test split is never touched)."""
     if not 0 < val_size < len(data):

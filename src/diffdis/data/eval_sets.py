@@ -17,11 +17,11 @@ from PIL import Image
 
 from .captions import EVAL_TEMPLATES_BY_SET
 from .datasets import FASHION_MNIST_DIR, LabelledImages, load_fashion_mnist, load_idx_pair
+from .files import IMAGE_EXTENSIONS, is_image_file
 from .shapes import load_shapes
 from .transforms import image_to_uint8
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 SHAPES_EVAL_SIZE = 1000
 
 
@@ -56,14 +56,9 @@ def load_image_folder(path: str | Path, resolution: int, channels: int) -> Label
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-    files = [
-        (f, k)
-        for k, c in enumerate(classes)
-        for f in sorted((root / c).iterdir())
-        if f.suffix.lower() in IMAGE_SUFFIXES
-    ]
+    files = [(f, k) for k, c in enumerate(classes) for f in sorted((root / c).iterdir()) if is_image_file(f)]
     if not files:
-        raise FileNotFoundError(f"{root} holds no class_name/xxx.png images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise FileNotFoundError(f"{root} holds no class_name/xxx.png images ({', '.join(IMAGE_EXTENSIONS)})")
     images = np.stack([image_to_uint8(Image.open(f), resolution, channels) for f, _ in files])
     names = tuple(c.replace("_", " ").replace("-", " ") for c in classes)
     return LabelledImages(torch.from_numpy(images), torch.tensor([k for _, k in files]), names)

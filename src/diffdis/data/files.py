@@ -31,6 +31,10 @@ CSV_IMAGE_COLUMNS = ("filepath", "file_name", "path", "image")
 CSV_CAPTION_COLUMNS = ("title", "caption", "text")
 
 
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS
+
+
 @dataclass
 class Pending:
     key: str

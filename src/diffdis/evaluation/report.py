@@ -8,11 +8,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-
-from ..data.captions import random_captions
-from ..data.datasets import LabelledImages
 
 
 def environment() -> dict[str, str]:
@@ -35,17 +31,3 @@ def table(rows: list[tuple[str, str]], title: str) -> str:
     width = max(len(k) for k, _ in rows)
     lines = [title, "-" * len(title)] + [f"{k.ljust(width)}  {v}" for k, v in rows]
     return "\n".join(lines)
-
-
-def fixed_subset(data: LabelledImages, size: int, seed: int = 0) -> LabelledImages:
-    """The same `size` images every time (a seeded permutation), for comparable sweeps; the whole set, in its own
-    order, when it has no more than `size` images."""
-    if size >= len(data):
-        return data
-    order = np.random.default_rng(seed).permutation(len(data))[:size]
-    return data.subset(np.sort(order))
-
-
-def captions_for(data: LabelledImages, templates: tuple[str, ...], seed: int = 0) -> list[str]:
-    """One caption per image from its class name, with templates drawn by a seeded generator."""
-    return random_captions(data.labels.numpy(), data.class_names, np.random.default_rng(seed), templates)

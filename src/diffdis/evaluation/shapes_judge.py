@@ -76,7 +76,13 @@ def shapes_generation_accuracy(
     verdicts = [judge_scene(np.asarray(im), s) for im, s in zip(images, scenes)]
     judged = {a: [v[a] for v in verdicts if a in v] for a in (*ATTRIBUTE_VALUES, "place", "count")}
     per_attribute = {a: 100.0 * float(np.mean(found)) for a, found in judged.items() if found}  # place: 1 object
-    return {"per_attribute": per_attribute, "images": num_images, "prompts": "shapes test split captions",
-            "judged_by": "redrawing the prompted scene per attribute value, nearest in L1; count by connected regions",
-            "sampler": "ddim", "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
-            "seed": seed}  # fmt: skip
+    return {
+        "per_attribute": per_attribute,
+        "images": num_images,
+        "prompts": "shapes test split captions",
+        "judged_by": "redrawing the prompted scene per attribute value, nearest in L1; count by connected regions",
+        "sampler": "ddim",
+        "num_inference_steps": num_inference_steps,
+        "guidance_scale": guidance_scale,
+        "seed": seed,
+    }

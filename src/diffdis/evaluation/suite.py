@@ -7,12 +7,12 @@ import time
 
 import torch
 
-from ..data.datasets import FASHION_MNIST_DIR
+from ..data.datasets import FASHION_MNIST_DIR, fixed_subset
 from ..data.eval_sets import convert, load_eval_set
 from ..data.shapes import load_shapes
 from ..data.transforms import uint8_to_model
 from ..pipeline import DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS, DiffDisPipeline
-from .report import environment, fixed_subset
+from .report import environment
 from .zero_shot import zero_shot
 
 SUITES: dict[str, tuple[str, ...]] = {
@@ -27,9 +27,15 @@ SUITES: dict[str, tuple[str, ...]] = {
         "shapes-heldout-shape",
     ),
     "fashion": ("fashion-mnist",),
-    "shapes": ("shapes-colour", "shapes-shape", "shapes-count", "shapes-place", "shapes-heldout-colour",
-               "shapes-heldout-shape"),
-}  # fmt: skip
+    "shapes": (
+        "shapes-colour",
+        "shapes-shape",
+        "shapes-count",
+        "shapes-place",
+        "shapes-heldout-colour",
+        "shapes-heldout-shape",
+    ),
+}
 RETRIEVAL_IMAGES = 1000
 
 
@@ -45,16 +51,24 @@ def evaluate(
     start: str = "noise",
 ) -> dict:
     """Zero-shot top-1 (and top-5 with more than 5 classes) per set, the mean top-1 over the sets that could be
-    loaded (a missing set is recorded with the reason, never silently dropped), and retrieval R@1/5/10."""
-    if isinstance(suite, str) and suite not in SUITES:
-        raise ValueError(f"unknown suite {suite!r}; available: {', '.join(SUITES)}")
-    names = SUITES[suite] if isinstance(suite, str) else suite
+    loaded (a missing set is recorded with the reason, never silently dropped), and retrieval R@1/5/10.
+    `suite`: a named suite (SUITES), set names joined by ',', or a tuple of set names."""
+    names = (
+        SUITES.get(suite) or tuple(n.strip() for n in suite.split(",") if n.strip())
+        if isinstance(suite, str)
+        else suite
+    )
     m = pipe.config.model
-    query = {"sampler": sampler, "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
-             "seed": seed, "start": start}  # fmt: skip
+    query = {
+        "sampler": sampler,
+        "num_inference_steps": num_inference_steps,
+        "guidance_scale": guidance_scale,
+        "seed": seed,
+        "start": start,
+    }
     zero = {}
     for name in names:
-        start = time.perf_counter()
+        began = time.perf_counter()
         try:
             eval_set = load_eval_set(name, m.resolution, m.image_channels, data_dir, seed)
         except (FileNotFoundError, ImportError) as error:
@@ -62,9 +76,14 @@ def evaluate(
             continue
         data = fixed_subset(eval_set.data, max_images) if max_images else eval_set.data
         result = zero_shot(pipe, data, eval_set.templates, **query)
-        zero[name] = {**result.summary(), "images": len(data), "classes": list(data.class_names),
-                      "templates": list(eval_set.templates), "source": eval_set.source,
-                      "seconds": time.perf_counter() - start}  # fmt: skip
+        zero[name] = {
+            **result.summary(),
+            "images": len(data),
+            "classes": list(data.class_names),
+            "templates": list(eval_set.templates),
+            "source": eval_set.source,
+            "seconds": time.perf_counter() - began,
+        }
     scored = [r["top1"] for r in zero.values() if "top1" in r]
     return {
         "zero_shot": zero,
@@ -76,6 +95,22 @@ def evaluate(
     }
 
 
+def summary_lines(result: dict) -> list[str]:
+    """The suite's result as aligned text lines: top-1 per set (or why it was skipped), the mean, retrieval."""
+    lines = []
+    for name, r in result["zero_shot"].items():
+        lines.append(
+            f"{name:24s} "
+            + (f"top-1 {r['top1']:6.2f}%  ({r['images']} images)" if "top1" in r else f"skipped: {r['skipped']}")
+        )
+    if result["zero_shot_mean_top1"] is not None:
+        lines.append(f"{'mean top-1':24s} {result['zero_shot_mean_top1']:6.2f}%")
+    r = result["retrieval"]
+    i2t, t2i = r["image_to_text_R@1"], r["text_to_image_R@1"]
+    lines.append(f"{'retrieval (shapes)':24s} R@1 image->text {i2t:.1f}, text->image {t2i:.1f}")
+    return lines
+
+
 def shapes_retrieval(pipe: DiffDisPipeline, query: dict, n: int) -> dict:
     """Image<->caption retrieval on the shapes test split; identical captions count as relevant to each other."""
     m = pipe.config.model
@@ -84,5 +119,8 @@ def shapes_retrieval(pipe: DiffDisPipeline, query: dict, n: int) -> dict:
     captions = shapes.captions
     relevance = torch.tensor([[a == b for b in captions] for a in captions])
     metrics = pipe.retrieve(images, captions, relevance=relevance, **query).metrics
-    return {"set": f"shapes test split, {n} images and their captions", "distinct_captions": len(set(captions)),
-            **metrics}  # fmt: skip
+    return {
+        "set": f"shapes test split, {n} images and their captions",
+        "distinct_captions": len(set(captions)),
+        **metrics,
+    }

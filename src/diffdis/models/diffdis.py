@@ -69,21 +69,28 @@ class DiffDisModel(nn.Module):
         super().__init__()
         _check_supported(unet)
         self.unet = unet
+        self.variant = config.variant
         text_dim = null_context.shape[-1]
-        self.blocks = nn.ModuleList(DualStreamBlock(text_dim, attn) for attn in self._attentions())
-        self.unique = UniqueTransformer(
-            text_dim,
-            unet.config.block_out_channels[-1],
-            config.transformer_width,
-            config.transformer_blocks,
-            config.transformer_head_dim,
-        )
-        # Learned "no image" for classifier-free guidance of the discrimination pass (one value per channel,
-        # so it works at any resolution). Zero = a mid-grey image at initialisation.
-        self.null_latent = nn.Parameter(torch.zeros(1, unet.config.in_channels, 1, 1))
         self.register_buffer("null_context", null_context.detach().clone(), persistent=True)
-        # The `clip` baseline's image tower ends in a pooled linear embedding instead of the text stream.
-        self.clip_head = nn.Linear(unet.config.block_out_channels[-1], text_dim) if config.variant == "clip" else None
+        # Only the modules a variant uses are built or trained: a parameter without a gradient would stall DDP.
+        if config.variant in ("diffdis", "dis"):
+            self.blocks = nn.ModuleList(DualStreamBlock(text_dim, attn) for attn in self._attentions())
+            self.unique = UniqueTransformer(
+                text_dim,
+                unet.config.block_out_channels[-1],
+                config.transformer_width,
+                config.transformer_blocks,
+                config.transformer_head_dim,
+            )
+            # Learned "no image" for classifier-free guidance of the discrimination pass (one value per channel,
+            # so it works at any resolution). Zero = a mid-grey image at initialisation.
+            self.null_latent = nn.Parameter(torch.zeros(1, unet.config.in_channels, 1, 1))
+        if config.variant == "clip":  # its image tower ends in a pooled linear embedding instead
+            self.clip_head = nn.Linear(unet.config.block_out_channels[-1], text_dim)
+        if config.variant in ("dis", "clip"):  # no generation: the up path is never run
+            for module in (unet.up_blocks, unet.conv_norm_out, unet.conv_out):
+                if module is not None:
+                    module.requires_grad_(False)
 
     @property
     def text_dim(self) -> int:
@@ -162,7 +169,7 @@ class DiffDisModel(nn.Module):
         if query is not None:
             e_t, t_e = query[0].to(h.dtype), query[1]
             h_e = torch.zeros_like(e_t)  # h_{e,0} = 0
-        blocks = iter(self.blocks)
+        blocks = iter(self.blocks) if query is not None else None
         for kind, module in self._operations()[prefix.index :]:
             if kind == "resnet":
                 h = self._run(module, h, temb)

@@ -7,6 +7,7 @@ c (B, L, D) for cross-attention and the L2-normalised global text query e (B, D)
 from __future__ import annotations
 
 import abc
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -14,6 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 MINILM = "minilm"
+CACHE_BYTES = 1 << 30  # the text-encoding cache of training, in CPU memory
+# Captions are encoded for the cache in batches of this fixed size (padded): CPU matrix kernels change their
+# last bits with the number of rows, and a resumed run must encode each caption to the same bits as an
+# uninterrupted one, whichever captions it happens to be encoded with.
+CACHE_CHUNK = 64
 
 
 class TextEncoder(nn.Module, abc.ABC):
@@ -24,11 +30,11 @@ class TextEncoder(nn.Module, abc.ABC):
     # a mask and c keeps its states there, exactly as Stable Diffusion computes its condition.
     mask_padding = True
 
-    def __init__(self, max_length: int, cache_size: int = 100_000):
+    def __init__(self, max_length: int, cache_bytes: int = CACHE_BYTES):
         super().__init__()
         self.max_length = max_length
-        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # least recent first
+        self._cache_bytes, self.cache_limit = 0, cache_bytes
 
     @torch.no_grad()
     def forward(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,20 +51,38 @@ class TextEncoder(nn.Module, abc.ABC):
         return c.float(), e
 
     def encode_cached(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Like forward, but memoises per caption: training captions repeat (templates, epochs)."""
+        """Like forward, but memoises per caption (training captions repeat across templates and epochs). The
+        cache lives in CPU memory, never on the accelerator, and holds at most `cache_limit` bytes: the least
+        recently used captions go first (at Stable Diffusion shapes one caption's c is 77 x 768 floats, 236 KB)."""
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            if len(self._cache) + len(missing) > self._cache_size:
-                self._cache.clear()
-            c, e = self(missing)
-            self._cache.update({t: (c[i], e[i]) for i, t in enumerate(missing)})
-        c = torch.stack([self._cache[t][0] for t in texts])
-        e = torch.stack([self._cache[t][1] for t in texts])
-        return c, e
+        fresh = {}
+        for start in range(0, len(missing), CACHE_CHUNK):
+            chunk = missing[start : start + CACHE_CHUNK]
+            c, e = self(chunk + [""] * (CACHE_CHUNK - len(chunk)))
+            fresh.update({t: (c[i].cpu(), e[i].cpu()) for i, t in enumerate(chunk)})
+        pairs = [fresh.get(t) or self._cache[t] for t in texts]
+        for t in dict.fromkeys(texts):
+            if t in self._cache:
+                self._cache.move_to_end(t)
+        for t, pair in fresh.items():
+            self._cache[t] = pair
+            self._cache_bytes += _nbytes(pair)
+        while self._cache_bytes > self.cache_limit and self._cache:
+            self._cache_bytes -= _nbytes(self._cache.popitem(last=False)[1])
+        device = next(self.model.parameters()).device
+        return torch.stack([p[0] for p in pairs]).to(device), torch.stack([p[1] for p in pairs]).to(device)
+
+    @property
+    def cache_bytes(self) -> int:
+        return self._cache_bytes
 
     @abc.abstractmethod
     def _pool(self, out, mask: torch.Tensor) -> torch.Tensor:
         """The backend's global text query (before normalisation), (B, D)."""
+
+
+def _nbytes(tensors: tuple[torch.Tensor, ...]) -> int:
+    return sum(x.numel() * x.element_size() for x in tensors)
 
 
 class MiniLMTextEncoder(TextEncoder):

@@ -11,20 +11,20 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from ..config import parse_data, preset
+from ..config import VARIANTS, Config, data_overrides, preset
+from ..data.datasets import fixed_subset, load_fashion_mnist
 from ..data.eval_sets import load_eval_set
 from ..data.transforms import uint8_to_model
+from ..evaluation.diffusion_classifier import diffusion_classifier_scores, unet_evaluations_per_image
+from ..evaluation.fid import InceptionFeatures, fid_kid
+from ..evaluation.judge import cached_judge, class_samples, score_generations
+from ..evaluation.report import environment, write_json
+from ..evaluation.shapes_judge import shapes_generation_accuracy
+from ..evaluation.suite import evaluate
 from ..pipeline import DiffDisPipeline
-from ..train import train
-from .diffusion_classifier import diffusion_classifier_scores, unet_evaluations_per_image
-from .fid import InceptionFeatures, fid_kid
-from .judge import cached_judge, pil_to_uint8, score_generations
-from .report import environment, fixed_subset, write_json
-from .shapes_judge import shapes_generation_accuracy
-from .suite import evaluate
+from ..training import train
 
-VARIANTS = ("diffdis", "gen", "dis", "clip")
-ROWS = ("diffdis", "gen", "dis", "clip", "diffusion-classifier")
+ROWS = (*VARIANTS, "diffusion-classifier")
 
 
 def _cost(pipe, images: torch.Tensor, variant: str, query: dict) -> dict:
@@ -47,8 +47,12 @@ def evaluate_one(
     images = uint8_to_model(subset.images)
     if pipe.can_discriminate:
         result = evaluate(pipe, suite, data_dir=pipe.config.train.data_dir, seed=seed, max_images=eval_images)
-        out.update(zero_shot=result["zero_shot"], zero_shot_mean_top1=result["zero_shot_mean_top1"],
-                   retrieval=result["retrieval"], query=result["query"])  # fmt: skip
+        out.update(
+            zero_shot=result["zero_shot"],
+            zero_shot_mean_top1=result["zero_shot_mean_top1"],
+            retrieval=result["retrieval"],
+            query=result["query"],
+        )
         out["cost"] = _cost(pipe, images[:200], variant, result["query"])
     if pipe.can_generate:
         out["generation"] = _generation(pipe, main_set, fid_images, cache_dir, extractor, seed)
@@ -58,31 +62,43 @@ def evaluate_one(
 def _generation(pipe, main_set, fid_images: int, cache_dir: Path, extractor, seed: int) -> dict:
     """One batch of class-prompted samples, scored by FID/KID against the set's real images and, for
     Fashion-MNIST, by the judge; shapes-trained RGB models are also judged on shapes captions."""
-    m, names = pipe.config.model, main_set.data.class_names
-    per_class = max(1, fid_images // len(names))
-    settings = {"prompt": "a photo of a {}.", "sampler": "ddim", "num_inference_steps": 50, "guidance_scale": 3.0,
-                "seed": seed, "images": per_class * len(names)}  # fmt: skip
-    prompts = [settings["prompt"].format(n) for n in names for _ in range(per_class)]
-    fake = pil_to_uint8(pipe.generate(prompts, 50, 3.0, seed), m.image_channels)
+    names = main_set.data.class_names
+    fake, target, settings = class_samples(pipe, names, max(1, fid_images // len(names)), seed)
     real = fixed_subset(main_set.data, fid_images).images
-    out = {**settings, "fid": fid_kid(real, fake, cache_dir=cache_dir, real_key=main_set.name,
-                                      kid_subset=min(100, len(fake)), extractor=extractor)}  # fmt: skip
+    fid = fid_kid(
+        real, fake, cache_dir=cache_dir, real_key=main_set.name, kid_subset=min(100, len(fake)), extractor=extractor
+    )
+    out = {**settings, "fid": fid}
     if main_set.name == "fashion-mnist":
         judge, record = _judge(main_set, pipe, cache_dir)
-        target = torch.arange(len(names)).repeat_interleave(per_class)
         out.update(score_generations(judge, fake, target, names), judge=record)
-    if "shapes" in [s.kind for s in parse_data(pipe.config.train.data)]:
+    if "shapes" in [s.kind for s in pipe.config.train.sources]:
         out["shapes"] = shapes_generation_accuracy(pipe, min(200, fid_images), seed=seed)
     return out
 
 
 def _judge(eval_set, pipe, cache_dir):
     """The judge, trained once on the real training split, and its record (test accuracy)."""
-    from ..data.datasets import load_fashion_mnist
-
     m = pipe.config.model
     train_set = load_fashion_mnist("train", m.resolution, m.image_channels, pipe.config.train.data_dir)
     return cached_judge("fashion-mnist", train_set, eval_set.data, cache_dir)
+
+
+def variant_config(variant: str, data: str, seed: int, budget_minutes: float, overrides: list[str]) -> Config:
+    """The tiny preset as one model of the comparison trains: its variant and data, the shared budget."""
+    return preset(
+        "tiny",
+        [
+            f"model.variant={variant}",
+            *data_overrides(data),
+            f"train.seed={seed}",
+            f"train.max_minutes={budget_minutes}",
+            "train.max_steps=1000000",  # the budget, not the step count, ends training
+            "train.validate_every=0",
+            "train.checkpoint_every=1000000",
+            *overrides,
+        ],
+    )
 
 
 def run_compare(
@@ -103,19 +119,7 @@ def run_compare(
     runs: dict[str, list[dict]] = {row: [] for row in ROWS}
     for seed in seeds:
         for variant in VARIANTS:
-            config = preset(
-                "tiny",
-                [
-                    f"model.variant={variant}",
-                    f"train.data={data}",
-                    f"train.seed={seed}",
-                    f"train.max_minutes={budget_minutes}",
-                    "train.max_steps=1000000",  # the budget, not the step count, ends training
-                    "train.validate_every=0",
-                    "train.checkpoint_every=1000000",
-                    *(overrides or []),
-                ],
-            )
+            config = variant_config(variant, data, seed, budget_minutes, overrides or [])
             start = time.perf_counter()
             model_dir = train(config, out / f"{variant}-seed{seed}", progress=progress)
             pipe = DiffDisPipeline.from_pretrained(model_dir)
@@ -155,17 +159,25 @@ def _diffusion_classifier(pipe, set_name: str, eval_images: int, seed: int) -> d
     scores = diffusion_classifier_scores(pipe, images, data.class_names, eval_set.templates, seed=seed)
     seconds = time.perf_counter() - start
     top1 = 100.0 * (scores.argmax(1) == data.labels).float().mean().item()
-    return {"zero_shot": {set_name: {"top1": top1, "images": len(data)}}, "zero_shot_mean_top1": top1,
-            "cost": {"unet_evaluations_per_image": unet_evaluations_per_image(len(data.class_names)),
-                     "images_per_second": len(data) / seconds}}  # fmt: skip
+    return {
+        "zero_shot": {set_name: {"top1": top1, "images": len(data)}},
+        "zero_shot_mean_top1": top1,
+        "cost": {
+            "unet_evaluations_per_image": unet_evaluations_per_image(len(data.class_names)),
+            "images_per_second": len(data) / seconds,
+        },
+    }
 
 
 def _stat(values: list[float]) -> dict | None:
     values = [v for v in values if v is not None]
     if not values:
         return None
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}  # fmt: skip
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
 
 
 def _table(runs: dict[str, list[dict]]) -> dict:
@@ -199,10 +211,16 @@ def _fmt(stat: dict | None, digits: int = 2) -> str:
 
 
 def markdown(summary: dict) -> str:
-    columns = [("zero-shot top-1 (mean)", "zero_shot_mean_top1", 2), ("shapes R@1 i->t", "retrieval_i2t_R@1", 1),
-               ("shapes R@1 t->i", "retrieval_t2i_R@1", 1), ("FID", "fid", 1), ("KID", "kid_mean", 4),
-               ("gen. accuracy", "generation_accuracy", 1), ("UNet evals / image", "unet_evaluations_per_image", 0),
-               ("images/s", "images_per_second", 1)]  # fmt: skip
+    columns = [
+        ("zero-shot top-1 (mean)", "zero_shot_mean_top1", 2),
+        ("shapes R@1 i->t", "retrieval_i2t_R@1", 1),
+        ("shapes R@1 t->i", "retrieval_t2i_R@1", 1),
+        ("FID", "fid", 1),
+        ("KID", "kid_mean", 4),
+        ("gen. accuracy", "generation_accuracy", 1),
+        ("UNet evals / image", "unet_evaluations_per_image", 0),
+        ("images/s", "images_per_second", 1),
+    ]
     lines = ["| model | " + " | ".join(c[0] for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for row, stats in summary["table"].items():
         lines.append(f"| {row} | " + " | ".join(_fmt(stats[key], d) for _, key, d in columns) + " |")

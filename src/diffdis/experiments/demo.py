@@ -10,15 +10,22 @@ import json
 import time
 from pathlib import Path
 
-from .config import preset
-from .data.captions import EVAL_TEMPLATES
-from .data.datasets import load_fashion_mnist
-from .data.transforms import uint8_to_model
-from .evaluation.figures import confusion_figure, image_grid
-from .evaluation.report import captions_for, environment, fixed_subset, table, write_json
-from .evaluation.zero_shot import zero_shot
-from .pipeline import DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS, DiffDisPipeline
-from .train import train
+from ..config import preset
+from ..data.captions import EVAL_TEMPLATES, GENERATION_PROMPT
+from ..data.datasets import fixed_subset, load_fashion_mnist
+from ..evaluation.figures import confusion_figure, image_grid
+from ..evaluation.folders import retrieve_labelled
+from ..evaluation.judge import cached_judge, generation_accuracy
+from ..evaluation.report import environment, table, write_json
+from ..evaluation.zero_shot import zero_shot
+from ..pipeline import (
+    DEFAULT_GENERATION_STEPS,
+    DEFAULT_GUIDANCE,
+    DEFAULT_QUERY_GUIDANCE,
+    DEFAULT_QUERY_STEPS,
+    DiffDisPipeline,
+)
+from ..training import train
 
 DEMO_OVERRIDES = [
     "train.max_steps=1000",
@@ -28,7 +35,14 @@ DEMO_OVERRIDES = [
 ]
 STEP_SWEEP = (1, 2, 5, 10, 50)
 SWEEP_IMAGES = 1000
-GENERATION = {"sampler": "ddim", "num_inference_steps": 50, "guidance_scale": 3.0, "seed": 0, "per_class": 8}
+JUDGED_PER_CLASS = 20  # samples per class scored by the judge (a CNN trained on the real training split)
+GENERATION = {
+    "sampler": "ddim",
+    "num_inference_steps": DEFAULT_GENERATION_STEPS,
+    "guidance_scale": DEFAULT_GUIDANCE,
+    "seed": 0,
+    "per_class": 8,
+}
 
 
 def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None, progress: bool = True) -> dict:
@@ -46,11 +60,18 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None, 
 
     start = time.perf_counter()
     g = GENERATION
-    prompts = [f"a photo of a {name}." for name in names for _ in range(g["per_class"])]
+    prompts = [GENERATION_PROMPT.format(name) for name in names for _ in range(g["per_class"])]
     images = pipe.generate(prompts, g["num_inference_steps"], g["guidance_scale"], g["seed"], g["sampler"])
     rows = [images[i * g["per_class"] : (i + 1) * g["per_class"]] for i in range(len(names))]
     image_grid(rows, names).save(out / "samples.png")
     timings["generate_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    m = config.model
+    real_train = load_fashion_mnist("train", m.resolution, m.image_channels, config.train.data_dir)
+    judge, judge_record = cached_judge("fashion-mnist", real_train, test, out / "cache")
+    judged = generation_accuracy(pipe, judge, names, JUDGED_PER_CLASS, seed=0)
+    timings["judge_generations_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     full = zero_shot(pipe, test, seed=0)
@@ -63,19 +84,16 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None, 
     timings["step_sweep_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    captions = captions_for(subset, EVAL_TEMPLATES, seed=0)
-    result = pipe.retrieve(uint8_to_model(subset.images), captions)
-    same_class = subset.labels[:, None] == subset.labels[None, :]
-    class_level = pipe.retrieve(uint8_to_model(subset.images), captions, relevance=same_class)
+    retrieval = retrieve_labelled(pipe, subset)
     timings["retrieve_s"] = time.perf_counter() - start
 
-    summary = json_summary(config, model_dir, out, full, sweep, result.metrics, class_level.metrics, timings)
+    summary = json_summary(config, model_dir, out, full, sweep, retrieval, {**judged, "judge": judge_record}, timings)
     write_json(out / "results.json", summary)
     print(report(summary))
     return summary
 
 
-def json_summary(config, model_dir, out, full, sweep, pair_metrics, class_metrics, timings) -> dict:
+def json_summary(config, model_dir, out, full, sweep, retrieval, judged, timings) -> dict:
     return {
         "model": {
             "path": str(model_dir),
@@ -90,6 +108,7 @@ def json_summary(config, model_dir, out, full, sweep, pair_metrics, class_metric
             "path": config.train.data_dir,
         },
         "zero_shot": {
+            "setting": "seen classes (every class name was in training captions), templates never used in training",
             "images": len(full.predictions),
             "top1": full.accuracy,
             "top5": full.top5,
@@ -117,14 +136,14 @@ def json_summary(config, model_dir, out, full, sweep, pair_metrics, class_metric
             "num_inference_steps": DEFAULT_QUERY_STEPS,
             "guidance_scale": DEFAULT_QUERY_GUIDANCE,
             "seed": 0,
-            "paired": {"relevant": "only the image's own caption", **pair_metrics},
-            "class_level": {"relevant": "any caption/image of the same class", **class_metrics},
+            "paired": {"relevant": "only the image's own caption", **retrieval["paired"]},
+            "class_level": {"relevant": "any caption/image of the same class", **retrieval["class_level"]},
         },
         "generation": {
             **GENERATION,
-            "prompt": "a photo of a {class}.",
+            "prompt": GENERATION_PROMPT.format("{class}"),
             "grid": "samples.png",
-            "judged_by": "not measured here",
+            "judged": judged,
         },
         "timings_s": timings,
         "environment": environment(),
@@ -132,10 +151,10 @@ def json_summary(config, model_dir, out, full, sweep, pair_metrics, class_metric
 
 
 def report(s: dict) -> str:
-    z, r, t = s["zero_shot"], s["retrieval"], s["timings_s"]
+    z, r, t, judged = s["zero_shot"], s["retrieval"], s["timings_s"], s["generation"]["judged"]
     rows = [
         (
-            "zero-shot top-1, 10k test",
+            "seen-class top-1, 10k test",
             f"{z['top1']:.2f}%  ({z['num_inference_steps']} DDIM steps, guidance {z['guidance_scale']})",
         ),
         *[(f"  top-1 at {k} steps (1k subset)", f"{v:.2f}%") for k, v in s["zero_shot_by_steps"]["top1"].items()],
@@ -148,6 +167,11 @@ def report(s: dict) -> str:
             "retrieval, same-class R@1",
             f"{r['class_level']['image_to_text_R@1']:.1f} image->text, "
             f"{r['class_level']['text_to_image_R@1']:.1f} text->image",
+        ),
+        (
+            "generation judged correct",
+            f"{judged['generation_accuracy']:.1f}% of {judged['images']} samples "
+            f"(judge: {judged['judge']['test_accuracy']:.1f}% on real test images)",
         ),
         *[(f"time: {k[:-2]}", f"{v:.0f} s") for k, v in t.items()],
         ("time: total", f"{sum(t.values()):.0f} s"),

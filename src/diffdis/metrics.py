@@ -1,4 +1,5 @@
-"""Recall@K for image<->text retrieval from a similarity matrix, in both directions, computed in chunks."""
+"""Ranking metrics for image<->text retrieval from a similarity matrix, both directions, computed in chunks (shared
+by the pipeline's `retrieve` and the evaluation package)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-CHECKPOINT_FORMAT = 2  # bumped when the checkpoint's contents change meaning
+CHECKPOINT_FORMAT = 3  # bumped when the checkpoint's contents change meaning (3: AdamW groups split by decay)
 _UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, SafetensorError, pickle.PickleError)
 
 
@@ -32,6 +32,10 @@ class CheckpointFormatError(ValueError):
     """A checkpoint written by another version: not damaged, so never silently passed over."""
 
 
+class CheckpointMismatchError(ValueError):
+    """A readable checkpoint of another model (other shapes or modules): not damaged, never passed over."""
+
+
 @dataclass
 class TrainState:
     step: int = 0
@@ -40,6 +44,7 @@ class TrainState:
     data: list[dict | None] = field(default_factory=lambda: [None])  # each process's data position
     history: list[dict] = field(default_factory=list)  # validation results
     prompts: list[str] = field(default_factory=list)  # sample-grid prompts when there is no labelled set
+    config_changes: list[dict] = field(default_factory=list)  # accepted on resume: step, key, from, to
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
@@ -82,11 +87,32 @@ def load_checkpoint(folder: Path, objective, optimizer, lr_schedule, ema) -> Tra
             f"{folder} was written by another diffdis version (checkpoint format {meta.get('format', 1)}, this "
             f"version reads {CHECKPOINT_FORMAT}); train into a new run folder, or resume with the version that wrote it"
         )
-    objective.load_state_dict(load_file(folder / "model.safetensors"))
+    weights = load_file(folder / "model.safetensors")
+    _check_fits(folder, weights, objective.state_dict())
+    objective.load_state_dict(weights)
     ema.load_state_dict(load_file(folder / "ema.safetensors"))
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     lr_schedule.load_state_dict(torch.load(folder / "lr_scheduler.pt", weights_only=True))
     return TrainState(**meta)
+
+
+def _check_fits(folder: Path, saved: dict[str, torch.Tensor], model: dict[str, torch.Tensor]) -> None:
+    """Refuse, naming what differs, a checkpoint whose tensors do not fit this model."""
+    problems = []
+    missing, extra = sorted(model.keys() - saved.keys()), sorted(saved.keys() - model.keys())
+    if missing:
+        problems.append(f"missing {missing[:3]}")
+    if extra:
+        problems.append(f"unexpected {extra[:3]}")
+    for key in sorted(saved.keys() & model.keys()):
+        if saved[key].shape != model[key].shape:
+            problems.append(f"{key}: {tuple(saved[key].shape)} there, {tuple(model[key].shape)} here")
+    if problems:
+        details = "; ".join(problems[:4])
+        raise CheckpointMismatchError(
+            f"{folder} holds weights of another model ({details}). The checkpoint is intact: resume with the "
+            "configuration it was trained with (the run's config.json), or train into a new folder"
+        )
 
 
 def resume(run_dir: Path, objective, optimizer, lr_schedule, ema) -> tuple[TrainState, Path | None]:
@@ -96,7 +122,7 @@ def resume(run_dir: Path, objective, optimizer, lr_schedule, ema) -> tuple[Train
     for folder in reversed(found):
         try:
             return load_checkpoint(folder, objective, optimizer, lr_schedule, ema), folder
-        except CheckpointFormatError:
+        except (CheckpointFormatError, CheckpointMismatchError):
             raise
         except (*_UNREADABLE, json.JSONDecodeError) as error:
             warnings.warn(

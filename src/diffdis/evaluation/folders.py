@@ -1,0 +1,63 @@
+"""Classification and retrieval of the user's own image files, and retrieval on a labelled set: what the
+`classify --images` and `retrieve` commands run, callable from Python."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..data.captions import EVAL_TEMPLATES, captions_for
+from ..data.datasets import LabelledImages
+from ..data.files import IMAGE_EXTENSIONS, image_folder, is_image_file
+from ..data.transforms import uint8_to_model
+from ..metrics import recall_at_k
+
+
+def image_files(folder: str | Path, limit: int | None = None) -> list[Path]:
+    """The image files under `folder` (any depth), sorted; at most `limit`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+    return files[:limit] if limit else files
+
+
+def classify_files(pipe, files: Sequence[Path], labels: Sequence[str], templates=None, **query) -> dict:
+    """The predicted label of each file; when every file sits in a folder named after one of the labels
+    (class_name/xxx.png), also the top-1 accuracy against those folder names."""
+    predictions = pipe.classify([Image.open(f) for f in files], labels, templates, **query).tolist()
+    result: dict = {"predictions": {str(f): labels[k] for f, k in zip(files, predictions)}, "images": len(files)}
+    if all(f.parent.name in labels for f in files):
+        correct = sum(f.parent.name == labels[k] for f, k in zip(files, predictions))
+        result["top1"] = 100.0 * correct / len(files)
+    return result
+
+
+def retrieve_folder(pipe, folder: str | Path, limit: int | None = None, **query) -> dict:
+    """Image<->text retrieval over a folder with metadata.jsonl ({"file_name", "text"} per line): image i's own
+    caption is the one relevant text."""
+    items = image_folder(str(folder)).items[:limit]
+    images = [Image.open(path) for path, _ in items]
+    metrics = pipe.retrieve(images, [text for _, text in items], **query).metrics
+    return {"pairs": len(items), **metrics}
+
+
+def retrieve_labelled(pipe, data: LabelledImages, **query) -> dict:
+    """Retrieval on a labelled set whose captions are its class names in the evaluation templates (one per image,
+    seed 0), scored twice: paired (only the image's own caption is relevant) and class-level (any caption of
+    the same class). With few classes many captions are equal, so the class-level figures are the informative
+    ones; the paired R@1 of a perfect model is about classes / images."""
+    captions = captions_for(data.labels.numpy(), data.class_names, EVAL_TEMPLATES, seed=0)
+    images = uint8_to_model(data.images)
+    similarity = pipe.retrieve(images, captions, **query).similarity
+    same_class = data.labels[:, None] == data.labels[None, :]
+    return {
+        "pairs": len(captions),
+        "paired": recall_at_k(similarity, torch.eye(len(captions), dtype=torch.bool)),
+        "class_level": recall_at_k(similarity, same_class),
+    }

@@ -1,0 +1,402 @@
+"""The training loop (accelerate): both tasks on every mini-batch, EMA, validation, checkpoints and resume.
+
+`train()` reads top to bottom as: start (or resume) the run, then per step: one optimizer step, and when due a
+log line, a validation, a checkpoint; at the end the EMA weights are exported.
+
+Run folder:
+    config.json                 the resolved Config of the run (the one its latest checkpoint was trained with)
+    checkpoints/step_NNNNNNN/   see checkpoint.py (atomic, last train.keep_checkpoints kept, damaged ones skipped)
+    logs/                       TensorBoard: losses, gradient norm, logit scale, learning rates, images/s, validation
+    train_log.jsonl             the same scalars as text, one JSON object per logging step
+    samples/step_NNNNNNN.png    a generated grid, one row per class (or per prompt)
+    model/                      the final pipeline (EMA weights), loadable with DiffDisPipeline.from_pretrained
+    train_summary.json          steps, time, skipped steps and samples, accepted config changes, validation history
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+from tqdm.auto import tqdm
+
+from ..config import FROM_INIT, Config
+from ..data.datasets import LabelledImages
+from ..data.sources import check_data, training_batches
+from ..models.encoders import MINILM
+from ..models.stable_diffusion import sd_model_config, stable_diffusion_folder
+from ..objective import DiffDisObjective
+from ..pipeline import DiffDisPipeline
+from .checkpoint import TrainState, checkpoints, resume, save_checkpoint
+from .optim import EMA, apply_recipe, lr_lambda, parameter_groups
+from .run_config import check_resume_config
+from .validation import validation_record
+
+
+class TrainingStopped(RuntimeError):
+    """Training cannot usefully go on (e.g. a run of non-finite steps); the message names the step and the
+    checkpoint to resume from."""
+
+
+def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
+    """Train (or resume) the run in `run_dir`; returns the folder of the saved pipeline."""
+    run = _start(config, Path(run_dir), progress)
+    t, state = run.config.train, run.state
+    steps = iter(run.batches)
+    segment_start, seconds_before = time.perf_counter(), state.seconds
+    while state.step < t.max_steps:
+        _optimizer_step(run, next(steps))
+        state.seconds = seconds_before + time.perf_counter() - segment_start
+        out_of_time = t.max_minutes > 0 and state.seconds > 60 * t.max_minutes
+        last = state.step == t.max_steps or out_of_time
+        if state.step % t.log_every == 0 or last:
+            _log(run)
+        if t.validate_every and state.step % t.validate_every == 0 or last:
+            _validate(run)
+        if state.step % t.checkpoint_every == 0 or last:
+            _checkpoint(run)
+        if out_of_time:
+            run.accelerator.print(f"stopping at step {state.step}: train.max_minutes={t.max_minutes} reached")
+            break
+    return _finish(run)
+
+
+# ------------------------------------------------------------------------------------------------ the run
+class LossMeter:
+    """The logged losses: means over the steps since the last log, their micro-batches and all processes (the
+    per-process values alone are each a part of the global batch); and the training images per second."""
+
+    NAMES = ("loss/L_IG", "loss/L_ITA", "loss/total")
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: torch.Tensor | None = None
+        self.count, self.images, self.seconds = 0, 0, 0.0
+
+    def add(self, out: dict[str, torch.Tensor], images: int) -> None:
+        values = torch.stack([out["l_ig"], out["l_ita"], out["loss"].detach()]).float()
+        self.sums = values if self.sums is None else self.sums + values
+        self.count += 1
+        self.images += images
+
+    def read(self, accelerator: Accelerator) -> dict[str, float]:
+        """The means since the last read (a collective call: every process makes it), then a fresh window."""
+        sums = accelerator.reduce(self.sums, "sum") / (self.count * accelerator.num_processes)
+        out = dict(zip(self.NAMES, sums.tolist()))
+        out["images_per_second"] = self.images / max(self.seconds, 1e-9)
+        self.reset()
+        return out
+
+
+class Progress:
+    """A progress bar on a terminal; when the output goes to a file, one plain line per logging step instead of
+    hundreds of kilobytes of carriage returns. Messages are printed by the main process only."""
+
+    def __init__(self, enabled: bool, main: bool, total: int, initial: int):
+        self.main = main
+        self.lines = enabled and main and not sys.stderr.isatty()
+        self.bar = tqdm(total=total, initial=initial, desc="train", disable=not (enabled and main) or self.lines)
+        self.total = total
+
+    def step(self) -> None:
+        self.bar.update(1)
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        text = {
+            "L_IG": f"{scalars['loss/L_IG']:.4f}",
+            "L_ITA": f"{scalars['loss/L_ITA']:.4f}",
+            "img/s": f"{scalars['images_per_second']:.0f}",
+        }
+        if self.lines:
+            print(f"step {step}/{self.total}  " + "  ".join(f"{k} {v}" for k, v in text.items()), flush=True)
+        else:
+            self.bar.set_postfix(text)
+
+    def write(self, message: str) -> None:
+        if self.main:
+            self.bar.write(message)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds between its steps."""
+
+    config: Config
+    dir: Path
+    accelerator: Accelerator
+    pipe: DiffDisPipeline
+    objective: torch.nn.Module  # prepared by accelerate (DDP-wrapped on several processes)
+    optimizer: torch.optim.Optimizer
+    lr_schedule: torch.optim.lr_scheduler.LambdaLR
+    ema: EMA
+    state: TrainState
+    batches: object  # data/sources.py: MemoryBatches or FileBatches
+    val_set: LabelledImages | None
+    meter: LossMeter
+    progress: Progress
+    bad_streak: int = 0
+
+
+def make_accelerator(config: Config, run_dir: Path) -> Accelerator:
+    return Accelerator(
+        mixed_precision=config.train.mixed_precision,
+        log_with="tensorboard",
+        project_dir=str(run_dir),
+        cpu=not torch.cuda.is_available(),
+    )
+
+
+def preflight(config: Config) -> None:
+    """Refuse a run whose inputs are missing, before any compute: the data, and the model folders it names."""
+    config.validate()
+    check_data(config)
+    m, t = config.model, config.train
+    named = (
+        ("train.init_from", t.init_from),
+        ("model.text_encoder", m.text_encoder),
+        ("model.autoencoder", m.autoencoder),
+    )
+    for key, value in named:
+        if value not in ("", MINILM, "none", FROM_INIT) and not Path(value).exists():
+            raise FileNotFoundError(f"{key}={value!r} does not exist")
+
+
+def resolve_config(config: Config, run_dir: Path) -> Config:
+    """With train.init_from, the model's shapes, encoders and noise schedule as that Stable Diffusion model has
+    them (a single file is converted once, into run_dir/init)."""
+    t = config.train
+    if not t.init_from:
+        return config
+    folder = stable_diffusion_folder(t.init_from, run_dir / "init", t.trust_pickle)
+    return dataclasses.replace(config, model=sd_model_config(folder, config.model)).validate()
+
+
+def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
+    """Check everything, build the model, optimizer and data stream, and resume from the newest checkpoint."""
+    preflight(config)
+    accelerator = make_accelerator(config, run_dir)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    with accelerator.main_process_first():  # a single-file SD checkpoint is converted once
+        config = resolve_config(config, run_dir)
+        changes = check_resume_config(run_dir, config) if checkpoints(run_dir) else []
+        torch.manual_seed(config.train.seed)  # the same initial weights on every process
+        pipe = (
+            DiffDisPipeline.from_stable_diffusion(
+                config.train.init_from, config, config.train.trust_pickle, run_dir / "init"
+            )
+            if config.train.init_from
+            else DiffDisPipeline.from_config(config)
+        )
+    t = config.train
+    if accelerator.is_main_process and not checkpoints(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.to_json(run_dir / "config.json")
+
+    pipe.to(accelerator.device)
+    if t.gradient_checkpointing:
+        pipe.model.unet.enable_gradient_checkpointing()
+    objective = DiffDisObjective.from_pipeline(pipe, t, rank, world).to(accelerator.device)
+    pipe.model.train()
+    optimizer = torch.optim.AdamW(parameter_groups(objective, t))
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t.warmup_steps, t.max_steps))
+    ema = EMA(objective, t.ema_decay)
+    state, resumed_from = resume(run_dir, objective, optimizer, lr_schedule, ema)
+    if resumed_from is not None:
+        accelerator.print(f"resuming from {resumed_from} (step {state.step})")
+        apply_recipe(optimizer, lr_schedule, t)
+    for key, before, now in changes:
+        state.config_changes.append({"step": state.step, "key": key, "from": before, "to": now})
+        accelerator.print(f"{key} changed from {before!r} to {now!r}; it applies from step {state.step}")
+    objective, optimizer = accelerator.prepare(objective, optimizer)
+    flat = {
+        f"{s}.{k}": v for s, values in config.to_dict().items() if isinstance(values, dict) for k, v in values.items()
+    }
+    accelerator.init_trackers(
+        "logs", config={k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
+    )
+
+    data_state = state.data[rank] if len(state.data) == world else None
+    if state.step and data_state is None:
+        accelerator.print(f"the checkpoint was written by {len(state.data)} processes: the data stream restarts")
+    batches, val_set = training_batches(config, rank, world, data_state)
+    bar = Progress(progress, accelerator.is_main_process, t.max_steps, state.step)
+    return _Run(
+        config,
+        run_dir,
+        accelerator,
+        pipe,
+        objective,
+        optimizer,
+        lr_schedule,
+        ema,
+        state,
+        batches,
+        val_set,
+        LossMeter(),
+        bar,
+    )
+
+
+# ------------------------------------------------------------------------------------------- one step
+def step_generator(seed: int, step: int, micro: int, device: torch.device) -> torch.Generator:
+    """The generator of one micro-batch's random draws: a function of (seed, step, micro-batch) alone, so a
+    resumed run draws exactly what an uninterrupted one would, on any number of processes."""
+    state = np.random.SeedSequence([seed, step, micro]).generate_state(2, dtype=np.uint64)
+    return torch.Generator(device=device).manual_seed(int(state[0] >> np.uint64(1)))
+
+
+def _optimizer_step(run: _Run, micro_batches: list[dict]) -> None:
+    """Forward and backward over the step's micro-batches, then one update (or a counted skip)."""
+    acc, t, state = run.accelerator, run.config.train, run.state
+    started = time.perf_counter()
+    for micro, batch in enumerate(micro_batches):
+        if not state.prompts and run.val_set is None:
+            state.prompts = list(batch["captions"][:8])
+        generator = step_generator(t.seed, state.step, micro, acc.device)
+        syncing = micro == len(micro_batches) - 1  # DDP all-reduces the gradients on the last micro-batch only
+        with nullcontext() if syncing else acc.no_sync(run.objective), acc.autocast():
+            out = run.objective(batch, generator)
+            acc.backward(out["loss"] / len(micro_batches))
+        run.meter.add(out, images=len(batch["captions"]) * acc.num_processes)
+    grad_norm = acc.clip_grad_norm_(run.objective.parameters(), t.grad_clip)  # the same on every process
+    if acc.scaler is not None:  # fp16: the GradScaler skips an overflowing update itself and lowers its scale
+        run.optimizer.step()
+        applied = not acc.optimizer_step_was_skipped
+    else:
+        applied = bool(torch.isfinite(grad_norm))
+        if applied:
+            run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.lr_schedule.step()
+    state.step += 1
+    run.meter.seconds += time.perf_counter() - started
+    run.progress.step()
+    if applied:
+        acc.unwrap_model(run.objective).clamp_logit_scale()
+        run.ema.update()
+        run.bad_streak = 0
+        return
+    state.skipped_steps += 1
+    if acc.scaler is not None and not _loss_was_non_finite(acc, out):
+        return  # an fp16 overflow: the scaler's normal search for its scale, not a sign of divergence
+    run.bad_streak += 1
+    if run.bad_streak >= t.max_bad_steps:
+        saved = checkpoints(run.dir)
+        raise TrainingStopped(
+            f"{run.bad_streak} non-finite steps in a row, the last at step {state.step} (the weights were not "
+            f"updated by them); last good checkpoint: {saved[-1] if saved else 'none'}. Lower the learning "
+            "rates or check the data, then run the same command to resume from that checkpoint"
+        )
+
+
+def _loss_was_non_finite(acc: Accelerator, out: dict[str, torch.Tensor]) -> bool:
+    """Whether any process's last loss was non-finite (a collective call, so that every process agrees)."""
+    flag = torch.tensor([0.0 if torch.isfinite(out["loss"]) else 1.0], device=acc.device)
+    return bool(acc.reduce(flag, "sum").item() > 0)
+
+
+# ------------------------------------------------------------------------------------- when due
+def _log(run: _Run) -> None:
+    acc, state = run.accelerator, run.state
+    scalars = run.meter.read(acc)  # every process takes part
+    skipped = _sum_counts(gather_object([run.batches.skipped()]))
+    lrs = {f"lr/{g['name']}": lr for g, lr in zip(run.optimizer.param_groups, run.lr_schedule.get_last_lr())}
+    scalars.update(
+        lrs,
+        logit_scale=acc.unwrap_model(run.objective).logit_scale_value(),
+        skipped_steps=state.skipped_steps,
+        skipped_samples=sum(skipped.values()),
+    )
+    acc.log(scalars, step=state.step)
+    if acc.is_main_process:
+        with open(run.dir / "train_log.jsonl", "a") as log:
+            log.write(json.dumps({"step": state.step, **scalars}) + "\n")
+    run.progress.log(state.step, scalars)
+    if skipped:
+        run.progress.write(f"step {state.step}: skipped samples so far: {skipped}")
+
+
+def _validate(run: _Run) -> None:
+    acc, t, state = run.accelerator, run.config.train, run.state
+    if acc.is_main_process:
+        with run.ema.applied():
+            record = validation_record(
+                run.pipe, run.val_set, state.prompts, t.val_images, t.val_steps, run.dir / "samples", state.step
+            )
+        state.history.append(record)
+        if "val_top1" in record:
+            acc.log({"val/top1": record["val_top1"]}, step=state.step)
+            run.progress.write(f"step {state.step}: validation top-1 {record['val_top1']:.2f}% (seen classes)")
+    run.pipe.model.train()
+
+
+def _checkpoint(run: _Run) -> None:
+    acc, t, state = run.accelerator, run.config.train, run.state
+    state.data = gather_object([run.batches.state])
+    save_checkpoint(acc, run.dir, run.objective, run.optimizer, run.lr_schedule, run.ema, state, t.keep_checkpoints)
+    if acc.is_main_process:
+        run.config.to_json(run.dir / "config.json")  # from now on, the config the newest checkpoint was trained with
+
+
+def _finish(run: _Run) -> Path:
+    """Export the EMA weights, write the summary, verify the replicas agree, and release the processes."""
+    acc, state = run.accelerator, run.state
+    run.progress.close()
+    skipped = _sum_counts(gather_object([run.batches.skipped()]))
+    checksums = gather_object([_checksum(run.objective)])  # DDP keeps the replicas equal; verify, do not assume
+    model_dir = run.dir / "model"
+    if acc.is_main_process:
+        with run.ema.applied():
+            run.pipe.save_pretrained(model_dir)
+        summary = {
+            "steps": state.step,
+            "train_seconds": state.seconds,
+            "skipped_steps": state.skipped_steps,
+            "skipped_samples": skipped,
+            "processes": acc.num_processes,
+            "parameter_checksums": checksums,
+            "config_changes": state.config_changes,
+            "validation": state.history,
+        }
+        (run.dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if skipped:
+            acc.print(f"skipped samples: {skipped}")
+        if len(set(checksums)) > 1:
+            raise RuntimeError(f"the processes' parameters differ at the end of training (checksums {checksums})")
+    acc.wait_for_everyone()
+    acc.end_training()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # else processes that imported diffusers may abort at exit
+    return model_dir
+
+
+@torch.no_grad()
+def _checksum(module: torch.nn.Module) -> str:
+    """A fingerprint of the parameters' exact values (equal on all processes when they are in sync)."""
+    digest = hashlib.sha256()
+    for p in module.parameters():
+        digest.update(p.detach().cpu().float().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _sum_counts(per_process: list[dict[str, int]]) -> dict[str, int]:
+    total = Counter()
+    for counts in per_process:
+        total.update(counts)
+    return dict(total)

@@ -1,0 +1,183 @@
+"""The training loop's parts: fp16 overflow, optimizer groups, the logit-scale bound, resume after a config change,
+validation data, progress output, and the checks on precomputed encodings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from contextlib import nullcontext
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from conftest import SMALL
+from PIL import Image
+
+from diffdis import DiffDisPipeline, preset
+from diffdis.cli import main
+from diffdis.config import ConfigError
+from diffdis.data.sources import training_batches
+from diffdis.objective import DiffDisObjective
+from diffdis.training import loop, train
+from diffdis.training.optim import parameter_groups
+
+
+def _overrides(idx_dir, *extra: str) -> list[str]:
+    return SMALL + [
+        f"train.data_dir={idx_dir}",
+        "train.val_size=32",
+        "train.batch_size=16",
+        "train.validate_every=0",
+        "train.val_images=16",
+        *extra,
+    ]
+
+
+def test_fp16_overflow_is_left_to_the_grad_scaler(tmp_path, idx_dir, monkeypatch):
+    """accelerate has no fp16 on a CPU, so the test gives the loop the GradScaler accelerate builds for a GPU (a
+    CPU one) and drives the same calls: scaled backward, unscale in clip_grad_norm_, the scaler's step and update.
+    Half-precision autocast itself is left out (slow on CPUs, and not what is tested). The first step's gradient
+    overflows (one infinite gradient, as an fp16 overflow gives) while its loss is finite."""
+
+    def fp16_accelerator(config, run_dir):
+        accelerator = Accelerator(mixed_precision="fp16", cpu=True, project_dir=str(run_dir), log_with="tensorboard")
+        accelerator.scaler = torch.amp.GradScaler("cpu")
+        accelerator.native_amp = True
+        accelerator.autocast = nullcontext
+        return accelerator
+
+    loss, calls = DiffDisObjective.loss, []
+
+    def overflowing_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            self.logit_scale.register_hook(lambda g: g * float("inf") if len(calls) == 1 else g)
+        return loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "make_accelerator", fp16_accelerator)
+    monkeypatch.setattr(DiffDisObjective, "loss", overflowing_once)
+    config = preset("tiny", _overrides(idx_dir, "train.max_steps=3", "train.max_bad_steps=1", "train.ema_decay=0"))
+    try:
+        train(config, tmp_path / "run", progress=False)  # before the fix: the second step raised in unscale_()
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)  # the process's other runs use no mixed precision
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["steps"] == 3 and summary["skipped_steps"] == 1  # the overflow, skipped by the scaler
+
+
+def test_weight_decay_only_on_matrices_and_kernels(small_config):
+    torch.manual_seed(0)
+    pipe = DiffDisPipeline.from_config(small_config)
+    objective = DiffDisObjective.from_pipeline(pipe, small_config.train)
+    groups = parameter_groups(objective, dataclasses.replace(small_config.train, weight_decay=0.1))
+    names = {id(p): n for n, p in objective.named_parameters()}
+    decayed = [names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]]
+    kept = [names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]]
+    assert all(objective.get_parameter(n).ndim >= 2 for n in decayed) and "model.unet.conv_in.weight" in decayed
+    assert {"logit_scale", "model.null_latent", "model.unet.conv_in.bias"} <= set(kept)
+    assert any("norm" in n for n in kept) and not any("norm" in n or n.endswith("bias") for n in decayed)
+    assert sorted(decayed + kept) == sorted(n for n, p in objective.named_parameters() if p.requires_grad)
+    assert {g["name"]: g["lr"] for g in groups} == {
+        "unet": small_config.train.lr_unet,
+        "new": small_config.train.lr_new,
+    }
+
+
+def test_the_logit_scale_keeps_its_gradient_past_its_bound(small_pipeline):
+    objective = DiffDisObjective.from_pipeline(small_pipeline, small_pipeline.config.train)
+    with torch.no_grad():
+        objective.logit_scale.fill_(math.log(150.0))
+    e_hat = torch.nn.functional.normalize(torch.randn(4, small_pipeline.model.text_dim), dim=-1)
+    e = torch.nn.functional.normalize(torch.randn(4, small_pipeline.model.text_dim), dim=-1)
+    objective.contrastive(e_hat, e).backward()
+    assert objective.logit_scale.grad.abs() > 0  # clamping inside the loss would make this zero for good
+    objective.clamp_logit_scale()
+    assert objective.logit_scale.exp().item() == pytest.approx(100.0)
+
+
+def test_resume_refuses_a_changed_shape_and_keeps_every_checkpoint(tmp_path, idx_dir, capsys):
+    run = tmp_path / "run"
+    base = ["train", "--out", str(run), "--checkpoint-every", "2", "--no-progress", "--max-steps", "2"]
+    sets = [a for o in _overrides(idx_dir) for a in ("--set", o)]
+    assert main(base + sets) == 0
+    saved_config = (run / "config.json").read_text()
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    changed = sets + ["--set", "model.transformer_width=64", "--set", "train.lam=0.5"]
+    assert main(base[:-1] + ["4"] + changed) == 2
+    err = capsys.readouterr().err
+    assert "model.transformer_width: 32 in the run, 64 now" in err and "damaged" not in err
+    assert (run / "config.json").read_text() == saved_config  # nothing was written
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
+def test_resume_accepts_and_records_a_safe_change(tmp_path, idx_dir, capsys):
+    run = tmp_path / "run"
+    sets = [a for o in _overrides(idx_dir) for a in ("--set", o)]
+    assert (
+        main(["train", "--out", str(run), "--checkpoint-every", "2", "--no-progress", "--max-steps", "2", *sets]) == 0
+    )
+    more = ["--set", "train.lam=0.5", "--set", "train.log_every=1"]
+    assert main(["train", "--out", str(run), "--no-progress", "--max-steps", "3", *sets, *more]) == 0
+    assert "train.lam changed from 1.0 to 0.5; it applies from step 2" in capsys.readouterr().out
+    changes = json.loads((run / "train_summary.json").read_text())["config_changes"]
+    assert {"step": 2, "key": "train.lam", "from": 1.0, "to": 0.5} in changes
+    assert json.loads((run / "config.json").read_text())["train"]["lam"] == 0.5
+    state = json.loads((run / "checkpoints" / "step_0000003" / "state.json").read_text())
+    assert state["config_changes"] == changes  # a later resume still knows
+
+
+def test_a_mismatching_checkpoint_is_named_not_called_damaged(tmp_path, idx_dir):
+    run = tmp_path / "run"
+    train(preset("tiny", _overrides(idx_dir, "train.max_steps=2")), run, progress=False)
+    (run / "config.json").unlink()  # as in a run folder copied without it
+    with pytest.raises(ValueError, match="holds weights of another model.*intact"):
+        train(preset("tiny", _overrides(idx_dir, "train.max_steps=3", "model.transformer_width=64")), run, False)
+
+
+def test_validation_never_reads_a_test_split(tmp_path, idx_dir):
+    for name in ("fashion-mnist", "digits", "shapes-shape"):
+        with pytest.raises(ConfigError, match="never a test"):
+            preset("tiny", [f"train.val_data={name}"])
+    # the default: images held out of the training split, none of which is trained on
+    config = preset("tiny", _overrides(idx_dir))
+    batches, val = training_batches(config, 0, 1)
+    train_images = batches.data.images.flatten(1)
+    assert len(val) == 32 and len(train_images) == 160 - 32
+    assert not (val.images.flatten(1)[:, None] == train_images[None]).all(-1).any()
+
+
+def test_validation_on_a_folder_of_the_users_own(tmp_path, idx_dir):
+    folder = tmp_path / "val"
+    for name in ("dress", "bag"):
+        (folder / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((28, 28), 40 * i, np.uint8)).save(folder / name / f"{i}.png")
+    config = preset("tiny", _overrides(idx_dir, "train.max_steps=1", f"train.val_data=folder:{folder}"))
+    train(config, tmp_path / "run", progress=False)
+    record = json.loads((tmp_path / "run" / "train_summary.json").read_text())["validation"][-1]
+    assert record["val_images"] == 6 and 0 <= record["val_top1"] <= 100
+
+
+def test_progress_is_plain_lines_when_not_on_a_terminal(tmp_path, idx_dir, capsys):
+    train(preset("tiny", _overrides(idx_dir, "train.max_steps=4", "train.log_every=2")), tmp_path / "run", True)
+    captured = capsys.readouterr()
+    assert "\r" not in captured.out + captured.err
+    lines = [line for line in captured.out.splitlines() if line.startswith("step ") and "L_IG" in line]
+    assert [line.split()[1] for line in lines] == ["2/4", "4/4"] and "L_ITA" in lines[0]
+    logged = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [2, 4] and {"loss/L_IG", "lr/unet", "lr/new"} <= set(logged[0])
+
+
+def test_precomputed_encodings_of_another_shape_are_named_as_such(small_pipeline):
+    encode = DiffDisObjective.from_pipeline(small_pipeline, small_pipeline.config.train).encoders[0]
+    images = torch.zeros(2, 1, 16, 16, dtype=torch.uint8)
+    batch = {"images": images, "captions": ["a", "b"], "c": torch.zeros(2, 77, 768), "e": torch.zeros(2, 768)}
+    with pytest.raises(ValueError, match=r"text precomputed by `diffdis encode` have shape \(77, 768\)"):
+        encode(batch, None, torch.device("cpu"))
+    wrong_size = {"images": torch.zeros(2, 1, 8, 8, dtype=torch.uint8), "captions": ["a", "b"]}
+    with pytest.raises(ValueError, match="latents encoded on the fly") as error:
+        encode(wrong_size, None, torch.device("cpu"))
+    assert "diffdis encode" not in str(error.value)
