@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
+from diffdis.data.captions import GENERATION_PROMPT
 from diffdis.data.transforms import model_to_pil
 from diffdis.pipeline import DiffDisPipeline
 
@@ -33,7 +34,7 @@ def plain_loop(pipe: DiffDisPipeline, prompts: list[str], steps: int, guidance: 
 
 def run(pipe: DiffDisPipeline, n: int = 32, steps: int = 25, guidance: float = 3.0) -> dict:
     names = ("t-shirt", "pair of trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
-    prompts = [f"a photo of a {names[i % len(names)]}." for i in range(n)]
+    prompts = [GENERATION_PROMPT.format(names[i % len(names)]) for i in range(n)]
     ours = pipe.generate(prompts, steps, guidance, seed=0)
     theirs = plain_loop(pipe, prompts, steps, guidance)
     differences = [np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() for a, b in zip(ours, theirs)]

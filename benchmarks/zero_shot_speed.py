@@ -7,13 +7,13 @@ import time
 
 import torch
 
+from diffdis.config import DEFAULT_QUERY_STEPS
 from diffdis.data.datasets import fixed_subset
 from diffdis.data.eval_sets import load_eval_set
 from diffdis.data.transforms import uint8_to_model
 from diffdis.evaluation.diffusion_classifier import diffusion_classifier_scores, unet_evaluations_per_image
 from diffdis.evaluation.figures import line_chart
 from diffdis.evaluation.zero_shot import zero_shot
-from diffdis.pipeline import DEFAULT_QUERY_STEPS
 
 from .common import OUT, interleaved, print_table
 

@@ -97,12 +97,14 @@ def test_every_option_is_documented():
     listed = _help().split("{", 1)[1].split("}", 1)[0]
     assert set(listed.split(",")) == commands
     for name in sorted(commands):
-        options = _help(name).split("options:", 1)[1]
-        # argparse puts an option's help on its line or the next; an option without help stands alone
-        lines = [line.strip() for line in options.splitlines() if line.strip()]
-        for line, following in zip(lines, lines[1:] + ["-"]):
-            if line.startswith("-") and "  " not in line:
-                assert not following.startswith("-"), f"diffdis {name}: {line} has no help text"
+        lines = [line for line in _help(name).split("options:", 1)[1].splitlines() if line.strip()]
+        # argparse writes an option at indent 2 and its help after it on the same line or, for a long option,
+        # indented on the next; an option without help has neither
+        for line, following in zip(lines, lines[1:] + ["  -"]):
+            if line.startswith("  -") and "  " not in line.strip():
+                assert following.startswith("    ") and not following.strip().startswith("-"), (
+                    f"diffdis {name}: {line.strip()} has no help text"
+                )
 
 
 def test_compare_end_to_end(tmp_path, idx_dir):

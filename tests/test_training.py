@@ -43,6 +43,7 @@ def test_fp16_overflow_is_left_to_the_grad_scaler(tmp_path, idx_dir, monkeypatch
     overflows (one infinite gradient, as an fp16 overflow gives) while its loss is finite."""
 
     def fp16_accelerator(config, run_dir):
+        AcceleratorState._reset_state(reset_partial_state=True)  # earlier runs in this process set "no"
         accelerator = Accelerator(mixed_precision="fp16", cpu=True, project_dir=str(run_dir), log_with="tensorboard")
         accelerator.scaler = torch.amp.GradScaler("cpu")
         accelerator.native_amp = True

@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .config import IMAGE_SAMPLERS, QUERY_SAMPLERS, QUERY_STARTS
+from .config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, IMAGE_SAMPLERS, QUERY_SAMPLERS, QUERY_STARTS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,8 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--model", required=True, help="folder of a saved pipeline (a run's model/)")
     g.add_argument("--prompt", required=True, help="the caption to draw")
     g.add_argument("--num-images", type=int, default=8, help="how many images (default 8)")
-    g.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
-    g.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale, 1 = none (default 3)")
+    g.add_argument("--steps", type=int, default=DEFAULT_GENERATION_STEPS, help="sampler steps (default %(default)s)")
+    g.add_argument(
+        "--guidance",
+        type=float,
+        default=DEFAULT_GUIDANCE,
+        help="classifier-free guidance, 1 = none (default %(default)s)",
+    )
     g.add_argument("--sampler", choices=IMAGE_SAMPLERS, default="ddim", help="DDIM or DPM-Solver++ (default ddim)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     g.add_argument("--out", required=True, help="PNG file for the grid of images")

@@ -20,6 +20,11 @@ VARIANTS = ("diffdis", "gen", "dis", "clip")  # the paper's model and the single
 QUERY_SAMPLERS = ("ddim", "dpm", "x0")  # text query; x0: the head's ê_0 read out at t = T-1 (DDIM with 1 step)
 QUERY_STARTS = ("noise", "fixed", "zero")  # e_T: Gaussian per image, one Gaussian for all images, or 0
 IMAGE_SAMPLERS = ("ddim", "dpm")
+# Inference defaults (the pipeline, the CLI and the experiments read them from here).
+DEFAULT_GENERATION_STEPS = 50
+DEFAULT_GUIDANCE = 3.0  # classifier-free guidance of generation; 1 = none
+DEFAULT_QUERY_STEPS = 2  # text-query denoising steps (accuracy is flat from 1 to 50 steps: README, Speed)
+DEFAULT_QUERY_GUIDANCE = 1.0
 FROM_INIT = "from-init"  # model.text_encoder / model.autoencoder: taken from train.init_from
 BUILTIN_SOURCES = ("fashion-mnist", "shapes")
 FILE_SOURCES = ("wds", "folder", "csv")  # webdataset shards, image folder + metadata.jsonl, CSV of path,caption

@@ -141,11 +141,8 @@ class DiffDisObjective(nn.Module):
         b, device = z.shape[0], z.device
         T = self.scheduler.config.num_train_timesteps
         # Every draw is made for the whole global batch (rows = B x processes); this process keeps its own rows.
-        rows, mine, rng = (
-            b * self.world,
-            slice(self.rank * b, (self.rank + 1) * b),
-            {"generator": generator, "device": device},
-        )
+        rows, mine = b * self.world, slice(self.rank * b, (self.rank + 1) * b)
+        rng = {"generator": generator, "device": device}
         t_z = torch.randint(0, T, (rows,), **rng)[mine]
         t_e = torch.randint(0, T, (rows,), **rng)[mine]
         zero = torch.zeros((), device=device)

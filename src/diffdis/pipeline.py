@@ -24,7 +24,16 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from .config import QUERY_SAMPLERS, QUERY_STARTS, Config, preset
+from .config import (
+    DEFAULT_GENERATION_STEPS,
+    DEFAULT_GUIDANCE,
+    DEFAULT_QUERY_GUIDANCE,
+    DEFAULT_QUERY_STEPS,
+    QUERY_SAMPLERS,
+    QUERY_STARTS,
+    Config,
+    preset,
+)
 from .data.captions import EVAL_TEMPLATES
 from .data.transforms import images_to_tensor, model_to_pil
 from .diffusion import QueryDiffusion, sample_latents, sample_query, training_scheduler
@@ -35,10 +44,6 @@ from .models.stable_diffusion import sd_model_config, stable_diffusion_folder, w
 
 CONFIG_NAME = "diffdis_config.json"
 STREAM_NAME = "text_stream.safetensors"
-DEFAULT_QUERY_STEPS = 2  # text-query denoising steps (accuracy is flat from 1 to 50 steps: README, Speed)
-DEFAULT_QUERY_GUIDANCE = 1.0
-DEFAULT_GENERATION_STEPS = 50
-DEFAULT_GUIDANCE = 3.0
 ImageBatch = Sequence[Image.Image] | torch.Tensor
 
 

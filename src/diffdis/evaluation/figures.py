@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -56,8 +57,6 @@ def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str], cell: 
 
 def line_chart(series: dict[str, dict[int, float]], title: str, x_label: str, y_label: str) -> Image.Image:
     """Lines of y against x on a log2 x axis (e.g. accuracy against sampler steps), one per series, labelled."""
-    import math
-
     width, height, left, bottom, top, legend = 700, 340, 60, 40, 30, 240
     xs = sorted({x for points in series.values() for x in points})
     ys = [y for points in series.values() for y in points.values()]

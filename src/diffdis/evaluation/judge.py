@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE
 from ..data.captions import GENERATION_PROMPT
 from ..data.datasets import LabelledImages
 from ..data.transforms import uint8_to_model
-from ..pipeline import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE
 
 JUDGE_EPOCHS = 4
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..data.shapes import COLOURS, PLACES, SHAPES, SIZES, ShapeScene, load_shapes, render
 
 ATTRIBUTE_VALUES = {"colour": tuple(COLOURS), "shape": SHAPES, "size": tuple(SIZES)}
+BRIGHT = 140  # above the blend where two drawn objects touch, below every palette colour's brightest channel
 
 
 def _distance(a: np.ndarray, b: np.ndarray, colour: bool) -> float:
@@ -20,9 +21,6 @@ def _distance(a: np.ndarray, b: np.ndarray, colour: bool) -> float:
     if not colour:  # brightness relative to the image's brightest pixel: the colour's own intensity drops out
         a, b = (x.max(axis=2) / max(x.max(), 1.0) for x in (a, b))
     return float(np.abs(a - b).sum())
-
-
-BRIGHT = 140  # above the blend where two drawn objects touch, below every palette colour's brightest channel
 
 
 def _components(mask: np.ndarray, min_pixels: int = 2) -> int:

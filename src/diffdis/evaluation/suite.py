@@ -7,11 +7,12 @@ import time
 
 import torch
 
+from ..config import DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS
 from ..data.datasets import FASHION_MNIST_DIR, fixed_subset
 from ..data.eval_sets import convert, load_eval_set
 from ..data.shapes import load_shapes
 from ..data.transforms import uint8_to_model
-from ..pipeline import DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS, DiffDisPipeline
+from ..pipeline import DiffDisPipeline
 from .report import environment
 from .zero_shot import zero_shot
 

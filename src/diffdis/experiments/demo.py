@@ -10,7 +10,13 @@ import json
 import time
 from pathlib import Path
 
-from ..config import preset
+from ..config import (
+    DEFAULT_GENERATION_STEPS,
+    DEFAULT_GUIDANCE,
+    DEFAULT_QUERY_GUIDANCE,
+    DEFAULT_QUERY_STEPS,
+    preset,
+)
 from ..data.captions import EVAL_TEMPLATES, GENERATION_PROMPT
 from ..data.datasets import fixed_subset, load_fashion_mnist
 from ..evaluation.figures import confusion_figure, image_grid
@@ -18,13 +24,7 @@ from ..evaluation.folders import retrieve_labelled
 from ..evaluation.judge import cached_judge, generation_accuracy
 from ..evaluation.report import environment, table, write_json
 from ..evaluation.zero_shot import zero_shot
-from ..pipeline import (
-    DEFAULT_GENERATION_STEPS,
-    DEFAULT_GUIDANCE,
-    DEFAULT_QUERY_GUIDANCE,
-    DEFAULT_QUERY_STEPS,
-    DiffDisPipeline,
-)
+from ..pipeline import DiffDisPipeline
 from ..training import train
 
 DEMO_OVERRIDES = [

@@ -187,6 +187,20 @@ def resolve_config(config: Config, run_dir: Path) -> Config:
     return dataclasses.replace(config, model=sd_model_config(folder, config.model)).validate()
 
 
+def build_pipeline(config: Config, run_dir: Path) -> DiffDisPipeline:
+    """A fresh model, or one initialised from Stable Diffusion weights (train.init_from)."""
+    t = config.train
+    if not t.init_from:
+        return DiffDisPipeline.from_config(config)
+    return DiffDisPipeline.from_stable_diffusion(t.init_from, config, t.trust_pickle, run_dir / "init")
+
+
+def _hparams(config: Config) -> dict:
+    """The config as flat scalars, for TensorBoard."""
+    flat = {f"{section}.{k}": v for section in ("model", "train") for k, v in config.to_dict()[section].items()}
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
+
+
 def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
     """Check everything, build the model, optimizer and data stream, and resume from the newest checkpoint."""
     preflight(config)
@@ -196,13 +210,7 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
         config = resolve_config(config, run_dir)
         changes = check_resume_config(run_dir, config) if checkpoints(run_dir) else []
         torch.manual_seed(config.train.seed)  # the same initial weights on every process
-        pipe = (
-            DiffDisPipeline.from_stable_diffusion(
-                config.train.init_from, config, config.train.trust_pickle, run_dir / "init"
-            )
-            if config.train.init_from
-            else DiffDisPipeline.from_config(config)
-        )
+        pipe = build_pipeline(config, run_dir)
     t = config.train
     if accelerator.is_main_process and not checkpoints(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -224,18 +232,12 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
         state.config_changes.append({"step": state.step, "key": key, "from": before, "to": now})
         accelerator.print(f"{key} changed from {before!r} to {now!r}; it applies from step {state.step}")
     objective, optimizer = accelerator.prepare(objective, optimizer)
-    flat = {
-        f"{s}.{k}": v for s, values in config.to_dict().items() if isinstance(values, dict) for k, v in values.items()
-    }
-    accelerator.init_trackers(
-        "logs", config={k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
-    )
+    accelerator.init_trackers("logs", config=_hparams(config))
 
     data_state = state.data[rank] if len(state.data) == world else None
     if state.step and data_state is None:
         accelerator.print(f"the checkpoint was written by {len(state.data)} processes: the data stream restarts")
     batches, val_set = training_batches(config, rank, world, data_state)
-    bar = Progress(progress, accelerator.is_main_process, t.max_steps, state.step)
     return _Run(
         config,
         run_dir,
@@ -249,7 +251,7 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
         batches,
         val_set,
         LossMeter(),
-        bar,
+        Progress(progress, accelerator.is_main_process, t.max_steps, state.step),
     )
 
 
@@ -317,12 +319,10 @@ def _log(run: _Run) -> None:
     scalars = run.meter.read(acc)  # every process takes part
     skipped = _sum_counts(gather_object([run.batches.skipped()]))
     lrs = {f"lr/{g['name']}": lr for g, lr in zip(run.optimizer.param_groups, run.lr_schedule.get_last_lr())}
-    scalars.update(
-        lrs,
-        logit_scale=acc.unwrap_model(run.objective).logit_scale_value(),
-        skipped_steps=state.skipped_steps,
-        skipped_samples=sum(skipped.values()),
-    )
+    scalars.update(lrs, skipped_steps=state.skipped_steps, skipped_samples=sum(skipped.values()))
+    logit_scale = acc.unwrap_model(run.objective).logit_scale_value()
+    if logit_scale is not None:  # the gen baseline has none
+        scalars["logit_scale"] = logit_scale
     acc.log(scalars, step=state.step)
     if acc.is_main_process:
         with open(run.dir / "train_log.jsonl", "a") as log:
