@@ -21,6 +21,18 @@ SMALL = [
 ]
 
 
+def run_overrides(idx_dir, *extra: str) -> list[str]:
+    """A small, fast training run on the stand-in Fashion-MNIST folder."""
+    return SMALL + [
+        f"train.data_dir={idx_dir}",
+        "train.val_size=32",
+        "train.batch_size=16",
+        "train.validate_every=0",
+        "train.val_images=16",
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="session")
 def small_config():
     return preset("tiny", SMALL)

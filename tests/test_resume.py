@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL
+from conftest import run_overrides
 from safetensors.torch import load_file
 from test_distributed import ENV, train_command
 
@@ -25,14 +25,7 @@ from diffdis.training.checkpoint import checkpoints
 
 
 def _overrides(idx_dir):
-    return SMALL + [
-        f"train.data_dir={idx_dir}",
-        "train.val_size=32",
-        "train.batch_size=16",
-        "train.validate_every=0",
-        "train.val_images=16",
-        "train.keep_checkpoints=3",
-    ]
+    return run_overrides(idx_dir, "train.keep_checkpoints=3")
 
 
 def _command(out, processes, overrides, max_steps):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from conftest import SMALL
+from conftest import run_overrides
 from PIL import Image
 
 from diffdis import DiffDisPipeline, preset
@@ -23,17 +23,6 @@ from diffdis.data.sources import training_batches
 from diffdis.objective import DiffDisObjective
 from diffdis.training import loop, train
 from diffdis.training.optim import parameter_groups
-
-
-def _overrides(idx_dir, *extra: str) -> list[str]:
-    return SMALL + [
-        f"train.data_dir={idx_dir}",
-        "train.val_size=32",
-        "train.batch_size=16",
-        "train.validate_every=0",
-        "train.val_images=16",
-        *extra,
-    ]
 
 
 def test_fp16_overflow_is_left_to_the_grad_scaler(tmp_path, idx_dir, monkeypatch):
@@ -60,7 +49,7 @@ def test_fp16_overflow_is_left_to_the_grad_scaler(tmp_path, idx_dir, monkeypatch
 
     monkeypatch.setattr(loop, "make_accelerator", fp16_accelerator)
     monkeypatch.setattr(DiffDisObjective, "loss", overflowing_once)
-    config = preset("tiny", _overrides(idx_dir, "train.max_steps=3", "train.max_bad_steps=1", "train.ema_decay=0"))
+    config = preset("tiny", run_overrides(idx_dir, "train.max_steps=3", "train.max_bad_steps=1", "train.ema_decay=0"))
     try:
         train(config, tmp_path / "run", progress=False)  # before the fix: the second step raised in unscale_()
     finally:
@@ -102,7 +91,7 @@ def test_the_logit_scale_keeps_its_gradient_past_its_bound(small_pipeline):
 def test_resume_refuses_a_changed_shape_and_keeps_every_checkpoint(tmp_path, idx_dir, capsys):
     run = tmp_path / "run"
     base = ["train", "--out", str(run), "--checkpoint-every", "2", "--no-progress", "--max-steps", "2"]
-    sets = [a for o in _overrides(idx_dir) for a in ("--set", o)]
+    sets = [a for o in run_overrides(idx_dir) for a in ("--set", o)]
     assert main(base + sets) == 0
     saved_config = (run / "config.json").read_text()
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
@@ -116,7 +105,7 @@ def test_resume_refuses_a_changed_shape_and_keeps_every_checkpoint(tmp_path, idx
 
 def test_resume_accepts_and_records_a_safe_change(tmp_path, idx_dir, capsys):
     run = tmp_path / "run"
-    sets = [a for o in _overrides(idx_dir) for a in ("--set", o)]
+    sets = [a for o in run_overrides(idx_dir) for a in ("--set", o)]
     assert (
         main(["train", "--out", str(run), "--checkpoint-every", "2", "--no-progress", "--max-steps", "2", *sets]) == 0
     )
@@ -132,10 +121,10 @@ def test_resume_accepts_and_records_a_safe_change(tmp_path, idx_dir, capsys):
 
 def test_a_mismatching_checkpoint_is_named_not_called_damaged(tmp_path, idx_dir):
     run = tmp_path / "run"
-    train(preset("tiny", _overrides(idx_dir, "train.max_steps=2")), run, progress=False)
+    train(preset("tiny", run_overrides(idx_dir, "train.max_steps=2")), run, progress=False)
     (run / "config.json").unlink()  # as in a run folder copied without it
     with pytest.raises(ValueError, match="holds weights of another model.*intact"):
-        train(preset("tiny", _overrides(idx_dir, "train.max_steps=3", "model.transformer_width=64")), run, False)
+        train(preset("tiny", run_overrides(idx_dir, "train.max_steps=3", "model.transformer_width=64")), run, False)
 
 
 def test_validation_never_reads_a_test_split(tmp_path, idx_dir):
@@ -143,7 +132,7 @@ def test_validation_never_reads_a_test_split(tmp_path, idx_dir):
         with pytest.raises(ConfigError, match="never a test"):
             preset("tiny", [f"train.val_data={name}"])
     # the default: images held out of the training split, none of which is trained on
-    config = preset("tiny", _overrides(idx_dir))
+    config = preset("tiny", run_overrides(idx_dir))
     batches, val = training_batches(config, 0, 1)
     train_images = batches.data.images.flatten(1)
     assert len(val) == 32 and len(train_images) == 160 - 32
@@ -156,14 +145,14 @@ def test_validation_on_a_folder_of_the_users_own(tmp_path, idx_dir):
         (folder / name).mkdir(parents=True)
         for i in range(3):
             Image.fromarray(np.full((28, 28), 40 * i, np.uint8)).save(folder / name / f"{i}.png")
-    config = preset("tiny", _overrides(idx_dir, "train.max_steps=1", f"train.val_data=folder:{folder}"))
+    config = preset("tiny", run_overrides(idx_dir, "train.max_steps=1", f"train.val_data=folder:{folder}"))
     train(config, tmp_path / "run", progress=False)
     record = json.loads((tmp_path / "run" / "train_summary.json").read_text())["validation"][-1]
     assert record["val_images"] == 6 and 0 <= record["val_top1"] <= 100
 
 
 def test_progress_is_plain_lines_when_not_on_a_terminal(tmp_path, idx_dir, capsys):
-    train(preset("tiny", _overrides(idx_dir, "train.max_steps=4", "train.log_every=2")), tmp_path / "run", True)
+    train(preset("tiny", run_overrides(idx_dir, "train.max_steps=4", "train.log_every=2")), tmp_path / "run", True)
     captured = capsys.readouterr()
     assert "\r" not in captured.out + captured.err
     lines = [line for line in captured.out.splitlines() if line.startswith("step ") and "L_IG" in line]

@@ -16,26 +16,18 @@ from ..pipeline import DiffDisPipeline
 from .report import environment
 from .zero_shot import zero_shot
 
+SHAPES_SETS = (
+    "shapes-colour",
+    "shapes-shape",
+    "shapes-count",
+    "shapes-place",
+    "shapes-heldout-colour",
+    "shapes-heldout-shape",
+)
 SUITES: dict[str, tuple[str, ...]] = {
-    "default": (
-        "fashion-mnist",
-        "digits",
-        "shapes-colour",
-        "shapes-shape",
-        "shapes-count",
-        "shapes-place",
-        "shapes-heldout-colour",
-        "shapes-heldout-shape",
-    ),
+    "default": ("fashion-mnist", "digits", *SHAPES_SETS),
     "fashion": ("fashion-mnist",),
-    "shapes": (
-        "shapes-colour",
-        "shapes-shape",
-        "shapes-count",
-        "shapes-place",
-        "shapes-heldout-colour",
-        "shapes-heldout-shape",
-    ),
+    "shapes": SHAPES_SETS,
 }
 RETRIEVAL_IMAGES = 1000
 
