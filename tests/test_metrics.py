@@ -65,3 +65,27 @@ def test_zero_shot_top1_and_top5_by_hand():
     result = zero_shot(_FixedScores(scores), data)
     assert abs(result.accuracy - 100 / 3) < 1e-4 and abs(result.top5 - 200 / 3) < 1e-4
     assert result.predictions.tolist() == [2, 0, 0]
+
+
+def test_paired_interval_matches_a_hand_computed_case():
+    from diffdis.evaluation.significance import paired_interval
+
+    # differences 1, 2, 3: mean 2, sample sd 1, t(0.975, 2) = 4.302653, half-width 4.302653 / sqrt(3) = 2.484138
+    r = paired_interval([11.0, 12.0, 13.0], [10.0, 10.0, 10.0])
+    assert r["mean_difference"] == 2.0 and r["seeds"] == 3
+    assert abs(r["low"] - (2 - 2.484138)) < 1e-5 and abs(r["high"] - (2 + 2.484138)) < 1e-5
+    assert r["significant"] is False  # the interval reaches below 0
+    assert paired_interval([5.0, 5.1, 5.2], [1.0, 1.0, 1.1])["significant"] is True
+    assert paired_interval([5.0], [1.0])["low"] is None
+
+
+def test_unseen_class_accuracy_by_hand():
+    from diffdis.evaluation.zero_shot import unseen_class_accuracy
+
+    # 4 classes, classes 2 and 3 unseen; one image per class
+    scores = torch.tensor([[0.9, 0.1, 0.5, 0.2], [0.2, 0.1, 0.8, 0.3], [0.7, 0.1, 0.6, 0.65], [0.1, 0.2, 0.3, 0.9]])
+    r = unseen_class_accuracy(scores, torch.tensor([0, 1, 2, 3]), unseen=[2, 3])
+    assert r["unseen_top1"] == 50.0 and r["unseen_chance"] == 50.0  # image 2 -> 3 among {2, 3}; image 3 right
+    assert r["generalized_seen_top1"] == 50.0  # image 0 right, image 1 taken by unseen class 2
+    assert r["generalized_unseen_top1"] == 50.0  # image 2 goes to seen class 0, image 3 right
+    assert r["generalized_harmonic_mean"] == 50.0 and r["generalized_chance"] == 25.0

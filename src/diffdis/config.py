@@ -182,6 +182,10 @@ class TrainConfig:
     init_from: str = ""  # a Stable Diffusion folder or .safetensors file: UNet, VAE and CLIP text encoder start here
     trust_pickle: bool = False  # allow init_from to be a pickled .ckpt (loading a pickle can run code)
     val_size: int = 2000  # held out from the training split for in-training validation
+    # Classes removed from training entirely, for zero-shot evaluation on classes never seen: their images and
+    # every caption that names them (built-in fashion-mnist: names or indices; file sources: captions naming them
+    # as a word are skipped and counted). The validation images keep every class.
+    holdout_classes: tuple[str, ...] = ()
     shapes_size: int = 20000  # images of the procedural `shapes` source, when it is used
     batch_size: int = 64  # global: summed over processes, per optimizer step (before accumulation)
     gradient_accumulation: int = 1  # micro-batches per optimizer step; each is batch_size / accumulation
@@ -230,6 +234,11 @@ class TrainConfig:
         if self.checkpoint_every < 1:
             raise ConfigError(f"train.checkpoint_every={self.checkpoint_every}; it must be at least 1")
         self.sources  # noqa: B018 (parsing refuses what cannot be read)
+        if self.holdout_classes and any(s.kind == "shapes" for s in self.sources):
+            raise ConfigError(
+                "train.holdout_classes applies to fashion-mnist and file sources; the shapes set has no classes "
+                "(its held-out colour-shape compositions are the `shapes-heldout-*` evaluation sets)"
+            )
         if self.val_data and self.val_data.partition(":")[0] not in VALIDATION_SOURCES:
             raise ConfigError(
                 f"train.val_data={self.val_data!r}: validation reads only data held out of training, never a test "

@@ -7,6 +7,8 @@ measured on the exact strings the model was trained on. Each evaluation set has 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 TRAIN_TEMPLATES: tuple[str, ...] = (
@@ -41,6 +43,18 @@ EVAL_TEMPLATES_BY_SET: dict[str, tuple[str, ...]] = {
     "shapes-place": ("a shape {}.", "an object {}.", "something {}."),
     "generic": ("a photo of the {}.", "a picture of the {}.", "an image showing a {}.", "this is a {}."),
 }
+
+
+class NamesAny:
+    """A test: does a caption name any of `names` as a word (case-insensitive, plural -s or -es allowed)?
+    A hyphen binds: holding out "shirt" does not catch "t-shirt". Picklable, for loader workers."""
+
+    def __init__(self, names: tuple[str, ...]):
+        words = "|".join(re.escape(n.lower()) for n in sorted(names, key=len, reverse=True))
+        self.pattern = re.compile(rf"(?<![\w-])(?:{words})(?:e?s)?(?![\w-])", re.IGNORECASE) if names else None
+
+    def __call__(self, caption: str) -> bool:
+        return self.pattern is not None and self.pattern.search(caption) is not None
 
 
 def caption(class_name: str, template: str) -> str:

@@ -68,8 +68,14 @@ class CaptionedImages:
         return [choices[int(j)] for choices, j in zip(sets, picks)]
 
     @classmethod
-    def from_labelled(cls, data: LabelledImages, templates: tuple[str, ...]) -> CaptionedImages:
-        sets = tuple(tuple(caption(name, t) for t in templates) for name in data.class_names)
+    def from_labelled(
+        cls, data: LabelledImages, templates: tuple[str, ...], without: list[int] | None = None
+    ) -> CaptionedImages:
+        """Every class's captions in every template; the classes `without` get none (held out of training)."""
+        held = set(without or [])
+        sets = tuple(
+            () if k in held else tuple(caption(n, t) for t in templates) for k, n in enumerate(data.class_names)
+        )
         return cls(data.images, data.labels, sets)
 
     @classmethod

@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..config import Config
+import torch
+
+from ..config import Config, ConfigError
 from .batches import BatchPosition, ShuffledBatches
 from .captions import TRAIN_TEMPLATES
 from .datasets import (
+    FASHION_MNIST_CLASSES,
     FASHION_MNIST_FILES,
     CaptionedImages,
     LabelledImages,
@@ -32,7 +35,9 @@ def _builtin(name: str, config: Config) -> tuple[CaptionedImages, LabelledImages
     if name == "fashion-mnist":
         full = load_fashion_mnist("train", m.resolution, m.image_channels, t.data_dir)
         train, val = train_val_split(full, t.val_size, t.seed)
-        return CaptionedImages.from_labelled(train, TRAIN_TEMPLATES), val
+        held = holdout_indices(t.holdout_classes, full.class_names)
+        train = train.subset(torch.nonzero(~torch.isin(train.labels, torch.tensor(held, dtype=torch.long))).flatten())
+        return CaptionedImages.from_labelled(train, TRAIN_TEMPLATES, without=held), val
     train = load_shapes("train", t.shapes_size, m.resolution, t.seed)
     val = load_shapes("val", t.val_size, m.resolution, t.seed).attribute_set("shape")
     return CaptionedImages.from_captions(train.images, train.captions), val
@@ -78,6 +83,24 @@ class MemoryBatches:
         return {}  # built-in sets are decoded and checked once, when loaded
 
 
+def holdout_indices(holdout: tuple[str, ...], class_names: tuple[str, ...]) -> list[int]:
+    """train.holdout_classes (class names, or indices into `class_names`) -> sorted class indices."""
+    indices = []
+    for item in holdout:
+        if item.isdigit() and int(item) < len(class_names):
+            indices.append(int(item))
+        elif item in class_names:
+            indices.append(class_names.index(item))
+        else:
+            raise ConfigError(
+                f"train.holdout_classes: {item!r} is not a class of the training set; use names among "
+                f"{', '.join(class_names)}, or indices 0-{len(class_names) - 1}"
+            )
+    if len(set(indices)) >= len(class_names) - 1:
+        raise ConfigError("train.holdout_classes leaves fewer than two classes to train on")
+    return sorted(set(indices))
+
+
 def check_data(config: Config) -> None:
     """Refuse missing data before any compute: the built-in files, every file source (its shards or list) and
     the validation set's folder must be there."""
@@ -86,6 +109,7 @@ def check_data(config: Config) -> None:
         if source.kind == "fashion-mnist":
             for stem in FASHION_MNIST_FILES["train"]:
                 find_idx(Path(t.data_dir), stem)  # names the missing file and how to get it
+            holdout_indices(t.holdout_classes, FASHION_MNIST_CLASSES)
         elif not source.builtin:
             file_source(source.kind, source.target)
     kind, _, target = t.val_data.partition(":")

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..config import Config
+from .captions import NamesAny
 from .files import Pending, SampleError, decode_sample, file_source
 
 BLOCK = 1024  # random draws are made in blocks of this size, identically when training and when replaying
@@ -43,6 +44,7 @@ class SlotStream(IterableDataset):
         self.batch_size, self.seed, self.buffer = batch_size, t.seed, t.shuffle_buffer
         self.resolution, self.channels = m.resolution, m.image_channels
         self.rank, self.world = rank, world
+        self.held_out = NamesAny(t.holdout_classes)
         self.slots = slots  # per local slot: {"emitted": int, "skipped": {reason: count}}
         self.first_slot = first_slot  # which local slot the first batch comes from (round-robin order)
 
@@ -79,7 +81,10 @@ class SlotStream(IterableDataset):
             try:
                 if isinstance(sample, SampleError):
                     raise sample
-                batch.append(decode_sample(sample, self.resolution, self.channels))
+                decoded = decode_sample(sample, self.resolution, self.channels)
+                if self.held_out(decoded["caption"]):
+                    raise SampleError("held-out class")
+                batch.append(decoded)
             except SampleError as error:
                 skipped[error.reason] += 1
                 failures += 1

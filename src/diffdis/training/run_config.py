@@ -24,6 +24,7 @@ REFUSED_TRAIN_KEYS = (
     "batch_size",
     "gradient_accumulation",
     "shuffle_buffer",
+    "holdout_classes",
     "init_from",  # the frozen text encoder and autoencoder come from there
     "ema_decay",  # the exported weights are this average
 )
