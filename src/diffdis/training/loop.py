@@ -62,7 +62,7 @@ def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
         if state.step % t.log_every == 0 or last:
             _log(run)
         if t.validate_every and state.step % t.validate_every == 0 or last:
-            _validate(run)
+            _validation(run)
         if state.step % t.checkpoint_every == 0 or last:
             _checkpoint(run)
         if out_of_time:
@@ -271,7 +271,7 @@ def _log(run: _Run) -> None:
         run.progress.write(f"step {state.step}: skipped samples so far: {skipped}")
 
 
-def _validate(run: _Run) -> None:
+def _validation(run: _Run) -> None:
     acc, t, state = run.accelerator, run.config.train, run.state
     if acc.is_main_process:
         with run.ema.applied():
