@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 from ..data.captions import EVAL_TEMPLATES, captions_for
@@ -54,10 +53,10 @@ def retrieve_labelled(pipe, data: LabelledImages, **query) -> dict:
     ones; the paired R@1 of a perfect model is about classes / images."""
     captions = captions_for(data.labels.numpy(), data.class_names, EVAL_TEMPLATES, seed=0)
     images = uint8_to_model(data.images)
-    similarity = pipe.retrieve(images, captions, **query).similarity
+    paired = pipe.retrieve(images, captions, **query)  # its metrics pair image i with caption i
     same_class = data.labels[:, None] == data.labels[None, :]
     return {
         "pairs": len(captions),
-        "paired": recall_at_k(similarity, torch.eye(len(captions), dtype=torch.bool)),
-        "class_level": recall_at_k(similarity, same_class),
+        "paired": paired.metrics,
+        "class_level": recall_at_k(paired.similarity, same_class),
     }

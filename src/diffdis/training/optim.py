@@ -28,8 +28,8 @@ def parameter_groups(objective: nn.Module, config: TrainConfig) -> list[dict]:
         decays = {n: p.ndim >= 2 and not n.endswith(NO_DECAY) for n, p in named}
         for decay in (True, False):
             params = [p for n, p in named if decays[n] == decay]
-            groups.append({"name": name, "decay": decay, "params": params, "lr": lr, "weight_decay": 0.0})
-            groups[-1]["weight_decay"] = config.weight_decay if decay else 0.0
+            wd = config.weight_decay if decay else 0.0
+            groups.append({"name": name, "decay": decay, "params": params, "lr": lr, "weight_decay": wd})
     return [g for g in groups if g["params"]]
 
 
