@@ -108,23 +108,40 @@ def test_every_option_is_documented():
 
 
 def test_compare_end_to_end(tmp_path, idx_dir):
+    """A quick study: 2 seeds, the seen-class block and one held-out triple, every key of the report."""
     out = tmp_path / "compare"
     sets = [
         arg
-        for item in SMALL + ["train.val_size=32", "train.batch_size=16", f"train.data_dir={idx_dir}"]
+        for item in SMALL + ["train.val_size=40", "train.batch_size=16", f"train.data_dir={idx_dir}"]
         for arg in ("--set", item)
     ]
-    command = f"compare --out {out} --budget-minutes 0.02 --seeds 0,1 --eval-images 12 --fid-images 10 --no-progress"
+    command = (
+        f"compare --out {out} --steps 2 --seeds 0,1 --blocks fashion,unseen-A --models diffdis,clip "
+        "--eval-images 30 --fid-images 10 --dc-images 20 --no-progress"
+    )
     assert main(command.split() + sets) == 0
-    summary = json.loads((out / "compare.json").read_text())
-    table = summary["table"]
-    assert set(table) == {"diffdis", "gen", "dis", "clip", "diffusion-classifier"}
-    assert table["diffdis"]["zero_shot_mean_top1"]["n"] == 2  # two seeds: mean and spread
-    assert table["gen"]["zero_shot_mean_top1"] is None and table["gen"]["fid"] is not None
-    assert table["clip"]["fid"] is None and table["clip"]["unet_evaluations_per_image"]["mean"] == 1
-    assert table["diffusion-classifier"]["unet_evaluations_per_image"]["mean"] == 80  # 10 classes x 8 timesteps
-    assert "| diffdis |" in (out / "compare.md").read_text() and (out / "compare.png").exists()
-    assert summary["judge"]["test_images"] == 40
+    report = json.loads((out / "compare.json").read_text())
+    fashion, unseen = report["blocks"]["fashion"], report["blocks"]["unseen-A"]
+    assert set(fashion["rows"]) == {"diffdis", "clip", "diffdis + DC-8", "diffdis + DC-32"}
+    assert fashion["rows"]["diffdis"]["seen-class top-1"]["n"] == 2  # two seeds: mean and spread
+    assert {"FID", "KID", "judged accuracy", "seen-class top-1"} <= set(fashion["rows"]["diffdis"])
+    assert "FID" not in fashion["rows"]["clip"]
+    paired = fashion["diffdis_minus_row"]["clip"]["seen-class top-1"]
+    assert paired["method"] == "bootstrap over seeds and images" and paired["low"] <= paired["high"]
+    dc = fashion["diffdis_minus_row"]["diffdis + DC-32"]["seen-class top-1"]
+    assert dc["images"] == 20 and dc["seeds"] == 2
+    assert set(unseen["rows"]) == {"diffdis", "clip"}
+    assert {"unseen top-1 (among unseen)", "generalized seen", "generalized unseen"} <= set(unseen["rows"]["clip"])
+    assert report["settings"]["holdout_triples"]["unseen-A"] and set(report["costs"]) >= {"diffdis query", "clip query"}
+    result = json.loads((out / "runs/unseen-A/diffdis-seed0/result.json").read_text())
+    assert result["classification"]["unseen_chance"] == 100 / 3 and result["query"]["chosen_on"]
+    assert [p["step"] for p in result["curve"]] == [1, 2] and "curve_unseen_top1" in result["curve"][0]
+    assert "| diffdis |" in (out / "compare.md").read_text()
+    assert (out / "compare.png").exists() and (out / "curves.png").exists()
+    # finished runs are skipped when the study runs again
+    stamp = (out / "runs/fashion/clip-seed1/result.json").stat().st_mtime
+    assert main(command.split() + sets) == 0
+    assert (out / "runs/fashion/clip-seed1/result.json").stat().st_mtime == stamp
 
 
 def test_train_on_shapes_from_the_command_line(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from diffdis.config import Config, ConfigError, data_overrides, preset
-from diffdis.experiments.compare import variant_config
+from diffdis.experiments.compare import StudyRun, run_config
 
 
 def test_overrides_parse_to_field_types():
@@ -65,7 +65,7 @@ def test_json_round_trip_and_version_check(tmp_path):
 def test_data_decides_rgb_by_its_sources_not_by_a_substring():
     assert data_overrides("folder:/x/shapes_y") == ["train.data=folder:/x/shapes_y"]  # a folder name, not the set
     assert "model.image_channels=3" in data_overrides("fashion-mnist+shapes")
-    # compare's help suggests mixed data: each model of the comparison accepts it
-    config = variant_config("dis", "fashion-mnist+shapes", seed=1, budget_minutes=1.0, overrides=[])
-    assert config.model.image_channels == 3 and [s.kind for s in config.train.sources] == ["fashion-mnist", "shapes"]
+    # the comparison's shapes runs are RGB
+    config = run_config(StudyRun("shapes", "dis", 1), 10, [])
+    assert config.model.image_channels == 3 and [s.kind for s in config.train.sources] == ["shapes"]
     assert preset("tiny", [*data_overrides("shapes"), "model.image_channels=3"]).train.sources[0].kind == "shapes"

@@ -84,7 +84,7 @@ def test_gradients_reach_text_stream_unique_transformer_and_shared_unet(small_pi
     def has_grad(module):
         return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
 
-    assert has_grad(model.blocks[0].fc_in) and has_grad(model.blocks[-1].text_ffs)
+    assert has_grad(model.blocks["0"].fc_in) and has_grad(model.blocks[str(len(model.blocks) - 1)].text_ffs)
     assert has_grad(model.unique)
     assert objective.logit_scale.grad is not None
     # the shared self-attention of a dual-stream block gets gradients from the discrimination loss alone

@@ -91,19 +91,26 @@ def _parser() -> argparse.ArgumentParser:
     _query_options(e)
     e.add_argument("--json", help="write the results to this JSON file")
 
-    k = sub.add_parser("compare", help="train DiffDis and the single-task baselines alike, evaluate all, tabulate")
-    k.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
-    k.add_argument("--budget-minutes", type=float, default=3.0, help="training wall time per model (default 3)")
-    k.add_argument("--seeds", default="0", help="comma-separated seeds; mean and spread are reported (default 0)")
-    k.add_argument("--data", default="fashion-mnist", help="training data, e.g. fashion-mnist or fashion-mnist+shapes")
-    k.add_argument(
-        "--suite",
-        default="fashion-mnist",
-        help="comma-separated evaluation sets; the first is also "
-        "used for generation metrics and Diffusion-Classifier scoring (default fashion-mnist)",
+    k = sub.add_parser(
+        "compare",
+        help="the comparison study: DiffDis, its single-task baselines and ablations at equal steps, several seeds, "
+        "seen and unseen classes, shapes compositions; resumable",
     )
-    k.add_argument("--eval-images", type=int, default=2000, help="images per zero-shot set (default 2000)")
+    k.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
+    k.add_argument("--steps", type=int, default=250, help="training steps of every model (default 250)")
+    k.add_argument(
+        "--budget-minutes",
+        type=float,
+        help="equal wall-clock instead: each model trains the steps its measured speed fits into this many minutes",
+    )
+    k.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (default 0,1,2)")
+    k.add_argument("--blocks", default="", help="run only these blocks: fashion, unseen-A, unseen-B, shapes")
+    k.add_argument("--models", default="", help="run only these models (diffdis, gen, dis, clip, or an ablation)")
+    k.add_argument("--eval-images", type=int, default=2000, help="test images per classification set (default 2000)")
     k.add_argument("--fid-images", type=int, default=500, help="generated and real images for FID/KID (default 500)")
+    k.add_argument(
+        "--dc-images", type=int, default=200, help="test images for Diffusion-Classifier scoring (default 200)"
+    )
     k.add_argument(
         "--inception",
         choices=("fid-helper", "torch-fidelity"),
@@ -319,16 +326,32 @@ def _evaluate(args) -> int:
 
 
 def _compare(args) -> int:
-    from .experiments.compare import run_compare
+    from .experiments.compare import BLOCKS, MODELS, run_compare
+    from .experiments.compare_eval import Budget
 
-    run_compare(
-        args.out,
-        budget_minutes=args.budget_minutes,
-        seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()),
-        data=args.data,
-        suite=tuple(s.strip() for s in args.suite.split(",") if s.strip()),
+    blocks = tuple(b.strip() for b in args.blocks.split(",") if b.strip())
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    unknown = [b for b in blocks if b not in BLOCKS] + [m for m in models if m not in MODELS]
+    if unknown:
+        raise SystemExit(f"compare: unknown {unknown}; blocks are {', '.join(BLOCKS)}, models {', '.join(MODELS)}")
+    if args.steps < 1:
+        raise SystemExit(f"compare: --steps {args.steps}; give at least 1")
+    budget = Budget(
         eval_images=args.eval_images,
         fid_images=args.fid_images,
+        dc_images=args.dc_images,
+        val_images=min(1000, args.eval_images),
+        val_fid_images=min(200, args.fid_images),
+        curve_images=min(300, args.eval_images),
+    )
+    run_compare(
+        args.out,
+        steps=args.steps,
+        budget_minutes=args.budget_minutes,
+        seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()),
+        blocks=blocks,
+        models=models,
+        budget=budget,
         inception=args.inception,
         overrides=args.set,
         progress=not args.no_progress,

@@ -20,6 +20,8 @@ VARIANTS = ("diffdis", "gen", "dis", "clip")  # the paper's model and the single
 QUERY_SAMPLERS = ("ddim", "dpm", "x0")  # text query; x0: the head's ê_0 read out at t = T-1 (DDIM with 1 step)
 QUERY_STARTS = ("noise", "fixed", "zero")  # e_T: Gaussian per image, one Gaussian for all images, or 0
 IMAGE_SAMPLERS = ("ddim", "dpm")
+FUSIONS = ("all", "mid", "none")  # where the text stream joins the UNet (ModelConfig.fusion)
+QUERY_TRAINING = ("diffusion", "regression")  # ModelConfig.query_training
 # Inference defaults (the pipeline, the CLI and the experiments read them from here).
 DEFAULT_GENERATION_STEPS = 50
 DEFAULT_GUIDANCE = 3.0  # classifier-free guidance of generation; 1 = none
@@ -116,6 +118,12 @@ class ModelConfig:
     beta_end: float = 0.02
     gamma: float = 1.0  # scale of the clean text query before noising (paper Eq. 6)
     text_prediction: str = "sample"  # what the text head predicts: "sample" (ê_0, paper) or "epsilon"
+    # Ablations of the paper's design (the defaults are the paper's). fusion: the text stream rides along every
+    # attention block of the down path and the mid block ("all"), the mid block's only ("mid"), or none, the
+    # unique transformer alone reading the query ("none"). query_training: "regression" trains the text branch
+    # at t_e = T-1 only (a one-shot regressor from noise; inference then takes one query step).
+    fusion: str = "all"
+    query_training: str = "diffusion"
 
     def validate(self) -> None:
         levels = len(self.block_out_channels)
@@ -132,6 +140,11 @@ class ModelConfig:
             raise ConfigError(f"model.variant={self.variant!r}; use one of {', '.join(VARIANTS)}")
         if self.text_prediction not in ("sample", "epsilon"):
             raise ConfigError(f"model.text_prediction={self.text_prediction!r}; use 'sample' or 'epsilon'")
+        if self.fusion not in FUSIONS or self.query_training not in QUERY_TRAINING:
+            raise ConfigError(
+                f"model.fusion={self.fusion!r}, model.query_training={self.query_training!r}; use a fusion of "
+                f"{FUSIONS} and a query_training of {QUERY_TRAINING}"
+            )
         if self.gamma <= 0:
             raise ConfigError(f"model.gamma={self.gamma}; it must be positive")
         if self.attention_heads and len(self.attention_heads) != levels:
@@ -196,6 +209,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 100
     grad_clip: float = 1.0
+    # Clip the gradients of L_IG and λ·L_ITA each to grad_clip before adding them, so that one loss's large
+    # gradient cannot shrink the other's step (diffdis only; the per-loss norms are logged either way).
+    clip_per_loss: bool = False
     max_bad_steps: int = 10  # this many non-finite steps in a row stop the run (each one is skipped and counted)
     lam: float = 1.0  # λ in L = L_IG + λ·L_ITA
     text_dropout: float = 0.1  # generation pass: caption replaced by the empty caption (CFG)
@@ -215,6 +231,11 @@ class TrainConfig:
     def validate(self) -> None:
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ConfigError(f"train.mixed_precision={self.mixed_precision!r}; use no, fp16 or bf16")
+        if self.clip_per_loss and self.mixed_precision == "fp16":
+            raise ConfigError(
+                "train.clip_per_loss needs the two losses' gradients unscaled; use train.mixed_precision=bf16 or no "
+                "with it (fp16's loss scaler works on one backward pass)"
+            )
         if self.batch_size < 2:
             raise ConfigError("train.batch_size must be at least 2: the InfoNCE loss needs negatives")
         if self.gradient_accumulation < 1 or self.batch_size % self.gradient_accumulation:

@@ -89,9 +89,11 @@ class DiffDisObjective(nn.Module):
         encoders: Encoders,
         rank: int = 0,
         world: int = 1,
+        query_regression: bool = False,
     ):
         super().__init__()
         self.rank, self.world = rank, world
+        self.query_regression = query_regression  # ablation: the text branch always at t_e = T-1
         self.model = model
         self.variant = model.variant
         self.scheduler = scheduler
@@ -109,7 +111,8 @@ class DiffDisObjective(nn.Module):
         """The objective of a DiffDisPipeline's model, encoders and noise schedule."""
         m = pipe.config.model
         encoders = Encoders(pipe.text_encoder, pipe.autoencoder, m.resolution, m.text_max_length)
-        return cls(pipe.model, pipe.scheduler, pipe.query, config, encoders, rank, world)
+        regression = m.query_training == "regression"
+        return cls(pipe.model, pipe.scheduler, pipe.query, config, encoders, rank, world, regression)
 
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters that Stable Diffusion does not have (they get their own learning rate)."""
@@ -145,6 +148,8 @@ class DiffDisObjective(nn.Module):
         rng = {"generator": generator, "device": device}
         t_z = torch.randint(0, T, (rows,), **rng)[mine]
         t_e = torch.randint(0, T, (rows,), **rng)[mine]
+        if self.query_regression:  # pure regression from noise: same draws, the query timestep pinned at T-1
+            t_e = torch.full_like(t_e, T - 1)
         zero = torch.zeros((), device=device)
 
         l_ig = zero
@@ -165,7 +170,9 @@ class DiffDisObjective(nn.Module):
         elif self.variant == "clip":
             l_ita = self.contrastive(F.normalize(self.model.clip_embed(z).float(), dim=-1), e)
 
-        return {"loss": l_ig + self.lam * l_ita, "l_ig": l_ig.detach(), "l_ita": l_ita.detach()}
+        # "terms": the two summands with their graphs, for the trainer's per-loss gradients (L_IG, λ·L_ITA).
+        terms = (l_ig, self.lam * l_ita)
+        return {"loss": terms[0] + terms[1], "l_ig": l_ig.detach(), "l_ita": l_ita.detach(), "terms": terms}
 
     def contrastive(self, e_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """Symmetric InfoNCE over s_ij = cos(ê_0(image i), e(caption j)): this process's B rows against the

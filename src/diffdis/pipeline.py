@@ -218,12 +218,15 @@ class DiffDisPipeline:
         already in [-1, 1]. `sampler`: ddim, dpm (DPM-Solver++) or x0 (one evaluation). `start`: e_T is
         Gaussian noise per image (noise; image i's depends only on (seed, i), not on the batching), one
         Gaussian vector shared by all images (fixed), or zero, the prior's mean (zero). Never a caption.
+        A model trained with model.query_training=regression saw only t_e = T-1 and always reads out in one step.
         """
         self._require(self.can_discriminate, "discriminate (score it with evaluation.diffusion_classifier)")
         if sampler not in QUERY_SAMPLERS or start not in QUERY_STARTS:
             raise ValueError(
                 f"sampler={sampler!r}, start={start!r}; use a sampler of {QUERY_SAMPLERS} and a start of {QUERY_STARTS}"
             )
+        if self.config.model.query_training == "regression":
+            sampler = "x0"
         n, dim = len(images), self.model.text_dim
         generator = torch.Generator().manual_seed(seed)
         if start == "noise":

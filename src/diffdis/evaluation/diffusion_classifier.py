@@ -14,6 +14,11 @@ from ..data.captions import EVAL_TEMPLATES
 DEFAULT_TIMESTEPS = (100, 200, 300, 400, 500, 600, 700, 800)
 
 
+def spaced_timesteps(n: int, num_train_timesteps: int = 1000) -> tuple[int, ...]:
+    """n timesteps evenly spaced over the schedule, each at the centre of its n-th (the original method's grid)."""
+    return tuple(int((j + 0.5) * num_train_timesteps / n) for j in range(n))
+
+
 @torch.no_grad()
 def diffusion_classifier_scores(
     pipe,
@@ -24,11 +29,15 @@ def diffusion_classifier_scores(
     seed: int = 0,
     batch_size: int = 32,
 ) -> torch.Tensor:
-    """(N, K) scores: minus the mean ε-prediction error per class. One prompt per class (the first template);
-    the noise of image i at timestep j depends only on (seed, i, j), and every class sees the same noise."""
+    """(N, K) scores: minus the mean ε-prediction error per class. The condition of a class is its prompts'
+    token states averaged over the templates (as the query paths average their class embeddings), so the cost
+    stays K x timesteps passes; the noise of image i at timestep j depends only on (seed, i, j), and every class
+    sees the same noise."""
     model, k = pipe.model, len(class_names)
-    prompt = (templates or EVAL_TEMPLATES)[0]
-    context, _ = pipe.text_encoder([prompt.format(name) for name in class_names])  # (K, L, D)
+    templates = templates or EVAL_TEMPLATES
+    prompts = [template.format(name) for name in class_names for template in templates]
+    context, _ = pipe.text_encoder(prompts)  # (K * templates, L, D)
+    context = context.view(k, len(templates), *context.shape[1:]).mean(1)  # (K, L, D)
     z_all = pipe.autoencoder.encode(images.to(pipe.device))
     noise = torch.randn(len(timesteps), *z_all.shape, generator=torch.Generator().manual_seed(seed))
     errors = torch.zeros(len(z_all), k)

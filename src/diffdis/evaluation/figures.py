@@ -55,18 +55,22 @@ def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str], cell: 
     return image
 
 
-def line_chart(series: dict[str, dict[int, float]], title: str, x_label: str, y_label: str) -> Image.Image:
-    """Lines of y against x on a log2 x axis (e.g. accuracy against sampler steps), one per series, labelled."""
+def line_chart(
+    series: dict[str, dict[int, float]], title: str, x_label: str, y_label: str, log_x: bool = True
+) -> Image.Image:
+    """Lines of y against x on a log2 x axis (e.g. accuracy against sampler steps) or a linear one (e.g. against
+    training steps), one per series, labelled."""
     width, height, left, bottom, top, legend = 700, 340, 60, 40, 30, 240
     xs = sorted({x for points in series.values() for x in points})
     ys = [y for points in series.values() for y in points.values()]
     low, high = math.floor(min(ys) - 1), math.ceil(max(ys) + 1)
     image = Image.new("RGB", (width, height), "white")
     draw, font = ImageDraw.Draw(image), ImageFont.load_default()
-    span_x = max(math.log2(xs[-1]) - math.log2(xs[0]), 1e-9)
+    scale = math.log2 if log_x else float
+    span_x = max(scale(xs[-1]) - scale(xs[0]), 1e-9)
 
     def point(x: float, y: float) -> tuple[float, float]:
-        px = left + (width - left - legend - 10) * (math.log2(x) - math.log2(xs[0])) / span_x
+        px = left + (width - left - legend - 10) * (scale(x) - scale(xs[0])) / span_x
         py = height - bottom - (height - bottom - top) * (y - low) / (high - low)
         return px, py
 
@@ -90,4 +94,20 @@ def line_chart(series: dict[str, dict[int, float]], title: str, x_label: str, y_
         for px, py in coords:
             draw.ellipse((px - 3, py - 3, px + 3, py + 3), fill=colour)
         draw.text((width - legend + 10, top + 16 * i), name, fill=colour, font=font)
+    return image
+
+
+def bar_chart(bars: dict[str, tuple[float, float]], title: str, maximum: float = 100.0) -> Image.Image:
+    """Horizontal bars of (value, spread) per label, the spread drawn as a whisker either side."""
+    label_w, bar_w, bar_h = 260, 360, 16
+    image = Image.new("RGB", (label_w + bar_w + 70, 30 + len(bars) * (bar_h + 6)), "white")
+    draw, font = ImageDraw.Draw(image), ImageFont.load_default()
+    draw.text((8, 8), title, fill="black", font=font)
+    for i, (label, (value, spread)) in enumerate(bars.items()):
+        y = 30 + i * (bar_h + 6)
+        x = lambda v: label_w + int(bar_w * max(0.0, min(v, maximum)) / maximum)  # noqa: E731
+        draw.text((8, y + 2), label[:42], fill="black", font=font)
+        draw.rectangle((label_w, y, x(value), y + bar_h), fill=(70, 110, 220))
+        draw.line((x(value - spread), y + bar_h // 2, x(value + spread), y + bar_h // 2), fill="black", width=2)
+        draw.text((x(value + spread) + 4, y + 2), f"{value:.1f}", fill="black", font=font)
     return image

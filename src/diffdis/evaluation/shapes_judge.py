@@ -63,13 +63,18 @@ def judge_scene(image: np.ndarray, scene: ShapeScene) -> dict[str, bool]:
 
 
 def shapes_generation_accuracy(
-    pipe, num_images: int = 200, num_inference_steps: int = 50, guidance_scale: float = 3.0, seed: int = 0
+    pipe,
+    num_images: int = 200,
+    num_inference_steps: int = 50,
+    guidance_scale: float = 3.0,
+    seed: int = 0,
+    split: str = "test",
 ) -> dict:
-    """Generate from the captions of the shapes test split and report, per attribute, the percentage of images
-    that show the prompted value."""
+    """Generate from the captions of a shapes split (`heldout`: compositions never trained on) and report, per
+    attribute, the percentage of images that show the prompted value."""
     if pipe.config.model.image_channels != 3:
         raise ValueError("shapes generation accuracy needs an RGB model (model.image_channels=3)")
-    scenes = load_shapes("test", num_images, pipe.config.model.resolution, seed).scenes
+    scenes = load_shapes(split, num_images, pipe.config.model.resolution, seed).scenes
     images = pipe.generate([s.caption() for s in scenes], num_inference_steps, guidance_scale, seed)
     verdicts = [judge_scene(np.asarray(im), s) for im, s in zip(images, scenes)]
     judged = {a: [v[a] for v in verdicts if a in v] for a in (*ATTRIBUTE_VALUES, "place", "count")}
@@ -77,7 +82,7 @@ def shapes_generation_accuracy(
     return {
         "per_attribute": per_attribute,
         "images": num_images,
-        "prompts": "shapes test split captions",
+        "prompts": f"shapes {split} split captions",
         "judged_by": "redrawing the prompted scene per attribute value, nearest in L1; count by connected regions",
         "sampler": "ddim",
         "num_inference_steps": num_inference_steps,

@@ -57,7 +57,10 @@ def unseen_class_accuracy(scores: torch.Tensor, labels: torch.Tensor, unseen: Se
     unseen_t = torch.as_tensor(list(unseen), dtype=torch.long)
     is_unseen = torch.isin(labels, unseen_t)
     if not is_unseen.any() or is_unseen.all():
-        raise ValueError("the images must include both seen and unseen classes")
+        raise ValueError(
+            f"unseen-class figures need images of both seen and unseen classes; these {len(labels)} images have "
+            f"{'only unseen' if is_unseen.all() else 'no unseen'} ones: evaluate on more images"
+        )
     among = unseen_t[scores[is_unseen][:, unseen_t].argmax(1)]  # prediction restricted to the unseen classes
     predictions = scores.argmax(1)
     seen_acc = 100.0 * (predictions[~is_unseen] == labels[~is_unseen]).float().mean().item()

@@ -1,260 +1,210 @@
-"""`diffdis compare`: the paper's comparison at small scale. DiffDis and its single-task baselines are trained by
-the same loop on the same data under the same wall-clock budget, then evaluated alike; Diffusion-Classifier
-scoring reuses the trained DiffDis model's generation branch. Writes compare.md, compare.json, compare.png."""
+"""`diffdis compare`: the paper's claims tested at small scale, as one resumable study.
+
+Every model trains with the same loop for the same number of steps (or, with `budget_minutes`, for the steps
+its measured speed fits into the same wall-clock time); warm-up and the cosine schedule scale with the run
+length. The study's blocks, in the order they run (each seed in turn, every model of a block per seed):
+
+  fashion     DiffDis, gen, dis, clip on Fashion-MNIST (seen classes), with Diffusion-Classifier scoring
+  unseen-A/B  the same with three classes held out of training (images and captions): zero-shot on them
+  shapes      the same on `shapes`: compositional transfer to held-out colour-shape pairs
+  ablations   DiffDis with the query trained by regression (t_e = T-1), fusion in the mid block only or not
+              at all, λ = 0.3 and 3, per-loss gradient clipping (Fashion-MNIST; regression also unseen-A, shapes)
+
+A run's figures go to OUT/runs/BLOCK/MODEL-seedS/result.json as soon as it is measured; a restarted study
+skips runs with a result and resumes a half-trained run from its checkpoint. The tables are rebuilt from
+every result found (compare_report.py).
+"""
 
 from __future__ import annotations
 
-import statistics
+import json
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from PIL import Image, ImageDraw, ImageFont
+import numpy as np
 
-from ..config import VARIANTS, Config, data_overrides, preset
-from ..data.datasets import fixed_subset, load_fashion_mnist
-from ..data.eval_sets import load_eval_set
-from ..data.transforms import uint8_to_model
-from ..evaluation.diffusion_classifier import diffusion_classifier_scores, unet_evaluations_per_image
-from ..evaluation.fid import InceptionFeatures, fid_kid
-from ..evaluation.judge import cached_judge, class_samples, score_generations
+from ..config import Config, data_overrides, preset
+from ..data.datasets import FASHION_MNIST_CLASSES
+from ..evaluation.fid import InceptionFeatures
 from ..evaluation.report import environment, write_json
-from ..evaluation.shapes_judge import shapes_generation_accuracy
-from ..evaluation.suite import evaluate
 from ..pipeline import DiffDisPipeline
 from ..training import train
+from .compare_eval import Budget, Context, curve_scorer, evaluate_fashion, evaluate_shapes
+from .compare_report import write_report
 
-ROWS = (*VARIANTS, "diffusion-classifier")
-
-
-def _cost(pipe, images: torch.Tensor, variant: str, query: dict) -> dict:
-    """Network evaluations per image and measured images/s of a model's own discrimination path (for dis and
-    diffdis one evaluation = down path + mid block + unique transformer; guidance doubles them)."""
-    steps, guidance = query["num_inference_steps"], query["guidance_scale"]
-    start = time.perf_counter()
-    pipe.encode_image(images, num_inference_steps=steps, guidance_scale=guidance)
-    evaluations = 1 if variant == "clip" else steps * (1 if guidance == 1.0 else 2)
-    return {"unet_evaluations_per_image": evaluations, "images_per_second": len(images) / (time.perf_counter() - start)}
-
-
-def evaluate_one(
-    pipe: DiffDisPipeline, variant: str, suite, eval_images: int, fid_images: int, cache_dir: Path, extractor, seed: int
-) -> dict:
-    m = pipe.config.model
-    out: dict = {}
-    main_set = load_eval_set(suite[0], m.resolution, m.image_channels, pipe.config.train.data_dir, seed)
-    subset = fixed_subset(main_set.data, eval_images)
-    images = uint8_to_model(subset.images)
-    if pipe.can_discriminate:
-        result = evaluate(pipe, suite, data_dir=pipe.config.train.data_dir, seed=seed, max_images=eval_images)
-        out.update(
-            zero_shot=result["zero_shot"],
-            zero_shot_mean_top1=result["zero_shot_mean_top1"],
-            retrieval=result["retrieval"],
-            query=result["query"],
-        )
-        out["cost"] = _cost(pipe, images[:200], variant, result["query"])
-    if pipe.can_generate:
-        out["generation"] = _generation(pipe, main_set, fid_images, cache_dir, extractor, seed)
-    return out
+MODELS: dict[str, tuple[str, ...]] = {  # row name -> its overrides of the tiny preset
+    "diffdis": (),
+    "gen": ("model.variant=gen",),
+    "dis": ("model.variant=dis",),
+    "clip": ("model.variant=clip",),
+    "regression": ("model.query_training=regression",),
+    "fusion-mid": ("model.fusion=mid",),
+    "fusion-none": ("model.fusion=none",),
+    "lam-0.3": ("train.lam=0.3",),
+    "lam-3": ("train.lam=3",),
+    "clip-per-loss": ("train.clip_per_loss=true",),
+}
+BLOCKS = ("fashion", "unseen-A", "unseen-B", "shapes")
+BASELINES = ("diffdis", "gen", "dis", "clip")
+ABLATIONS = ("regression", "fusion-mid", "fusion-none", "lam-0.3", "lam-3", "clip-per-loss")
+CURVE_POINTS = 5  # validations per run (learning curves)
 
 
-def _generation(pipe, main_set, fid_images: int, cache_dir: Path, extractor, seed: int) -> dict:
-    """One batch of class-prompted samples, scored by FID/KID against the set's real images and, for
-    Fashion-MNIST, by the judge; shapes-trained RGB models are also judged on shapes captions."""
-    names = main_set.data.class_names
-    fake, target, settings = class_samples(pipe, names, max(1, fid_images // len(names)), seed)
-    real = fixed_subset(main_set.data, fid_images).images
-    fid = fid_kid(
-        real, fake, cache_dir=cache_dir, real_key=main_set.name, kid_subset=min(100, len(fake)), extractor=extractor
-    )
-    out = {**settings, "fid": fid}
-    if main_set.name == "fashion-mnist":
-        judge, record = _judge(main_set, pipe, cache_dir)
-        out.update(score_generations(judge, fake, target, names), judge=record)
-    if "shapes" in [s.kind for s in pipe.config.train.sources]:
-        out["shapes"] = shapes_generation_accuracy(pipe, min(200, fid_images), seed=seed)
-    return out
+def holdout_triples() -> dict[str, tuple[str, ...]]:
+    """Two disjoint triples of Fashion-MNIST classes, drawn by a fixed seed (not picked by hand)."""
+    order = np.random.default_rng(0).permutation(len(FASHION_MNIST_CLASSES))
+    return {
+        "unseen-A": tuple(FASHION_MNIST_CLASSES[k] for k in sorted(order[:3])),
+        "unseen-B": tuple(FASHION_MNIST_CLASSES[k] for k in sorted(order[3:6])),
+    }
 
 
-def _judge(eval_set, pipe, cache_dir):
-    """The judge, trained once on the real training split, and its record (test accuracy)."""
-    m = pipe.config.model
-    train_set = load_fashion_mnist("train", m.resolution, m.image_channels, pipe.config.train.data_dir)
-    return cached_judge("fashion-mnist", train_set, eval_set.data, cache_dir)
+@dataclass(frozen=True)
+class StudyRun:
+    block: str  # fashion, unseen-A, unseen-B, shapes
+    model: str  # a key of MODELS
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.block}/{self.model}-seed{self.seed}"
+
+    def overrides(self) -> list[str]:
+        data = "shapes" if self.block == "shapes" else "fashion-mnist"
+        held = holdout_triples().get(self.block)
+        extra = [f"train.holdout_classes={','.join(held)}"] if held else []
+        return [*data_overrides(data), *MODELS[self.model], *extra]
 
 
-def variant_config(variant: str, data: str, seed: int, budget_minutes: float, overrides: list[str]) -> Config:
-    """The tiny preset as one model of the comparison trains: its variant and data, the shared budget."""
+def study_runs(seeds: tuple[int, ...], blocks: tuple[str, ...] = (), models: tuple[str, ...] = ()) -> list[StudyRun]:
+    """The study in the order it runs (module docstring); `blocks` and `models` keep only the named ones."""
+    plan = [
+        ("fashion", BASELINES),
+        ("unseen-A", ("diffdis", "dis", "clip", "gen")),
+        ("unseen-B", ("diffdis", "dis", "clip", "gen")),
+        ("shapes", BASELINES),
+        ("fashion", ABLATIONS),
+        ("unseen-A", ("regression",)),
+        ("shapes", ("regression",)),
+    ]
+    return [
+        StudyRun(block, model, seed)
+        for block, chosen in plan
+        if not blocks or block in blocks
+        for seed in seeds
+        for model in chosen
+        if not models or model in models
+    ]
+
+
+def run_config(run: StudyRun, steps: int, extra: list[str]) -> Config:
+    """The tiny preset as this run trains: warm-up 5% of the run, the cosine ending at its last step, a
+    validation (learning-curve point) and a checkpoint every fifth of it."""
+    every = max(1, steps // CURVE_POINTS)
     return preset(
         "tiny",
         [
-            f"model.variant={variant}",
-            *data_overrides(data),
-            f"train.seed={seed}",
-            f"train.max_minutes={budget_minutes}",
-            "train.max_steps=1000000",  # the budget, not the step count, ends training
-            "train.validate_every=0",
-            "train.checkpoint_every=1000000",
-            *overrides,
+            *run.overrides(),
+            f"train.seed={run.seed}",
+            f"train.max_steps={steps}",
+            f"train.warmup_steps={max(1, round(0.05 * steps))}",
+            f"train.validate_every={every}",
+            f"train.checkpoint_every={every}",
+            "train.val_images=300",
+            *extra,
         ],
     )
 
 
+def budget_steps(run: StudyRun, minutes: float, out: Path, extra: list[str], probe: int = 10) -> int:
+    """The steps of `run` that fit into `minutes`, from the measured time of a short probe run (so that each
+    model's schedule still ends at its last step under an equal wall-clock budget)."""
+    probe_dir = out / "probe" / run.block / run.model
+    if not (probe_dir / "train_summary.json").exists():
+        config = run_config(run, probe, [*extra, "train.validate_every=0", "train.checkpoint_every=1000000"])
+        train(config, probe_dir, progress=False)
+    summary = json.loads((probe_dir / "train_summary.json").read_text())
+    return max(1, int(60 * minutes / (summary["train_seconds"] / summary["steps"])))
+
+
 def run_compare(
     out: str | Path = "runs/compare",
-    budget_minutes: float = 3.0,
-    seeds: tuple[int, ...] = (0,),
-    data: str = "fashion-mnist",
-    suite: tuple[str, ...] = ("fashion-mnist",),
-    eval_images: int = 2000,
-    fid_images: int = 500,
+    steps: int = 250,
+    budget_minutes: float | None = None,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    blocks: tuple[str, ...] = (),
+    models: tuple[str, ...] = (),
+    budget: Budget | None = None,
     inception: str = "fid-helper",
     overrides: list[str] | None = None,
     progress: bool = True,
 ) -> dict:
-    out = Path(out)
-    cache_dir = out / "cache"
-    extractor = InceptionFeatures(inception)
-    runs: dict[str, list[dict]] = {row: [] for row in ROWS}
-    for seed in seeds:
-        for variant in VARIANTS:
-            config = variant_config(variant, data, seed, budget_minutes, overrides or [])
-            start = time.perf_counter()
-            model_dir = train(config, out / f"{variant}-seed{seed}", progress=progress)
-            pipe = DiffDisPipeline.from_pretrained(model_dir)
-            record = {"seed": seed, "train_seconds": time.perf_counter() - start, "model": str(model_dir)}
-            record.update(evaluate_one(pipe, variant, suite, eval_images, fid_images, cache_dir, extractor, seed))
-            runs[variant].append(record)
-            if variant == "diffdis":
-                scored = _diffusion_classifier(pipe, suite[0], eval_images, seed)
-                runs["diffusion-classifier"].append({"seed": seed, "model": str(model_dir), **scored})
-    judged = [r["generation"]["judge"] for r in runs["diffdis"] if "generation" in r]
-    summary = {
+    """Train and measure every run of the study not yet measured, then write the report from all results."""
+    out, extra = Path(out), list(overrides or [])
+    ctx = Context(budget or Budget(), out / "cache", InceptionFeatures(inception))
+    started = time.perf_counter()
+    for run in study_runs(seeds, blocks, models):
+        run_dir = out / "runs" / run.name
+        if (run_dir / "result.json").exists():
+            continue
+        n = budget_steps(run, budget_minutes, out, extra) if budget_minutes else steps
+        config = run_config(run, n, extra)
+        unseen = () if run.block in ("fashion", "shapes") else config.train.holdout_classes
+        scorers = () if run.block == "shapes" else (curve_scorer(config, ctx, _indices(unseen)),)
+        print(f"[compare] {run.name}: training {n} steps", flush=True)
+        began = time.perf_counter()
+        model_dir = train(config, run_dir, progress=progress, scorers=scorers)
+        trained = time.perf_counter() - began
+        pipe = DiffDisPipeline.from_pretrained(model_dir)
+        figures = (
+            evaluate_shapes(pipe, config, ctx)
+            if run.block == "shapes"
+            else evaluate_fashion(pipe, config, ctx, run_dir)
+        )
+        summary = json.loads((run_dir / "train_summary.json").read_text())
+        record = {
+            "block": run.block,
+            "model": run.model,
+            "seed": run.seed,
+            "steps": summary["steps"],
+            "train_seconds": summary["train_seconds"],
+            "wall_seconds": {"train": trained, "evaluate": time.perf_counter() - began - trained},
+            "curve": summary["validation"],
+            "config": config.to_dict(),
+            "model_dir": str(model_dir),
+            "code": _code_version(),
+            **figures,
+        }
+        write_json(run_dir / "result.json", record)
+        print(f"[compare] {run.name}: done in {time.perf_counter() - began:.0f} s", flush=True)
+    settings = {
+        "steps": steps,
         "budget_minutes": budget_minutes,
         "seeds": list(seeds),
-        "data": data,
-        "suite": list(suite),
-        "eval_images": eval_images,
-        "fid_images": fid_images,
+        "blocks": list(blocks) or "all",
+        "models": list(models) or "all",
+        "holdout_triples": holdout_triples(),
+        "budget": vars(ctx.budget),
         "inception": inception,
-        "judge": judged[0] if judged else None,
-        "runs": runs,
-        "table": _table(runs),
+        "overrides": extra,
+        "evaluation_seed": ctx.seed,
+        "this_invocation_seconds": time.perf_counter() - started,
+        "code": _code_version(),
         "environment": environment(),
     }
-    write_json(out / "compare.json", summary)
-    (out / "compare.md").write_text(markdown(summary))
-    chart(summary["table"]).save(out / "compare.png")
-    print(markdown(summary))
-    return summary
+    return write_report(out, settings)
 
 
-def _diffusion_classifier(pipe, set_name: str, eval_images: int, seed: int) -> dict:
-    m = pipe.config.model
-    eval_set = load_eval_set(set_name, m.resolution, m.image_channels, pipe.config.train.data_dir, seed)
-    data = fixed_subset(eval_set.data, eval_images)
-    images = uint8_to_model(data.images)
-    start = time.perf_counter()
-    scores = diffusion_classifier_scores(pipe, images, data.class_names, eval_set.templates, seed=seed)
-    seconds = time.perf_counter() - start
-    top1 = 100.0 * (scores.argmax(1) == data.labels).float().mean().item()
-    return {
-        "zero_shot": {set_name: {"top1": top1, "images": len(data)}},
-        "zero_shot_mean_top1": top1,
-        "cost": {
-            "unet_evaluations_per_image": unet_evaluations_per_image(len(data.class_names)),
-            "images_per_second": len(data) / seconds,
-        },
-    }
+def _indices(names: tuple[str, ...]) -> list[int]:
+    return [FASHION_MNIST_CLASSES.index(n) for n in names]
 
 
-def _stat(values: list[float]) -> dict | None:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "n": len(values),
-    }
-
-
-def _table(runs: dict[str, list[dict]]) -> dict:
-    def pick(records, *path):
-        vals = []
-        for r in records:
-            for key in path:
-                r = r.get(key) if isinstance(r, dict) else None
-            vals.append(r)
-        return _stat(vals)
-
-    return {
-        row: {
-            "zero_shot_mean_top1": pick(records, "zero_shot_mean_top1"),
-            "retrieval_i2t_R@1": pick(records, "retrieval", "image_to_text_R@1"),
-            "retrieval_t2i_R@1": pick(records, "retrieval", "text_to_image_R@1"),
-            "fid": pick(records, "generation", "fid", "fid"),
-            "kid_mean": pick(records, "generation", "fid", "kid_mean"),
-            "generation_accuracy": pick(records, "generation", "generation_accuracy"),
-            "unet_evaluations_per_image": pick(records, "cost", "unet_evaluations_per_image"),
-            "images_per_second": pick(records, "cost", "images_per_second"),
-        }
-        for row, records in runs.items()
-    }
-
-
-def _fmt(stat: dict | None, digits: int = 2) -> str:
-    if stat is None:
-        return "-"
-    return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if stat["n"] > 1 else "")
-
-
-def markdown(summary: dict) -> str:
-    columns = [
-        ("zero-shot top-1 (mean)", "zero_shot_mean_top1", 2),
-        ("shapes R@1 i->t", "retrieval_i2t_R@1", 1),
-        ("shapes R@1 t->i", "retrieval_t2i_R@1", 1),
-        ("FID", "fid", 1),
-        ("KID", "kid_mean", 4),
-        ("gen. accuracy", "generation_accuracy", 1),
-        ("UNet evals / image", "unet_evaluations_per_image", 0),
-        ("images/s", "images_per_second", 1),
-    ]
-    lines = ["| model | " + " | ".join(c[0] for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for row, stats in summary["table"].items():
-        lines.append(f"| {row} | " + " | ".join(_fmt(stats[key], d) for _, key, d in columns) + " |")
-    judge = summary.get("judge") or {}
-    notes = [
-        f"Budget {summary['budget_minutes']} min of training per model on {summary['data']}, seeds {summary['seeds']}; "
-        f"zero-shot on {summary['suite']} ({summary['eval_images']} images per set), retrieval on the shapes test "
-        f"split; FID/KID on {summary['fid_images']} generated vs real test images (torchmetrics, Inception-v3 "
-        f"features: {summary['inception']}, images upsampled to 299); generation accuracy judged by a CNN with "
-        f"{judge.get('test_accuracy', float('nan')):.1f}% real test accuracy. Evaluations per image: DiffDis and "
-        "dis run the UNet's down path, mid block and unique transformer once per text-denoising step, clip runs the "
-        "down path and mid block once, the Diffusion Classifier runs the whole UNet once per class and timestep.",
-    ]
-    return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
-
-
-def chart(table: dict) -> Image.Image:
-    """Horizontal bars of zero-shot accuracy and generation accuracy per model."""
-    metrics = [("zero-shot top-1 %", "zero_shot_mean_top1"), ("generation accuracy %", "generation_accuracy")]
-    width, bar_h, left = 520, 18, 150
-    image = Image.new("RGB", (width, 40 + len(metrics) * (len(table) * (bar_h + 4) + 30)), "white")
-    draw, font = ImageDraw.Draw(image), ImageFont.load_default()
-    y = 10
-    for title, key in metrics:
-        draw.text((10, y), title, fill="black", font=font)
-        y += 18
-        for row, stats in table.items():
-            value = stats[key]["mean"] if stats[key] else None
-            draw.text((10, y + 3), row, fill="black", font=font)
-            if value is not None:
-                draw.rectangle((left, y, left + int((width - left - 60) * value / 100), y + bar_h), fill=(70, 110, 220))
-                draw.text(
-                    (left + int((width - left - 60) * value / 100) + 4, y + 3), f"{value:.1f}", fill="black", font=font
-                )
-            y += bar_h + 4
-        y += 12
-    return image
+def _code_version() -> str:
+    """The commit of the code that wrote the report (results of earlier invocations record their own config)."""
+    try:
+        found = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return found.stdout.strip() or "unknown"

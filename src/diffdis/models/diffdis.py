@@ -4,7 +4,8 @@
 - Discrimination, Φ_θ(e_t, t_e, z) -> ê_0: conv_in, the time embedding at t_z = 0 on the clean latent, the down
   blocks and the mid block with the text stream threaded through every attention block, then the unique
   transformer. The caption never enters: cross-attention sees the null (empty-caption) context, and the up
-  path is not run (paper Fig. 2, Algorithm 1's mask on c).
+  path is not run (paper Fig. 2, Algorithm 1's mask on c). Ablations (`model.fusion`): the text stream in the
+  mid block's attention only, or nowhere (the unique transformer alone reads e_t + Embed(t_e)).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
-from .text_stream import DualStreamBlock, UniqueTransformer
+from .text_stream import DualStreamBlock, TimestepEmbedder, UniqueTransformer
 
 
 @dataclass
@@ -74,7 +75,16 @@ class DiffDisModel(nn.Module):
         self.register_buffer("null_context", null_context.detach().clone(), persistent=True)
         # Only the modules a variant uses are built or trained: a parameter without a gradient would stall DDP.
         if config.variant in ("diffdis", "dis"):
-            self.blocks = nn.ModuleList(DualStreamBlock(text_dim, attn) for attn in self._attentions())
+            attentions = self._attentions()
+            fused = {
+                "all": range(len(attentions)),
+                "mid": range(len(attentions) - len(unet.mid_block.attentions), len(attentions)),
+                "none": range(0),
+            }[config.fusion]
+            # Keyed by the attention block's position, so that "all" keeps the keys blocks.0, blocks.1, ...
+            self.blocks = nn.ModuleDict({str(i): DualStreamBlock(text_dim, attentions[i]) for i in fused})
+            if not fused:  # the query enters at the unique transformer
+                self.query_embed = TimestepEmbedder(text_dim)
             self.unique = UniqueTransformer(
                 text_dim,
                 unet.config.block_out_channels[-1],
@@ -166,17 +176,19 @@ class DiffDisModel(nn.Module):
         h, temb = prefix.h, prefix.temb
         b = h.shape[0]
         context = self.null_context.to(h.dtype)  # (1, L, D): c is masked (Algorithm 1)
+        h_e = None
         if query is not None:
             e_t, t_e = query[0].to(h.dtype), query[1]
-            h_e = torch.zeros_like(e_t)  # h_{e,0} = 0
-        blocks = iter(self.blocks) if query is not None else None
+            h_e = torch.zeros_like(e_t) if len(self.blocks) else e_t + self.query_embed(t_e)  # h_{e,0}
+        attention = 0
         for kind, module in self._operations()[prefix.index :]:
             if kind == "resnet":
                 h = self._run(module, h, temb)
             elif kind == "down":
                 h = module(h)
-            elif query is None:
-                h = module(h, encoder_hidden_states=context.expand(b, -1, -1), return_dict=False)[0]
+            elif query is not None and str(attention) in self.blocks:
+                h, h_e = self._run(self.blocks[str(attention)], module, h, context, e_t, t_e, h_e)
             else:
-                h, h_e = self._run(next(blocks), module, h, context, e_t, t_e, h_e)
-        return h, (h_e if query is not None else None)
+                h = module(h, encoder_hidden_states=context.expand(b, -1, -1), return_dict=False)[0]
+            attention += kind == "attn"
+        return h, h_e

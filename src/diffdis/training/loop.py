@@ -20,6 +20,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,15 +43,20 @@ from .progress import LossMeter, Progress
 from .run_config import check_resume_config
 from .validation import validation_record
 
+Scorers = tuple[Callable[[DiffDisPipeline], dict[str, float]], ...]
+
 
 class TrainingStopped(RuntimeError):
     """Training cannot usefully go on (e.g. a run of non-finite steps); the message names the step and the
     checkpoint to resume from."""
 
 
-def train(config: Config, run_dir: str | Path, progress: bool = True) -> Path:
-    """Train (or resume) the run in `run_dir`; returns the folder of the saved pipeline."""
+def train(config: Config, run_dir: str | Path, progress: bool = True, scorers: Scorers = ()) -> Path:
+    """Train (or resume) the run in `run_dir`; returns the folder of the saved pipeline. `scorers`: extra
+    measurements of the EMA model at every validation (each pipe -> {name: value}, added to the validation
+    record; the comparison study's learning curves)."""
     run = _start(config, Path(run_dir), progress)
+    run.scorers = scorers
     t, state = run.config.train, run.state
     steps = iter(run.batches)
     segment_start, seconds_before = time.perf_counter(), state.seconds
@@ -90,6 +96,7 @@ class _Run:
     meter: LossMeter
     progress: Progress
     bad_streak: int = 0
+    scorers: Scorers = ()
 
 
 def make_accelerator(config: Config, run_dir: Path) -> Accelerator:
@@ -206,16 +213,28 @@ def _optimizer_step(run: _Run, micro_batches: list[dict]) -> None:
     """Forward and backward over the step's micro-batches, then one update (or a counted skip)."""
     acc, t, state = run.accelerator, run.config.train, run.state
     started = time.perf_counter()
+    split = _splits_losses(run)
+    ita_grads = None
     for micro, batch in enumerate(micro_batches):
         if not state.prompts and run.val_set is None:
             state.prompts = list(batch["captions"][:8])
         generator = step_generator(t.seed, state.step, micro, acc.device)
-        syncing = micro == len(micro_batches) - 1  # DDP all-reduces the gradients on the last micro-batch only
+        # DDP all-reduces the gradients on the last micro-batch only; split steps all-reduce each loss's own.
+        syncing = micro == len(micro_batches) - 1 and not split
         with nullcontext() if syncing else acc.no_sync(run.objective), acc.autocast():
             out = run.objective(batch, generator)
-            acc.backward(out["loss"] / len(micro_batches))
+            if split:  # λ·L_ITA's gradients are set aside, then L_IG's accumulate in .grad
+                acc.backward(out["terms"][1] / len(micro_batches))
+                ita_grads = _set_aside_gradients(run.objective, ita_grads)
+                acc.backward(out["terms"][0] / len(micro_batches))
+            else:
+                acc.backward(out["loss"] / len(micro_batches))
         run.meter.add(out, images=len(batch["captions"]) * acc.num_processes)
-    grad_norm = acc.clip_grad_norm_(run.objective.parameters(), t.grad_clip)  # the same on every process
+    if split:
+        grad_norm = _combine_loss_gradients(run, ita_grads)
+    else:
+        grad_norm = acc.clip_grad_norm_(run.objective.parameters(), t.grad_clip)  # the same on every process
+        run.meter.add_norms({"grad_norm/total": grad_norm.item()})
     if acc.scaler is not None:  # fp16: the GradScaler skips an overflowing update itself and lowers its scale
         run.optimizer.step()
         applied = not acc.optimizer_step_was_skipped
@@ -244,6 +263,47 @@ def _optimizer_step(run: _Run, micro_batches: list[dict]) -> None:
             f"updated by them); last good checkpoint: {saved[-1] if saved else 'none'}. Lower the learning "
             "rates or check the data, then run the same command to resume from that checkpoint"
         )
+
+
+def _splits_losses(run: _Run) -> bool:
+    """Whether this step takes the gradients of L_IG and λ·L_ITA separately: for per-loss clipping, and on
+    logging steps to log each loss's gradient norm (joint model only; fp16's loss scaler needs one backward)."""
+    t = run.config.train
+    joint = run.config.model.variant == "diffdis" and run.accelerator.scaler is None
+    return joint and (t.clip_per_loss or (run.state.step + 1) % t.log_every == 0)
+
+
+def _set_aside_gradients(module: torch.nn.Module, kept: list[torch.Tensor] | None) -> list[torch.Tensor]:
+    """Move the parameters' gradients into `kept` (added to what it holds) and clear them."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    if kept is None:
+        kept = [torch.zeros_like(p) for p in params]
+    for store, p in zip(kept, params):
+        if p.grad is not None:
+            store += p.grad
+            p.grad = None
+    return kept
+
+
+def _combine_loss_gradients(run: _Run, ita_grads: list[torch.Tensor]) -> torch.Tensor:
+    """.grad holds L_IG's gradients and `ita_grads` λ·L_ITA's (each averaged over processes here). Log both norms;
+    clip each to train.grad_clip in its own budget (clip_per_loss) or else their sum, and leave the sum in .grad.
+    Returns the norm of the sum before any clipping of the sum."""
+    acc, t = run.accelerator, run.config.train
+    params = [p for p in run.objective.parameters() if p.requires_grad]
+    ig_grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    for grad in (*ig_grads, *ita_grads) if acc.num_processes > 1 else ():
+        torch.distributed.all_reduce(grad)
+        grad /= acc.num_processes
+    norms = [torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])) for grads in (ig_grads, ita_grads)]
+    factors = [(t.grad_clip / (n + 1e-6)).clamp(max=1.0) if t.clip_per_loss else 1.0 for n in norms]
+    for p, ig, ita in zip(params, ig_grads, ita_grads):
+        p.grad = ig * factors[0] + ita * factors[1]
+    # Per-loss budgets are not clipped again as a sum: that would couple the two losses once more.
+    total = torch.nn.utils.clip_grad_norm_(params, float("inf") if t.clip_per_loss else t.grad_clip)
+    run.meter.add_norms({"grad_norm/L_IG": norms[0].item(), "grad_norm/L_ITA": norms[1].item()})
+    run.meter.add_norms({"grad_norm/total": total.item()})
+    return total
 
 
 def _loss_was_non_finite(acc: Accelerator, out: dict[str, torch.Tensor]) -> bool:
@@ -278,10 +338,14 @@ def _validation(run: _Run) -> None:
             record = validation_record(
                 run.pipe, run.val_set, state.prompts, t.val_images, t.val_steps, run.dir / "samples", state.step
             )
+            for score in run.scorers:
+                record.update(score(run.pipe))
         state.history.append(record)
         if "val_top1" in record:
             acc.log({"val/top1": record["val_top1"]}, step=state.step)
-            run.progress.write(f"step {state.step}: validation top-1 {record['val_top1']:.2f}% (seen classes)")
+            held = len(t.holdout_classes)
+            which = f"all classes, {held} of them held out of training" if held else "seen classes"
+            run.progress.write(f"step {state.step}: validation top-1 {record['val_top1']:.2f}% ({which})")
     run.pipe.model.train()
 
 

@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 
 class LossMeter:
     """The logged losses: means over the steps since the last log, their micro-batches and all processes (the
-    per-process values alone are each a part of the global batch); and the training images per second."""
+    per-process values alone are each a part of the global batch); the gradient norms (already global), means
+    over the steps that measured them; and the training images per second."""
 
     NAMES = ("loss/L_IG", "loss/L_ITA", "loss/total")
 
@@ -22,6 +23,7 @@ class LossMeter:
     def reset(self) -> None:
         self.sums: torch.Tensor | None = None
         self.count, self.images, self.seconds = 0, 0, 0.0
+        self.norms: dict[str, list[float]] = {}
 
     def add(self, out: dict[str, torch.Tensor], images: int) -> None:
         values = torch.stack([out["l_ig"], out["l_ita"], out["loss"].detach()]).float()
@@ -29,11 +31,16 @@ class LossMeter:
         self.count += 1
         self.images += images
 
+    def add_norms(self, norms: dict[str, float]) -> None:
+        for name, value in norms.items():
+            self.norms.setdefault(name, []).append(value)
+
     def read(self, accelerator: Accelerator) -> dict[str, float]:
         """The means since the last read (a collective call: every process makes it), then a fresh window."""
         sums = accelerator.reduce(self.sums, "sum") / (self.count * accelerator.num_processes)
         out = dict(zip(self.NAMES, sums.tolist()))
         out["images_per_second"] = self.images / max(self.seconds, 1e-9)
+        out.update({name: sum(values) / len(values) for name, values in self.norms.items()})
         self.reset()
         return out
 

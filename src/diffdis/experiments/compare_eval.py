@@ -1,0 +1,309 @@
+"""The comparison study's measurements of one trained model: settings chosen on its validation split, then each
+reported figure read once from a test split (or the shapes `heldout` split).
+
+- Fashion-MNIST: seen-class top-1; with classes held out of training, unseen-class top-1 (among the unseen
+  classes only) and the generalized figures (all classes as candidates); per-image correctness is kept for
+  the paired bootstrap. Generation: FID/KID and judged accuracy per class. Diffusion-Classifier scoring of
+  generating models at 8 and 32 timesteps. L_ITA by text timestep on validation images.
+- shapes: colour and shape accuracy on held-out compositions and on the test scenes that no training scene
+  equals (the overlap is reported), caption retrieval R@1/5/10 on held-out compositions, judged generation of
+  held-out compositions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..data.captions import TRAIN_TEMPLATES
+from ..data.datasets import FASHION_MNIST_CLASSES, LabelledImages, fixed_subset, load_fashion_mnist
+from ..data.eval_sets import convert, load_eval_set
+from ..data.shapes import load_shapes
+from ..data.sources import holdout_indices, training_data
+from ..data.transforms import uint8_to_model
+from ..evaluation.diffusion_classifier import diffusion_classifier_scores, spaced_timesteps
+from ..evaluation.fid import InceptionFeatures, fid_kid
+from ..evaluation.judge import cached_judge, class_samples, score_generations
+from ..evaluation.shapes_judge import shapes_generation_accuracy
+from ..evaluation.zero_shot import unseen_class_accuracy
+from ..objective import DiffDisObjective
+from ..pipeline import DiffDisPipeline
+
+QUERY_GRID = tuple({"num_inference_steps": s, "guidance_scale": g} for s in (1, 2, 8) for g in (1.0, 2.0))
+GUIDANCE_GRID = (1.5, 3.0, 5.0)  # classifier-free guidance of generation, chosen by validation KID
+GENERATION_STEPS = 25  # DDIM steps of every generated image in the study (the same for every model)
+DC_TIMESTEPS = (8, 32)
+T_E_BUCKETS = 4
+
+
+@dataclass
+class Budget:
+    """How many images each measurement reads."""
+
+    eval_images: int = 2000  # classification test images (Fashion-MNIST) and shapes sets
+    val_images: int = 1000  # validation images for choosing query settings
+    fid_images: int = 500  # generated and real images for test FID/KID (and the judge)
+    val_fid_images: int = 100  # per guidance value, for choosing it on validation (KID: unbiased at small n)
+    dc_images: int = 100  # Diffusion-Classifier test images
+    curve_images: int = 300  # validation images per learning-curve point
+
+
+@dataclass
+class Context:
+    """What the measurements share across models: the budget, caches, the Inception network, the judge."""
+
+    budget: Budget
+    cache_dir: Path
+    extractor: InceptionFeatures
+    seed: int = 0  # evaluation seed (query noise, sample noise): the same for every model
+
+    def judge(self, config: Config):
+        m = config.model
+        train = load_fashion_mnist("train", m.resolution, m.image_channels, config.train.data_dir)
+        test = load_fashion_mnist("test", m.resolution, m.image_channels, config.train.data_dir)
+        return cached_judge("fashion-mnist", train, test, self.cache_dir)
+
+
+# ------------------------------------------------------------------------------- validation: choices, curves
+def validation_set(config: Config) -> LabelledImages:
+    """The images held out of this run's training split (the same ones its in-training validation reads)."""
+    return training_data(config)[1]
+
+
+def seen_only(data: LabelledImages, unseen: Sequence[int]) -> LabelledImages:
+    """The images of seen classes, relabelled among the seen classes only (tuning never looks at unseen ones)."""
+    seen = [k for k in range(len(data.class_names)) if k not in set(unseen)]
+    keep = torch.nonzero(torch.isin(data.labels, torch.tensor(seen))).flatten()
+    relabel = torch.full((len(data.class_names),), -1, dtype=torch.long)
+    relabel[seen] = torch.arange(len(seen))
+    subset = data.subset(keep)
+    return LabelledImages(subset.images, relabel[subset.labels], tuple(data.class_names[k] for k in seen))
+
+
+def _top1(pipe, data: LabelledImages, templates, query: dict) -> torch.Tensor:
+    """Per-image correctness (N,) bool of the query path."""
+    scores = pipe.scores(uint8_to_model(data.images), data.class_names, templates, **query).cpu()
+    return scores.argmax(1) == data.labels
+
+
+def choose_query(pipe, val: LabelledImages, seed: int) -> tuple[dict, dict]:
+    """The query steps and guidance with the best validation top-1 (ties: the cheaper one), and every score."""
+    if pipe.config.model.variant == "clip" or pipe.config.model.query_training == "regression":
+        return {"num_inference_steps": 1, "guidance_scale": 1.0}, {}
+    tried = {}
+    for query in QUERY_GRID:
+        tried[f"steps={query['num_inference_steps']},guidance={query['guidance_scale']}"] = (
+            query,
+            100.0 * _top1(pipe, val, None, {**query, "seed": seed}).float().mean().item(),
+        )
+    cost = lambda q: q["num_inference_steps"] * (2 if q["guidance_scale"] != 1.0 else 1)  # noqa: E731
+    best = max(tried.values(), key=lambda pair: (round(pair[1], 6), -cost(pair[0])))[0]
+    return best, {name: accuracy for name, (_, accuracy) in tried.items()}
+
+
+def choose_guidance(pipe, val: LabelledImages, ctx: Context, key: str) -> tuple[float, dict]:
+    """The generation guidance with the lowest KID against validation images."""
+    per_class = max(1, ctx.budget.val_fid_images // len(val.class_names))
+    real = fixed_subset(val, ctx.budget.val_fid_images).images
+    kids = {}
+    for scale in GUIDANCE_GRID:
+        fake, _, _ = class_samples(pipe, val.class_names, per_class, ctx.seed, GENERATION_STEPS, scale)
+        subset = min(50, len(fake), len(real))
+        figures = fid_kid(
+            real, fake, cache_dir=ctx.cache_dir, real_key=key, kid_subset=subset, extractor=ctx.extractor, fid=False
+        )
+        kids[scale] = figures["kid_mean"]
+    return min(kids, key=kids.get), {str(k): v for k, v in kids.items()}
+
+
+def curve_scorer(config: Config, ctx: Context, unseen: Sequence[int]):
+    """A learning-curve point for train(scorers=...), beside the validation's own seen-class top-1: with classes
+    held out, seen and unseen validation accuracy; else judged accuracy of 10 samples per class."""
+    val = fixed_subset(validation_set(config), ctx.budget.curve_images)
+    judge = ctx.judge(config)[0] if config.model.variant in ("diffdis", "gen") and not unseen else None
+
+    def score(pipe: DiffDisPipeline) -> dict[str, float]:
+        out = {}
+        if pipe.can_discriminate and unseen:
+            query = {"num_inference_steps": 1 if pipe.config.model.variant == "clip" else 2, "seed": ctx.seed}
+            scores = pipe.scores(uint8_to_model(val.images), val.class_names, None, **query).cpu()
+            figures = unseen_class_accuracy(scores, val.labels, unseen)
+            out.update(curve_seen_top1=figures["generalized_seen_top1"], curve_unseen_top1=figures["unseen_top1"])
+        if judge is not None:
+            fake, target, _ = class_samples(pipe, val.class_names, 10, ctx.seed, GENERATION_STEPS)
+            out["curve_judged"] = score_generations(judge, fake, target, val.class_names)["generation_accuracy"]
+        return out
+
+    return score
+
+
+# --------------------------------------------------------------------------------------------- Fashion-MNIST
+def evaluate_fashion(pipe, config: Config, ctx: Context, run_dir: Path) -> dict:
+    """Every Fashion-MNIST figure of one model (see the module docstring)."""
+    m, t, b = config.model, config.train, ctx.budget
+    unseen = holdout_indices(t.holdout_classes, FASHION_MNIST_CLASSES)
+    val = validation_set(config)
+    test_set = load_eval_set("fashion-mnist", m.resolution, m.image_channels, t.data_dir, ctx.seed)
+    test = fixed_subset(test_set.data, b.eval_images)
+    out: dict = {"unseen_classes": [test.class_names[k] for k in unseen]}
+    if pipe.can_discriminate:
+        tune = fixed_subset(seen_only(val, unseen) if unseen else val, b.val_images)
+        query, tried = choose_query(pipe, tune, ctx.seed)
+        out["query"] = {**query, "seed": ctx.seed, "chosen_on": f"{len(tune)} validation images", "tried": tried}
+        began = time.perf_counter()
+        scores = pipe.scores(uint8_to_model(test.images), test.class_names, test_set.templates, **query, seed=ctx.seed)
+        out["classification"] = _classification(scores.cpu(), test, unseen, time.perf_counter() - began)
+        if m.variant != "clip":
+            out["l_ita_by_t_e"] = ita_by_timestep(pipe, config, val, run_dir)
+    if pipe.can_generate:
+        # With classes held out the question is zero-shot transfer: the gen baseline's Diffusion Classifier at
+        # 8 timesteps. Without, generation quality and both Diffusion-Classifier budgets.
+        if not unseen and m.fusion == "all" and m.query_training == "diffusion":  # those ablations are of the query
+            out["generation"] = _generation(pipe, val, test_set.data, ctx, config)
+        if not unseen or m.variant == "gen":
+            budgets = DC_TIMESTEPS if not unseen else DC_TIMESTEPS[:1]
+            out["diffusion_classifier"] = {
+                str(n): _diffusion_classifier(pipe, test_set, unseen, n, ctx) for n in budgets
+            }
+    return out
+
+
+def _classification(scores: torch.Tensor, test: LabelledImages, unseen: Sequence[int], seconds: float) -> dict:
+    correct = scores.argmax(1) == test.labels
+    out = {
+        "images": len(test),
+        "classes": len(test.class_names),
+        "top1": 100.0 * correct.float().mean().item(),
+        "chance": 100.0 / len(test.class_names),
+        "correct": correct.int().tolist(),
+        "seconds_per_image": seconds / len(test),
+        "templates": "evaluation templates of the set (class embeddings averaged over them)",
+    }
+    if unseen:
+        out.update(unseen_class_accuracy(scores, test.labels, unseen))
+        is_unseen = torch.isin(test.labels, torch.tensor(list(unseen)))
+        restricted = torch.tensor(list(unseen))[scores[is_unseen][:, list(unseen)].argmax(1)]
+        out["unseen_correct"] = (restricted == test.labels[is_unseen]).int().tolist()
+    return out
+
+
+def _generation(pipe, val: LabelledImages, test: LabelledImages, ctx: Context, config: Config) -> dict:
+    b = ctx.budget
+    guidance, tried = choose_guidance(pipe, val, ctx, f"fashion-val-seed{config.train.seed}")
+    per_class = max(1, b.fid_images // len(test.class_names))
+    fake, target, settings = class_samples(pipe, test.class_names, per_class, ctx.seed, GENERATION_STEPS, guidance)
+    real = fixed_subset(test, b.fid_images).images
+    fid = fid_kid(real, fake, cache_dir=ctx.cache_dir, real_key="fashion-test", kid_subset=100, extractor=ctx.extractor)
+    judge, record = ctx.judge(config)
+    return {
+        **settings,
+        "guidance_chosen_on": f"validation KID, {b.val_fid_images} images per value",
+        "guidance_tried": tried,
+        "fid": fid,
+        **score_generations(judge, fake, target, test.class_names),
+        "judge": record,
+    }
+
+
+def _diffusion_classifier(pipe, test_set, unseen: Sequence[int], n: int, ctx: Context) -> dict:
+    data = fixed_subset(test_set.data, ctx.budget.dc_images)
+    timesteps = spaced_timesteps(n, pipe.config.model.num_train_timesteps)
+    began = time.perf_counter()
+    scores = diffusion_classifier_scores(
+        pipe, uint8_to_model(data.images), data.class_names, test_set.templates, timesteps, seed=ctx.seed
+    )
+    out = _classification(scores, data, unseen, time.perf_counter() - began)
+    out["templates"] = "evaluation templates of the set (each class's token states averaged over them)"
+    return {**out, "timesteps": list(timesteps), "unet_evaluations_per_image": n * len(data.class_names)}
+
+
+@torch.no_grad()
+def ita_by_timestep(pipe, config: Config, val: LabelledImages, run_dir: Path, batch: int = 256) -> dict:
+    """L_ITA on validation images with every text timestep pinned to the centre of each of T_E_BUCKETS buckets
+    (the run's final logit scale, one batch of training-template captions): how much the loss depends on t_e."""
+    data = fixed_subset(val, batch)
+    rng = np.random.default_rng(0)
+    captions = [TRAIN_TEMPLATES[rng.integers(len(TRAIN_TEMPLATES))].format(val.class_names[k]) for k in data.labels]
+    objective = DiffDisObjective.from_pipeline(pipe, config.train)
+    logged = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    objective.logit_scale.fill_(float(np.log(logged[-1]["logit_scale"])))
+    objective.image_dropout = 0.0
+    z, _, e = objective.encoders[0]({"images": data.images, "captions": captions}, None, pipe.device)
+    T = pipe.config.model.num_train_timesteps
+    out = {}
+    for k in range(T_E_BUCKETS):
+        t = int((k + 0.5) * T / T_E_BUCKETS)
+        t_e = torch.full((len(z),), t, dtype=torch.long, device=z.device)
+        noise = torch.randn(e.shape, generator=torch.Generator().manual_seed(k)).to(e)
+        e_t = pipe.query.noise(e, t_e, noise)
+        e_hat = pipe.query.direction(pipe.model.predict_query(z, e_t, t_e), e_t, t_e)
+        out[f"t_e={t}"] = objective.contrastive(e_hat, e).item()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- shapes
+def evaluate_shapes(pipe, config: Config, ctx: Context) -> dict:
+    """Compositional transfer of a shapes-trained model (see the module docstring)."""
+    m, b = config.model, ctx.budget
+    out: dict = {}
+    if pipe.can_discriminate:
+        val = fixed_subset(validation_set(config), b.val_images)
+        query, tried = choose_query(pipe, val, ctx.seed)
+        query = {**query, "seed": ctx.seed}
+        out["query"] = {**query, "chosen_on": f"{len(val)} validation images (shape)", "tried": tried}
+        for attribute in ("colour", "shape"):
+            held = load_eval_set(f"shapes-heldout-{attribute}", m.resolution, m.image_channels, seed=ctx.seed)
+            data = fixed_subset(held.data, b.eval_images)
+            correct = _top1(pipe, data, held.templates, query)
+            out[f"heldout_{attribute}"] = {
+                "top1": 100.0 * correct.float().mean().item(),
+                "images": len(data),
+                "chance": 100.0 / len(data.class_names),
+                "correct": correct.int().tolist(),
+            }
+            out[f"test_unseen_scenes_{attribute}"] = _disjoint_test(pipe, config, attribute, query, ctx)
+        out["heldout_retrieval"] = _caption_retrieval(pipe, config, query, ctx)
+    if pipe.can_generate:
+        out["generation"] = shapes_generation_accuracy(
+            pipe, min(200, b.fid_images), GENERATION_STEPS, seed=ctx.seed, split="heldout"
+        )
+    return out
+
+
+def _disjoint_test(pipe, config: Config, attribute: str, query: dict, ctx: Context) -> dict:
+    """Attribute accuracy on the shapes test scenes whose caption no training scene has (the rest would be
+    partly memorisation), with the fraction that overlapped."""
+    m, t = config.model, config.train
+    trained = set(load_shapes("train", t.shapes_size, m.resolution, t.seed).captions)
+    test = load_shapes("test", ctx.budget.eval_images, m.resolution, ctx.seed)
+    keep = [i for i, c in enumerate(test.captions) if c not in trained]
+    data = test.attribute_set(attribute)
+    data = LabelledImages(convert(data.images, m.resolution, m.image_channels), data.labels, data.class_names)
+    data = data.subset(torch.tensor(keep, dtype=torch.long))
+    templates = load_eval_set(f"shapes-{attribute}", m.resolution, m.image_channels, seed=ctx.seed).templates
+    correct = _top1(pipe, data, templates, query)
+    return {
+        "top1": 100.0 * correct.float().mean().item(),
+        "images": len(keep),
+        "overlap_fraction": 1 - len(keep) / len(test.captions),
+        "chance": 100.0 / len(data.class_names),
+    }
+
+
+def _caption_retrieval(pipe, config: Config, query: dict, ctx: Context) -> dict:
+    """Each held-out image against its own caption among all the split's distinct captions (identical captions
+    are relevant to each other), both directions."""
+    m = config.model
+    shapes = load_shapes("heldout", ctx.budget.eval_images, m.resolution, ctx.seed)
+    images = uint8_to_model(convert(shapes.images, m.resolution, m.image_channels))
+    captions = shapes.captions
+    relevance = torch.tensor([[a == b for b in captions] for a in captions])
+    metrics = pipe.retrieve(images, captions, relevance=relevance, **query).metrics
+    return {**metrics, "images": len(captions), "distinct_captions": len(set(captions))}

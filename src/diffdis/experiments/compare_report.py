@@ -1,0 +1,271 @@
+"""The comparison study's report, rebuilt from every result.json found: per block, each model's figures as mean
+± std over seeds, DiffDis against every other row as a paired interval (accuracies: a bootstrap over seeds and
+the same test images; other figures: a paired t-interval over seeds), the costs from one alternating timing,
+and compare.md, compare.json, compare.png (the headline figures) and curves.png (learning curves)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data.datasets import fixed_subset
+from ..data.eval_sets import load_eval_set
+from ..data.transforms import uint8_to_model
+from ..evaluation.diffusion_classifier import diffusion_classifier_scores, spaced_timesteps
+from ..evaluation.figures import bar_chart, line_chart
+from ..evaluation.report import write_json
+from ..evaluation.significance import paired_bootstrap, paired_interval
+from ..pipeline import DiffDisPipeline
+
+# (column, path into a row's record, path of per-image 0/1 scores or None, lower is better)
+COLUMNS: dict[str, list[tuple[str, tuple[str, ...], tuple[str, ...] | None, bool]]] = {
+    "fashion": [
+        ("seen-class top-1", ("classification", "top1"), ("classification", "correct"), False),
+        ("FID", ("generation", "fid", "fid"), None, True),
+        ("KID", ("generation", "fid", "kid_mean"), None, True),
+        ("judged accuracy", ("generation", "generation_accuracy"), None, False),
+        ("judged shirt", ("generation", "per_class", "shirt"), None, False),
+    ],
+    "unseen": [
+        ("unseen top-1 (among unseen)", ("classification", "unseen_top1"), ("classification", "unseen_correct"), False),
+        ("generalized seen", ("classification", "generalized_seen_top1"), None, False),
+        ("generalized unseen", ("classification", "generalized_unseen_top1"), None, False),
+        ("harmonic mean", ("classification", "generalized_harmonic_mean"), None, False),
+    ],
+    "shapes": [
+        ("held-out colour", ("heldout_colour", "top1"), ("heldout_colour", "correct"), False),
+        ("held-out shape", ("heldout_shape", "top1"), ("heldout_shape", "correct"), False),
+        ("untrained test scenes colour", ("test_unseen_scenes_colour", "top1"), None, False),
+        ("untrained test scenes shape", ("test_unseen_scenes_shape", "top1"), None, False),
+        ("R@1 i->t", ("heldout_retrieval", "image_to_text_R@1"), None, False),
+        ("R@5 i->t", ("heldout_retrieval", "image_to_text_R@5"), None, False),
+        ("R@10 i->t", ("heldout_retrieval", "image_to_text_R@10"), None, False),
+        ("R@1 t->i", ("heldout_retrieval", "text_to_image_R@1"), None, False),
+        ("generated colour", ("generation", "per_attribute", "colour"), None, False),
+        ("generated shape", ("generation", "per_attribute", "shape"), None, False),
+    ],
+}
+CHANCE = {"fashion": "10", "unseen": "33.3 among unseen, 10 generalized", "shapes": "colour 16.7, shape 25"}
+
+
+def _get(record: dict, path: tuple[str, ...] | None):
+    for key in path or ():
+        record = record.get(key) if isinstance(record, dict) else None
+    return record if path else None
+
+
+def load_results(out: Path) -> dict[str, dict[str, dict[int, dict]]]:
+    """block -> row -> seed -> record. Diffusion-Classifier scoring of a generating model becomes rows of its
+    own ("gen + DC-8"), shaped like a classification result."""
+    blocks: dict = {}
+    for path in sorted((out / "runs").glob("*/*/result.json")):
+        record = json.loads(path.read_text())
+        rows = blocks.setdefault(record["block"], {})
+        rows.setdefault(record["model"], {})[record["seed"]] = record
+        for n, scored in (record.get("diffusion_classifier") or {}).items():
+            rows.setdefault(f"{record['model']} + DC-{n}", {})[record["seed"]] = {"classification": scored}
+    return blocks
+
+
+def _stat(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+        "per_seed": values,
+    }
+
+
+def _order(row: str) -> tuple[int, str]:
+    """diffdis, the baselines, Diffusion-Classifier rows, then the ablations."""
+    first = ("diffdis", "gen", "dis", "clip")
+    return (first.index(row), row) if row in first else (4 if "DC-" in row else 5, row)
+
+
+def block_table(block: str, rows: dict[str, dict[int, dict]]) -> dict:
+    """Mean ± std per row and column, and DiffDis - row for every other row, paired on common seeds. Rows without
+    a figure in this block's columns (e.g. gen where only its Diffusion Classifier is scored) are left out."""
+    columns = COLUMNS["unseen" if block.startswith("unseen") else block]
+    table, paired = {}, {}
+    reference = rows.get("diffdis", {})
+    for row in sorted(rows, key=_order):
+        seeds = rows[row]
+        table[row] = {}
+        for column, path, vector, lower in columns:
+            values = [v for v in (_get(seeds[s], path) for s in sorted(seeds)) if v is not None]
+            if values:
+                table[row][column] = _stat(values)
+            if row == "diffdis" or not values:
+                continue
+            common = [s for s in sorted(seeds) if s in reference and _get(reference[s], path) is not None]
+            if not common:
+                continue
+            if vector and all(_get(r[s], vector) for r in (reference, seeds) for s in common):
+                a = np.array([_get(reference[s], vector) for s in common])
+                b = np.array([_get(seeds[s], vector) for s in common])
+                interval = paired_bootstrap(a, b)
+            else:
+                interval = paired_interval(
+                    [_get(reference[s], path) for s in common], [_get(seeds[s], path) for s in common]
+                )
+                interval["method"] = "paired t-interval over seeds"
+            paired.setdefault(row, {})[column] = {**interval, "lower_is_better": lower}
+        if not table[row]:
+            del table[row]
+    return {"columns": [c[0] for c in columns], "rows": table, "diffdis_minus_row": paired}
+
+
+@torch.no_grad()
+def alternating_costs(rows: dict[str, dict[int, dict]], rounds: int = 3, images: int = 256) -> dict:
+    """Milliseconds per image of each classification path of the fashion block's seed-0 models, timed in one
+    process with the contenders alternating (a busy machine slows all alike): median and spread over rounds."""
+    paths = {}
+    for model in ("diffdis", "dis", "clip"):
+        record = rows.get(model, {}).get(0)
+        if record and "query" in record:
+            pipe = DiffDisPipeline.from_pretrained(record["model_dir"])
+            query = {k: record["query"][k] for k in ("num_inference_steps", "guidance_scale")}
+            paths[model] = (pipe, query)
+    test = None
+    timed: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for model, (pipe, query) in paths.items():
+            if test is None:
+                m = pipe.config.model
+                test = uint8_to_model(fixed_subset(load_eval_set("fashion-mnist", m.resolution, 1).data, images).images)
+            began = time.perf_counter()
+            pipe.encode_image(test, **query)
+            timed.setdefault(f"{model} query", []).append(1000 * (time.perf_counter() - began) / len(test))
+        for source in ("gen", "diffdis"):
+            record = rows.get(source, {}).get(0)
+            if not record or test is None:
+                continue
+            if source == "diffdis" and source not in paths:
+                continue
+            pipe = DiffDisPipeline.from_pretrained(record["model_dir"]) if source == "gen" else paths[source][0]
+            names = load_eval_set("fashion-mnist", pipe.config.model.resolution, 1).data.class_names
+            for n in (8, 32):
+                began = time.perf_counter()
+                diffusion_classifier_scores(pipe, test[:16], names, None, spaced_timesteps(n))
+                timed.setdefault(f"{source} + DC-{n}", []).append(1000 * (time.perf_counter() - began) / 16)
+    return {
+        name: {"median_ms_per_image": statistics.median(v), "min": min(v), "max": max(v), "rounds": len(v)}
+        for name, v in timed.items()
+    } | {"how": f"{rounds} alternating rounds; {images} test images per query path, 16 per Diffusion-Classifier"}
+
+
+def _fmt(stat: dict | None, digits: int) -> str:
+    if not stat:
+        return "-"
+    return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if stat["n"] > 1 else "") + f" ({stat['n']})"
+
+
+def _digits(column: str) -> int:
+    return 4 if column == "KID" else 1
+
+
+def markdown(report: dict) -> str:
+    s = report["settings"]
+    lines = [
+        "# DiffDis and its baselines at equal steps",
+        "",
+        f"Each model trained for {s['steps']} steps (warm-up 5%, cosine to the last step) per seed, seeds {s['seeds']};"
+        " figures are mean ± std over seeds (number of seeds in brackets). Settings (query steps and guidance,"
+        " generation guidance) were chosen per model on its validation split; each test figure was read once.",
+        "",
+    ]
+    for block, table in report["blocks"].items():
+        columns = table["columns"]
+        chance = CHANCE["unseen" if block.startswith("unseen") else block]
+        held = report["settings"]["holdout_triples"].get(block)
+        title = f"## {block}" + (f": held out of training {', '.join(held)}" if held else "")
+        lines += [title, "", f"Chance: {chance} (%).", ""]
+        lines.append("| model | " + " | ".join(columns) + " |")
+        lines.append("|---" * (len(columns) + 1) + "|")
+        for row, stats in table["rows"].items():
+            lines.append(f"| {row} | " + " | ".join(_fmt(stats.get(c), _digits(c)) for c in columns) + " |")
+        lines += ["", "DiffDis minus each row (95% interval; * = the interval excludes 0):", ""]
+        for row, diffs in table["diffdis_minus_row"].items():
+            parts = []
+            for column, d in diffs.items():
+                if d.get("low") is None:
+                    parts.append(f"{column} {d['mean_difference']:+.2f} (one seed)")
+                else:
+                    star = "*" if d["significant"] else ""
+                    parts.append(f"{column} {d['mean_difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]{star}")
+            lines.append(f"- vs {row}: " + "; ".join(parts))
+        lines.append("")
+    if report.get("costs"):
+        lines += [
+            "## Cost per image (alternating timing, one process)",
+            "",
+            "| path | median ms / image | range |",
+            "|---|---|---|",
+        ]
+        for name, c in report["costs"].items():
+            if isinstance(c, dict):
+                lines.append(f"| {name} | {c['median_ms_per_image']:.2f} | {c['min']:.2f}-{c['max']:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]]) -> Image.Image | None:
+    """Validation figures against training steps, mean over seeds: one panel per measured quantity."""
+    panels = [
+        ("fashion", "val_top1", "seen-class validation top-1 (%), Fashion-MNIST"),
+        ("fashion", "curve_judged", "judged generation accuracy (%), 10 samples per class"),
+        ("unseen-A", "curve_unseen_top1", "unseen-class validation top-1 (%), unseen-A"),
+    ]
+    images = []
+    for block, key, title in panels:
+        series = {}
+        for row, seeds in blocks.get(block, {}).items():
+            points: dict[int, list[float]] = {}
+            for record in seeds.values():
+                for point in record.get("curve", []):
+                    if key in point:
+                        points.setdefault(point["step"], []).append(point[key])
+            if points:
+                series[row] = {step: statistics.fmean(v) for step, v in points.items()}
+        if series:
+            images.append(line_chart(series, title, "training step", "%", log_x=False))
+    if not images:
+        return None
+    figure = Image.new("RGB", (images[0].width, sum(i.height for i in images)), "white")
+    for k, image in enumerate(images):
+        figure.paste(image, (0, sum(i.height for i in images[:k])))
+    return figure
+
+
+def headline_figure(report: dict) -> Image.Image | None:
+    """The first column of each block, mean per row (bars drawn as a chart of one point per row)."""
+    bars = {}
+    for block, table in report["blocks"].items():
+        column = table["columns"][0]
+        for row, stats in table["rows"].items():
+            if column in stats:
+                bars[f"{block}: {row}"] = (stats[column]["mean"], stats[column]["std"])
+    return bar_chart(bars, "first figure of each block (%), mean and std over seeds") if bars else None
+
+
+def write_report(out: Path, settings: dict) -> dict:
+    blocks = load_results(out)
+    report = {
+        "settings": settings,
+        "blocks": {block: block_table(block, rows) for block, rows in blocks.items()},
+        "costs": alternating_costs(blocks["fashion"]) if "fashion" in blocks else {},
+        "runs": {block: {row: sorted(seeds) for row, seeds in rows.items()} for block, rows in blocks.items()},
+    }
+    write_json(out / "compare.json", report)
+    (out / "compare.md").write_text(markdown(report))
+    for name, figure in (("compare.png", headline_figure(report)), ("curves.png", curves_figure(blocks))):
+        if figure is not None:
+            figure.save(out / name)
+    print(markdown(report))
+    return report
