@@ -176,3 +176,15 @@ def test_demo_end_to_end_on_small_data(tmp_path, idx_dir):
         == summary["retrieval"]["class_level"]["text_to_image_R@1"]
     )
     assert (tmp_path / "demo" / "samples.png").exists() and (tmp_path / "demo" / "confusion.png").exists()
+
+
+def test_compare_budget_mode_fits_each_model_its_own_steps(tmp_path, idx_dir):
+    """--budget-minutes: a probe measures each model's step time, so that its schedule ends at its last step."""
+    from diffdis.experiments.compare import StudyRun, budget_steps
+
+    extra = [*SMALL, "train.val_size=40", "train.batch_size=16", f"train.data_dir={idx_dir}"]
+    run = StudyRun("fashion", "clip", 0)
+    steps = budget_steps(run, 0.5, tmp_path, extra, probe=3)
+    probe = json.loads((tmp_path / "probe/fashion/clip/train_summary.json").read_text())
+    assert steps == int(30 / (probe["train_seconds"] / probe["steps"])) and probe["steps"] == 3
+    assert budget_steps(run, 1.0, tmp_path, extra, probe=3) in (2 * steps, 2 * steps + 1)  # the probe is reused

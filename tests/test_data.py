@@ -78,3 +78,16 @@ def test_no_evaluation_template_is_a_training_template():
 
     for name, templates in EVAL_TEMPLATES_BY_SET.items():
         assert not set(templates) & set(TRAIN_TEMPLATES), name
+
+
+def test_shapes_test_scenes_that_equal_training_scenes_are_measured_and_removed():
+    from diffdis.data.shapes import load_shapes
+
+    train = load_shapes("train", 3000, 16)
+    test = load_shapes("test", 300, 16)
+    kept, overlap = test.without(train)
+    trained = set(train.captions)
+    shared = sum(c in trained for c in test.captions)
+    assert shared > 0 and overlap == shared / len(test.captions)  # the finite scene space does repeat scenes
+    assert len(kept.scenes) == len(test.scenes) - shared and not trained & set(kept.captions)
+    assert kept.images.shape[0] == len(kept.scenes)

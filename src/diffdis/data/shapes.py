@@ -160,6 +160,14 @@ class Shapes:
         keep = labels >= 0
         return LabelledImages(self.images[keep], labels[keep], ATTRIBUTES[attribute])
 
+    def without(self, other: Shapes) -> tuple[Shapes, float]:
+        """These samples less every scene that `other` holds too (a scene is drawn from its caption alone, so
+        equal captions are equal images), and the fraction removed: e.g. the test scenes never trained on."""
+        seen = set(other.captions)
+        keep = [i for i, c in enumerate(self.captions) if c not in seen]
+        removed = 1 - len(keep) / len(self.scenes) if self.scenes else 0.0
+        return Shapes(self.images[keep], tuple(self.scenes[i] for i in keep)), removed
+
 
 def load_shapes(split: str, size: int, resolution: int, seed: int = 0) -> Shapes:
     scenes = tuple(scene(split, i, seed) for i in range(size))

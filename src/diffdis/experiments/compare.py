@@ -9,6 +9,7 @@ length. The study's blocks, in the order they run (each seed in turn, every mode
   shapes      the same on `shapes`: compositional transfer to held-out colour-shape pairs
   ablations   DiffDis with the query trained by regression (t_e = T-1), fusion in the mid block only or not
               at all, λ = 0.3 and 3, per-loss gradient clipping (Fashion-MNIST; regression also unseen-A, shapes)
+  settings    DiffDis with the query scale γ = 0.3 and 3, and ε-prediction of the query (Fashion-MNIST)
 
 A run's figures go to OUT/runs/BLOCK/MODEL-seedS/result.json as soon as it is measured; a restarted study
 skips runs with a result and resumes a half-trained run from its checkpoint. The tables are rebuilt from
@@ -45,10 +46,20 @@ MODELS: dict[str, tuple[str, ...]] = {  # row name -> its overrides of the tiny 
     "lam-0.3": ("train.lam=0.3",),
     "lam-3": ("train.lam=3",),
     "clip-per-loss": ("train.clip_per_loss=true",),
+    "gamma-0.3": ("model.gamma=0.3",),
+    "gamma-3": ("model.gamma=3",),
+    "epsilon": ("model.text_prediction=epsilon",),
 }
 BLOCKS = ("fashion", "unseen-A", "unseen-B", "shapes")
 BASELINES = ("diffdis", "gen", "dis", "clip")
 ABLATIONS = ("regression", "fusion-mid", "fusion-none", "lam-0.3", "lam-3", "clip-per-loss")
+SETTINGS = ("gamma-0.3", "gamma-3", "epsilon")  # the query's scale γ and its parameterisation
+QUERY_ONLY = (
+    "regression",
+    "fusion-mid",
+    "fusion-none",
+    *SETTINGS,
+)  # change the query path alone: no generation figures
 CURVE_POINTS = 5  # validations per run (learning curves)
 
 
@@ -88,6 +99,7 @@ def study_runs(seeds: tuple[int, ...], blocks: tuple[str, ...] = (), models: tup
         ("fashion", ABLATIONS),
         ("unseen-A", ("regression",)),
         ("shapes", ("regression",)),
+        ("fashion", SETTINGS),
     ]
     return [
         StudyRun(block, model, seed)
@@ -158,11 +170,10 @@ def run_compare(
         model_dir = train(config, run_dir, progress=progress, scorers=scorers)
         trained = time.perf_counter() - began
         pipe = DiffDisPipeline.from_pretrained(model_dir)
-        figures = (
-            evaluate_shapes(pipe, config, ctx)
-            if run.block == "shapes"
-            else evaluate_fashion(pipe, config, ctx, run_dir)
-        )
+        if run.block == "shapes":
+            figures = evaluate_shapes(pipe, config, ctx)
+        else:
+            figures = evaluate_fashion(pipe, config, ctx, run_dir, generation=run.model not in QUERY_ONLY)
         summary = json.loads((run_dir / "train_summary.json").read_text())
         record = {
             "block": run.block,

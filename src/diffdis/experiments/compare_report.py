@@ -23,10 +23,13 @@ from ..evaluation.report import write_json
 from ..evaluation.significance import paired_bootstrap, paired_interval
 from ..pipeline import DiffDisPipeline
 
-# (column, path into a row's record, path of per-image 0/1 scores or None, lower is better)
-COLUMNS: dict[str, list[tuple[str, tuple[str, ...], tuple[str, ...] | None, bool]]] = {
+# (column, path into a row's record, path of per-image 0/1 scores or None, lower is better). The validation
+# column (the last in-training validation, held-out training images) is the one settings are read from.
+Path_ = tuple[str | int, ...]
+COLUMNS: dict[str, list[tuple[str, Path_, Path_ | None, bool]]] = {
     "fashion": [
         ("seen-class top-1", ("classification", "top1"), ("classification", "correct"), False),
+        ("validation top-1", ("curve", -1, "val_top1"), None, False),
         ("FID", ("generation", "fid", "fid"), None, True),
         ("KID", ("generation", "fid", "kid_mean"), None, True),
         ("judged accuracy", ("generation", "generation_accuracy"), None, False),
@@ -54,9 +57,13 @@ COLUMNS: dict[str, list[tuple[str, tuple[str, ...], tuple[str, ...] | None, bool
 CHANCE = {"fashion": "10", "unseen": "33.3 among unseen, 10 generalized", "shapes": "colour 16.7, shape 25"}
 
 
-def _get(record: dict, path: tuple[str, ...] | None):
+def _get(record: dict, path: Path_ | None):
+    """The value at `path` (dict keys, list indices), or None where it is missing."""
     for key in path or ():
-        record = record.get(key) if isinstance(record, dict) else None
+        if isinstance(key, int):
+            record = record[key] if isinstance(record, list) and record else None
+        else:
+            record = record.get(key) if isinstance(record, dict) else None
     return record if path else None
 
 
