@@ -7,7 +7,7 @@ import torch
 from conftest import SMALL
 
 from diffdis import DiffDisPipeline, preset
-from diffdis.evaluation.diffusion_classifier import diffusion_classifier_scores
+from diffdis.evaluation.diffusion_classifier import diffusion_classifier_scores, spaced_timesteps
 from diffdis.objective import DiffDisObjective
 
 
@@ -48,11 +48,13 @@ def test_diffusion_classifier_batches_like_the_naive_loop(small_pipeline):
     pipe = small_pipeline
     images = torch.rand(5, 1, 16, 16) * 2 - 1
     names = ("dress", "bag", "coat")
-    scores = diffusion_classifier_scores(pipe, images, names, timesteps=(200, 600), batch_size=2)
+    templates = ("a photo of the {}.", "a drawing of a {}.")
+    scores = diffusion_classifier_scores(pipe, images, names, templates, timesteps=(200, 600), batch_size=2)
     assert scores.shape == (5, 3)
-    # naive reference: one image, one class, one timestep at a time, with the same noise
+    # naive reference: one image, one class, one timestep at a time, with the same noise; each class conditioned
+    # on its prompts' token states averaged over the templates
     noise = torch.randn(2, *images.shape, generator=torch.Generator().manual_seed(0))
-    c, _ = pipe.text_encoder([f"a photo of the {n}." for n in names])
+    c = torch.stack([pipe.text_encoder([t.format(n) for t in templates])[0].mean(0) for n in names])
     naive = torch.zeros(5, 3)
     for i in range(5):
         for k in range(3):
@@ -62,3 +64,4 @@ def test_diffusion_classifier_batches_like_the_naive_loop(small_pipeline):
                 with torch.no_grad():
                     naive[i, k] -= (pipe.model(z_t, tt, c[k : k + 1]) - noise[j, i : i + 1]).square().mean() / 2
     assert torch.allclose(scores, naive, atol=1e-5)
+    assert spaced_timesteps(4, 1000) == (125, 375, 625, 875)  # the centres of four equal parts of the schedule

@@ -109,17 +109,28 @@ def test_every_option_is_documented():
 
 def test_compare_end_to_end(tmp_path, idx_dir):
     """A quick study: 2 seeds, the seen-class block and one held-out triple, every key of the report."""
+    from diffdis.experiments.compare import run_compare
+    from diffdis.experiments.compare_eval import Budget
+
     out = tmp_path / "compare"
-    sets = [
-        arg
-        for item in SMALL + ["train.val_size=40", "train.batch_size=16", f"train.data_dir={idx_dir}"]
-        for arg in ("--set", item)
-    ]
-    command = (
-        f"compare --out {out} --steps 2 --seeds 0,1 --blocks fashion,unseen-A --models diffdis,clip "
-        "--eval-images 30 --fid-images 10 --dc-images 20 --no-progress"
+    extra = [*SMALL, "train.val_size=40", "train.batch_size=16", f"train.data_dir={idx_dir}"]
+    budget = Budget(
+        eval_images=30,
+        val_images=20,
+        fid_images=10,
+        val_fid_images=10,
+        dc_images=20,
+        curve_images=20,
+        curve_samples=1,
+        cost_rounds=1,
+        cost_images=16,
     )
-    assert main(command.split() + sets) == 0
+
+    def study():
+        kwargs = dict(steps=2, seeds=(0, 1), blocks=("fashion", "unseen-A"), models=("diffdis", "clip"))
+        run_compare(out, budget=budget, overrides=extra, progress=False, **kwargs)
+
+    study()
     report = json.loads((out / "compare.json").read_text())
     fashion, unseen = report["blocks"]["fashion"], report["blocks"]["unseen-A"]
     assert set(fashion["rows"]) == {"diffdis", "clip", "diffdis + DC-8", "diffdis + DC-32"}
@@ -128,8 +139,9 @@ def test_compare_end_to_end(tmp_path, idx_dir):
     assert "FID" not in fashion["rows"]["clip"]
     paired = fashion["diffdis_minus_row"]["clip"]["seen-class top-1"]
     assert paired["method"] == "bootstrap over seeds and images" and paired["low"] <= paired["high"]
-    dc = fashion["diffdis_minus_row"]["diffdis + DC-32"]["seen-class top-1"]
-    assert dc["images"] == 20 and dc["seeds"] == 2
+    dc8 = fashion["diffdis_minus_row"]["diffdis + DC-8"]["seen-class top-1"]
+    dc32 = fashion["diffdis_minus_row"]["diffdis + DC-32"]["seen-class top-1"]
+    assert (dc8["images"], dc32["images"], dc32["seeds"]) == (20, 5, 2)  # paired on the test images both scored
     assert set(unseen["rows"]) == {"diffdis", "clip"}
     assert {"unseen top-1 (among unseen)", "generalized seen", "generalized unseen"} <= set(unseen["rows"]["clip"])
     assert report["settings"]["holdout_triples"]["unseen-A"] and set(report["costs"]) >= {"diffdis query", "clip query"}
@@ -140,7 +152,7 @@ def test_compare_end_to_end(tmp_path, idx_dir):
     assert (out / "compare.png").exists() and (out / "curves.png").exists()
     # finished runs are skipped when the study runs again
     stamp = (out / "runs/fashion/clip-seed1/result.json").stat().st_mtime
-    assert main(command.split() + sets) == 0
+    study()
     assert (out / "runs/fashion/clip-seed1/result.json").stat().st_mtime == stamp
 
 

@@ -132,13 +132,20 @@ def load_fashion_mnist(
     return LabelledImages(images, labels, FASHION_MNIST_CLASSES)
 
 
+def fixed_subset_indices(total: int, size: int, seed: int = 0) -> np.ndarray:
+    """The positions fixed_subset keeps, ascending. A smaller subset of the same set is part of a larger one
+    (both are the first entries of one seeded permutation), so figures on both can be paired image by image."""
+    if size >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).permutation(total)[:size])
+
+
 def fixed_subset(data: LabelledImages, size: int, seed: int = 0) -> LabelledImages:
     """The same `size` images every time (a seeded permutation), for comparable sweeps; the whole set, in its own
     order, when it has no more than `size` images."""
     if size >= len(data):
         return data
-    order = np.random.default_rng(seed).permutation(len(data))[:size]
-    return data.subset(np.sort(order))
+    return data.subset(fixed_subset_indices(len(data), size, seed))
 
 
 def train_val_split(data: LabelledImages, val_size: int, seed: int) -> tuple[LabelledImages, LabelledImages]:

@@ -205,7 +205,7 @@ def run_compare(
         "code": _code_version(),
         "environment": environment(),
     }
-    return write_report(out, settings)
+    return write_report(out, settings, ctx.budget.cost_rounds, ctx.budget.cost_images)
 
 
 def _indices(names: tuple[str, ...]) -> list[int]:

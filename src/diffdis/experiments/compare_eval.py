@@ -23,7 +23,13 @@ import torch
 
 from ..config import Config
 from ..data.captions import TRAIN_TEMPLATES
-from ..data.datasets import FASHION_MNIST_CLASSES, LabelledImages, fixed_subset, load_fashion_mnist
+from ..data.datasets import (
+    FASHION_MNIST_CLASSES,
+    LabelledImages,
+    fixed_subset,
+    fixed_subset_indices,
+    load_fashion_mnist,
+)
 from ..data.eval_sets import convert, load_eval_set
 from ..data.shapes import load_shapes
 from ..data.sources import holdout_indices, training_data
@@ -49,10 +55,13 @@ class Budget:
 
     eval_images: int = 2000  # classification test images (Fashion-MNIST) and shapes sets
     val_images: int = 1000  # validation images for choosing query settings
-    fid_images: int = 500  # generated and real images for test FID/KID (and the judge)
-    val_fid_images: int = 100  # per guidance value, for choosing it on validation (KID: unbiased at small n)
-    dc_images: int = 100  # Diffusion-Classifier test images
+    fid_images: int = 250  # generated and real images for test FID/KID (and the judge); Inception: ~6 images/s here
+    val_fid_images: int = 50  # per guidance value, for choosing it on validation (KID: unbiased at small n)
+    dc_images: int = 100  # Diffusion-Classifier test images at 8 timesteps (a quarter of them at 32)
     curve_images: int = 300  # validation images per learning-curve point
+    curve_samples: int = 10  # generated images per class per learning-curve point (judged)
+    cost_rounds: int = 3  # alternating timing of the classification paths
+    cost_images: int = 256  # test images per timed query path (a sixteenth of them per Diffusion Classifier)
 
 
 @dataclass
@@ -137,7 +146,7 @@ def curve_scorer(config: Config, ctx: Context, unseen: Sequence[int]):
             figures = unseen_class_accuracy(scores, val.labels, unseen)
             out.update(curve_seen_top1=figures["generalized_seen_top1"], curve_unseen_top1=figures["unseen_top1"])
         if judge is not None:
-            fake, target, _ = class_samples(pipe, val.class_names, 10, ctx.seed, GENERATION_STEPS)
+            fake, target, _ = class_samples(pipe, val.class_names, ctx.budget.curve_samples, ctx.seed, GENERATION_STEPS)
             out["curve_judged"] = score_generations(judge, fake, target, val.class_names)["generation_accuracy"]
         return out
 
@@ -153,6 +162,7 @@ def evaluate_fashion(pipe, config: Config, ctx: Context, run_dir: Path, generati
     val = validation_set(config)
     test_set = load_eval_set("fashion-mnist", m.resolution, m.image_channels, t.data_dir, ctx.seed)
     test = fixed_subset(test_set.data, b.eval_images)
+    positions = fixed_subset_indices(len(test_set.data), b.eval_images).tolist()
     out: dict = {"unseen_classes": [test.class_names[k] for k in unseen]}
     if pipe.can_discriminate:
         tune = fixed_subset(seen_only(val, unseen) if unseen else val, b.val_images)
@@ -160,7 +170,7 @@ def evaluate_fashion(pipe, config: Config, ctx: Context, run_dir: Path, generati
         out["query"] = {**query, "seed": ctx.seed, "chosen_on": f"{len(tune)} validation images", "tried": tried}
         began = time.perf_counter()
         scores = pipe.scores(uint8_to_model(test.images), test.class_names, test_set.templates, **query, seed=ctx.seed)
-        out["classification"] = _classification(scores.cpu(), test, unseen, time.perf_counter() - began)
+        out["classification"] = _classification(scores.cpu(), test, unseen, time.perf_counter() - began, positions)
         if m.variant != "clip":
             out["l_ita_by_t_e"] = ita_by_timestep(pipe, config, val, run_dir)
     if pipe.can_generate:
@@ -176,10 +186,14 @@ def evaluate_fashion(pipe, config: Config, ctx: Context, run_dir: Path, generati
     return out
 
 
-def _classification(scores: torch.Tensor, test: LabelledImages, unseen: Sequence[int], seconds: float) -> dict:
+def _classification(
+    scores: torch.Tensor, test: LabelledImages, unseen: Sequence[int], seconds: float, positions: list[int]
+) -> dict:
+    """Top-1 and per-image correctness; `positions`: each image's index in the test set (for pairing)."""
     correct = scores.argmax(1) == test.labels
     out = {
         "images": len(test),
+        "positions": positions,
         "classes": len(test.class_names),
         "top1": 100.0 * correct.float().mean().item(),
         "chance": 100.0 / len(test.class_names),
@@ -192,6 +206,7 @@ def _classification(scores: torch.Tensor, test: LabelledImages, unseen: Sequence
         is_unseen = torch.isin(test.labels, torch.tensor(list(unseen)))
         restricted = torch.tensor(list(unseen))[scores[is_unseen][:, list(unseen)].argmax(1)]
         out["unseen_correct"] = (restricted == test.labels[is_unseen]).int().tolist()
+        out["unseen_positions"] = [p for p, u in zip(positions, is_unseen.tolist()) if u]
     return out
 
 
@@ -214,13 +229,15 @@ def _generation(pipe, val: LabelledImages, test: LabelledImages, ctx: Context, c
 
 
 def _diffusion_classifier(pipe, test_set, unseen: Sequence[int], n: int, ctx: Context) -> dict:
-    data = fixed_subset(test_set.data, ctx.budget.dc_images)
+    size = ctx.budget.dc_images if n <= 8 else max(1, ctx.budget.dc_images // 4)  # its cost grows with n
+    data = fixed_subset(test_set.data, size)
     timesteps = spaced_timesteps(n, pipe.config.model.num_train_timesteps)
     began = time.perf_counter()
     scores = diffusion_classifier_scores(
         pipe, uint8_to_model(data.images), data.class_names, test_set.templates, timesteps, seed=ctx.seed
     )
-    out = _classification(scores, data, unseen, time.perf_counter() - began)
+    positions = fixed_subset_indices(len(test_set.data), size).tolist()
+    out = _classification(scores, data, unseen, time.perf_counter() - began, positions)
     out["templates"] = "evaluation templates of the set (each class's token states averaged over them)"
     return {**out, "timesteps": list(timesteps), "unet_evaluations_per_image": n * len(data.class_names)}
 
@@ -262,12 +279,14 @@ def evaluate_shapes(pipe, config: Config, ctx: Context) -> dict:
         for attribute in ("colour", "shape"):
             held = load_eval_set(f"shapes-heldout-{attribute}", m.resolution, m.image_channels, seed=ctx.seed)
             data = fixed_subset(held.data, b.eval_images)
+            positions = fixed_subset_indices(len(held.data), b.eval_images).tolist()
             correct = _top1(pipe, data, held.templates, query)
             out[f"heldout_{attribute}"] = {
                 "top1": 100.0 * correct.float().mean().item(),
                 "images": len(data),
                 "chance": 100.0 / len(data.class_names),
                 "correct": correct.int().tolist(),
+                "positions": positions,
             }
             out[f"test_unseen_scenes_{attribute}"] = _disjoint_test(pipe, config, attribute, query, ctx)
         out["heldout_retrieval"] = _caption_retrieval(pipe, config, query, ctx)

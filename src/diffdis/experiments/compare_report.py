@@ -23,7 +23,9 @@ from ..evaluation.report import write_json
 from ..evaluation.significance import paired_bootstrap, paired_interval
 from ..pipeline import DiffDisPipeline
 
-# (column, path into a row's record, path of per-image 0/1 scores or None, lower is better). The validation
+# (column, path into a row's record, path of per-image 0/1 scores or None, lower is better). Per-image scores
+# sit beside their test-set positions ("correct"/"positions", "unseen_correct"/"unseen_positions"), so that rows
+# scored on different numbers of images are paired on the images they share. The validation
 # column (the last in-training validation, held-out training images) is the one settings are read from.
 Path_ = tuple[str | int, ...]
 COLUMNS: dict[str, list[tuple[str, Path_, Path_ | None, bool]]] = {
@@ -89,6 +91,19 @@ def _stat(values: list[float]) -> dict:
     }
 
 
+def _shared_images(left: list[dict], right: list[dict], vector: Path_) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds, images) per-image scores of two rows on the test images both scored (by test-set position)."""
+    where = (*vector[:-1], vector[-1].replace("correct", "positions"))
+    a_rows, b_rows = [], []
+    for a, b in zip(left, right):
+        a_at = dict(zip(_get(a, where), _get(a, vector)))
+        b_at = dict(zip(_get(b, where), _get(b, vector)))
+        shared = sorted(set(a_at) & set(b_at))
+        a_rows.append([a_at[p] for p in shared])
+        b_rows.append([b_at[p] for p in shared])
+    return np.array(a_rows), np.array(b_rows)
+
+
 def _order(row: str) -> tuple[int, str]:
     """diffdis, the baselines, Diffusion-Classifier rows, then the ablations."""
     first = ("diffdis", "gen", "dis", "clip")
@@ -114,8 +129,7 @@ def block_table(block: str, rows: dict[str, dict[int, dict]]) -> dict:
             if not common:
                 continue
             if vector and all(_get(r[s], vector) for r in (reference, seeds) for s in common):
-                a = np.array([_get(reference[s], vector) for s in common])
-                b = np.array([_get(seeds[s], vector) for s in common])
+                a, b = _shared_images([reference[s] for s in common], [seeds[s] for s in common], vector)
                 interval = paired_bootstrap(a, b)
             else:
                 interval = paired_interval(
@@ -129,42 +143,57 @@ def block_table(block: str, rows: dict[str, dict[int, dict]]) -> dict:
 
 
 @torch.no_grad()
-def alternating_costs(rows: dict[str, dict[int, dict]], rounds: int = 3, images: int = 256) -> dict:
+def alternating_costs(rows: dict[str, dict[int, dict]], rounds: int, images: int) -> dict:
     """Milliseconds per image of each classification path of the fashion block's seed-0 models, timed in one
-    process with the contenders alternating (a busy machine slows all alike): median and spread over rounds."""
-    paths = {}
-    for model in ("diffdis", "dis", "clip"):
+    process with the contenders alternating (a busy machine slows all alike): median and range over rounds."""
+    contenders = {}  # name -> (pipe, what to time)
+    for model in ("diffdis", "dis", "clip", "gen"):
         record = rows.get(model, {}).get(0)
-        if record and "query" in record:
-            pipe = DiffDisPipeline.from_pretrained(record["model_dir"])
+        if not record:
+            continue
+        pipe = DiffDisPipeline.from_pretrained(record["model_dir"])
+        if "query" in record:
             query = {k: record["query"][k] for k in ("num_inference_steps", "guidance_scale")}
-            paths[model] = (pipe, query)
-    test = None
+            contenders[f"{model} query"] = (pipe, query)
+        if pipe.can_generate:
+            for n in (8, 32):
+                contenders[f"{model} + DC-{n}"] = (pipe, spaced_timesteps(n))
+    if not contenders:
+        return {}
+    config = next(iter(contenders.values()))[0].config
+    test_set = load_eval_set(
+        "fashion-mnist", config.model.resolution, config.model.image_channels, config.train.data_dir
+    )
+    test = uint8_to_model(fixed_subset(test_set.data, images).images)
+    few = test[: max(1, len(test) // 16)]  # the Diffusion Classifier is timed on fewer images
     timed: dict[str, list[float]] = {}
     for _ in range(rounds):
-        for model, (pipe, query) in paths.items():
-            if test is None:
-                m = pipe.config.model
-                test = uint8_to_model(fixed_subset(load_eval_set("fashion-mnist", m.resolution, 1).data, images).images)
+        for name, (pipe, what) in contenders.items():
+            batch = test if "query" in name else few
             began = time.perf_counter()
-            pipe.encode_image(test, **query)
-            timed.setdefault(f"{model} query", []).append(1000 * (time.perf_counter() - began) / len(test))
-        for source in ("gen", "diffdis"):
-            record = rows.get(source, {}).get(0)
-            if not record or test is None:
-                continue
-            if source == "diffdis" and source not in paths:
-                continue
-            pipe = DiffDisPipeline.from_pretrained(record["model_dir"]) if source == "gen" else paths[source][0]
-            names = load_eval_set("fashion-mnist", pipe.config.model.resolution, 1).data.class_names
-            for n in (8, 32):
-                began = time.perf_counter()
-                diffusion_classifier_scores(pipe, test[:16], names, None, spaced_timesteps(n))
-                timed.setdefault(f"{source} + DC-{n}", []).append(1000 * (time.perf_counter() - began) / 16)
-    return {
+            if "query" in name:
+                pipe.encode_image(batch, **what)
+            else:
+                diffusion_classifier_scores(pipe, batch, test_set.data.class_names, test_set.templates, what)
+            timed.setdefault(name, []).append(1000 * (time.perf_counter() - began) / len(batch))
+    costs = {
         name: {"median_ms_per_image": statistics.median(v), "min": min(v), "max": max(v), "rounds": len(v)}
         for name, v in timed.items()
-    } | {"how": f"{rounds} alternating rounds; {images} test images per query path, 16 per Diffusion-Classifier"}
+    }
+    costs["how"] = (
+        f"{rounds} alternating rounds; {len(test)} test images per query path, {len(few)} per Diffusion Classifier"
+    )
+    return costs
+
+
+def ita_by_timestep(rows: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
+    """Per model of the fashion block: validation L_ITA with the text timestep pinned per bucket, over seeds."""
+    out = {}
+    for row in sorted(rows, key=_order):
+        per_seed = [r["l_ita_by_t_e"] for r in rows[row].values() if "l_ita_by_t_e" in r]
+        if per_seed:
+            out[row] = {bucket: _stat([p[bucket] for p in per_seed]) for bucket in per_seed[0]}
+    return out
 
 
 def _fmt(stat: dict | None, digits: int) -> str:
@@ -207,6 +236,17 @@ def markdown(report: dict) -> str:
                     star = "*" if d["significant"] else ""
                     parts.append(f"{column} {d['mean_difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]{star}")
             lines.append(f"- vs {row}: " + "; ".join(parts))
+        lines.append("")
+    if report.get("l_ita_by_t_e"):
+        buckets = list(next(iter(report["l_ita_by_t_e"].values())))
+        lines += [
+            "## Validation L_ITA by text timestep (fashion block)",
+            "",
+            "| model | " + " | ".join(buckets) + " |",
+            "|---" * (len(buckets) + 1) + "|",
+        ]
+        for row, stats in report["l_ita_by_t_e"].items():
+            lines.append(f"| {row} | " + " | ".join(_fmt(stats[b], 3) for b in buckets) + " |")
         lines.append("")
     if report.get("costs"):
         lines += [
@@ -261,12 +301,15 @@ def headline_figure(report: dict) -> Image.Image | None:
     return bar_chart(bars, "first figure of each block (%), mean and std over seeds") if bars else None
 
 
-def write_report(out: Path, settings: dict) -> dict:
+def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) -> dict:
+    """compare.json, compare.md and the figures from every result under out/runs; the classification paths of
+    the fashion block's seed-0 models are timed alternately (`rounds`, `images`)."""
     blocks = load_results(out)
     report = {
         "settings": settings,
         "blocks": {block: block_table(block, rows) for block, rows in blocks.items()},
-        "costs": alternating_costs(blocks["fashion"]) if "fashion" in blocks else {},
+        "costs": alternating_costs(blocks["fashion"], rounds, images) if "fashion" in blocks else {},
+        "l_ita_by_t_e": ita_by_timestep(blocks.get("fashion", {})),
         "runs": {block: {row: sorted(seeds) for row, seeds in rows.items()} for block, rows in blocks.items()},
     }
     write_json(out / "compare.json", report)
