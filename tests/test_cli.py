@@ -154,6 +154,9 @@ def test_compare_end_to_end(tmp_path, idx_dir):
     stamp = (out / "runs/fashion/clip-seed1/result.json").stat().st_mtime
     study()
     assert (out / "runs/fashion/clip-seed1/result.json").stat().st_mtime == stamp
+    (out / "compare.md").unlink()
+    assert main(["compare", "--out", str(out), "--report-only"]) == 0  # trains nothing, rewrites the report
+    assert "| diffdis |" in (out / "compare.md").read_text()
 
 
 def test_train_on_shapes_from_the_command_line(tmp_path):

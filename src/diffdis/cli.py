@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (default 0,1,2)")
     k.add_argument("--blocks", default="", help="run only these blocks: fashion, unseen-A, unseen-B, shapes")
     k.add_argument("--models", default="", help="run only these models (diffdis, gen, dis, clip, or an ablation)")
+    k.add_argument(
+        "--report-only", action="store_true", help="train nothing: rebuild the report from the results found"
+    )
     k.add_argument("--eval-images", type=int, default=2000, help="test images per classification set (default 2000)")
     k.add_argument("--fid-images", type=int, default=250, help="generated and real images for FID/KID (default 250)")
     k.add_argument(
@@ -358,6 +361,7 @@ def _compare(args) -> int:
         inception=args.inception,
         overrides=args.set,
         progress=not args.no_progress,
+        report_only=args.report_only,
     )
     return 0
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,12 +153,14 @@ def run_compare(
     inception: str = "fid-helper",
     overrides: list[str] | None = None,
     progress: bool = True,
+    report_only: bool = False,
 ) -> dict:
-    """Train and measure every run of the study not yet measured, then write the report from all results."""
+    """Train and measure every run of the study not yet measured (none with `report_only`), then write the report
+    from all results found."""
     out, extra = Path(out), list(overrides or [])
     ctx = Context(budget or Budget(), out / "cache", InceptionFeatures(inception))
     started = time.perf_counter()
-    for run in study_runs(seeds, blocks, models):
+    for run in () if report_only else study_runs(seeds, blocks, models):
         run_dir = out / "runs" / run.name
         if (run_dir / "result.json").exists():
             continue
@@ -191,6 +194,9 @@ def run_compare(
         write_json(run_dir / "result.json", record)
         print(f"[compare] {run.name}: done in {time.perf_counter() - began:.0f} s", flush=True)
     settings = {
+        "command": " ".join(["diffdis", *sys.argv[1:]])
+        if Path(sys.argv[0]).stem in ("diffdis", "cli")
+        else "run_compare",
         "steps": steps,
         "budget_minutes": budget_minutes,
         "seeds": list(seeds),

@@ -211,7 +211,12 @@ def markdown(report: dict) -> str:
     lines = [
         "# DiffDis and its baselines at equal steps",
         "",
-        f"Each model trained for {s['steps']} steps (warm-up 5%, cosine to the last step) per seed, seeds {s['seeds']};"
+        f"Made by `{s.get('command', 'diffdis compare')}`: {report['runs_measured']} runs, "
+        f"{report['run_seconds_total'] / 3600:.2f} h of training and evaluation in all (this machine: "
+        f"{s.get('environment', {}).get('torch_threads', '?')} threads).",
+        "",
+        f"Each model trained for {'/'.join(map(str, report['steps_per_run']))} steps (warm-up 5%, cosine to the last "
+        f"step) per seed, seeds {report['seeds_measured']};"
         " figures are mean ± std over seeds (number of seeds in brackets). Settings (query steps and guidance,"
         " generation guidance) were chosen per model on its validation split; each test figure was read once.",
         "",
@@ -305,8 +310,13 @@ def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) 
     """compare.json, compare.md and the figures from every result under out/runs; the classification paths of
     the fashion block's seed-0 models are timed alternately (`rounds`, `images`)."""
     blocks = load_results(out)
+    records = [r for rows in blocks.values() for seeds in rows.values() for r in seeds.values() if "wall_seconds" in r]
     report = {
         "settings": settings,
+        "runs_measured": len(records),
+        "run_seconds_total": sum(sum(r["wall_seconds"].values()) for r in records),
+        "steps_per_run": sorted({r["steps"] for r in records}),
+        "seeds_measured": sorted({r["seed"] for r in records}),
         "blocks": {block: block_table(block, rows) for block, rows in blocks.items()},
         "costs": alternating_costs(blocks["fashion"], rounds, images) if "fashion" in blocks else {},
         "l_ita_by_t_e": ita_by_timestep(blocks.get("fashion", {})),
