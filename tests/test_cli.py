@@ -200,6 +200,6 @@ def test_compare_budget_mode_fits_each_model_its_own_steps(tmp_path, idx_dir):
     extra = [*SMALL, "train.val_size=40", "train.batch_size=16", f"train.data_dir={idx_dir}"]
     run = StudyRun("fashion", "clip", 0)
     steps = budget_steps(run, 0.5, tmp_path, extra, probe=3)
-    probe = json.loads((tmp_path / "probe/fashion/clip/train_summary.json").read_text())
-    assert steps == int(30 / (probe["train_seconds"] / probe["steps"])) and probe["steps"] == 3
+    logged = [json.loads(line) for line in (tmp_path / "probe/fashion/clip/train_log.jsonl").read_text().splitlines()]
+    assert logged[-1]["step"] == 3 and steps == int(30 / (16 / logged[-1]["images_per_second"]))
     assert budget_steps(run, 1.0, tmp_path, extra, probe=3) in (2 * steps, 2 * steps + 1)  # the probe is reused

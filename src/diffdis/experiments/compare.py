@@ -132,14 +132,16 @@ def run_config(run: StudyRun, steps: int, extra: list[str]) -> Config:
 
 
 def budget_steps(run: StudyRun, minutes: float, out: Path, extra: list[str], probe: int = 10) -> int:
-    """The steps of `run` that fit into `minutes`, from the measured time of a short probe run (so that each
-    model's schedule still ends at its last step under an equal wall-clock budget)."""
+    """The steps of `run` that fit into `minutes`, from the optimizer-step speed of a short probe run (start-up
+    and validation excluded), so that each model's schedule still ends at its last step under an equal
+    wall-clock budget."""
     probe_dir = out / "probe" / run.block / run.model
+    config = run_config(run, probe, [*extra, "train.validate_every=0", "train.checkpoint_every=1000000"])
     if not (probe_dir / "train_summary.json").exists():
-        config = run_config(run, probe, [*extra, "train.validate_every=0", "train.checkpoint_every=1000000"])
         train(config, probe_dir, progress=False)
-    summary = json.loads((probe_dir / "train_summary.json").read_text())
-    return max(1, int(60 * minutes / (summary["train_seconds"] / summary["steps"])))
+    last = json.loads((probe_dir / "train_log.jsonl").read_text().splitlines()[-1])
+    seconds_per_step = config.train.batch_size / last["images_per_second"]
+    return max(1, int(60 * minutes / seconds_per_step))
 
 
 def run_compare(
