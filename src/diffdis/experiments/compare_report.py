@@ -149,7 +149,7 @@ def alternating_costs(rows: dict[str, dict[int, dict]], rounds: int, images: int
     contenders = {}  # name -> (pipe, what to time)
     for model in ("diffdis", "dis", "clip", "gen"):
         record = rows.get(model, {}).get(0)
-        if not record:
+        if not record or not Path(record["model_dir"]).exists():  # results of record travel without their models
             continue
         pipe = DiffDisPipeline.from_pretrained(record["model_dir"])
         if "query" in record:
