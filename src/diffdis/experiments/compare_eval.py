@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..data.captions import TRAIN_TEMPLATES
+from ..data.captions import EVAL_TEMPLATES_BY_SET, TRAIN_TEMPLATES
 from ..data.datasets import (
     FASHION_MNIST_CLASSES,
     LabelledImages,
@@ -31,7 +31,7 @@ from ..data.datasets import (
     load_fashion_mnist,
 )
 from ..data.eval_sets import convert, load_eval_set
-from ..data.shapes import load_shapes
+from ..data.shapes import Shapes, load_shapes
 from ..data.sources import holdout_indices, training_data
 from ..data.transforms import uint8_to_model
 from ..evaluation.diffusion_classifier import diffusion_classifier_scores, spaced_timesteps
@@ -276,6 +276,7 @@ def evaluate_shapes(pipe, config: Config, ctx: Context) -> dict:
         query, tried = choose_query(pipe, val, ctx.seed)
         query = {**query, "seed": ctx.seed}
         out["query"] = {**query, "chosen_on": f"{len(val)} validation images (shape)", "tried": tried}
+        untrained = _untrained_test_scenes(config, ctx)
         for attribute in ("colour", "shape"):
             held = load_eval_set(f"shapes-heldout-{attribute}", m.resolution, m.image_channels, seed=ctx.seed)
             data = fixed_subset(held.data, b.eval_images)
@@ -288,7 +289,7 @@ def evaluate_shapes(pipe, config: Config, ctx: Context) -> dict:
                 "correct": correct.int().tolist(),
                 "positions": positions,
             }
-            out[f"test_unseen_scenes_{attribute}"] = _disjoint_test(pipe, config, attribute, query, ctx)
+            out[f"test_unseen_scenes_{attribute}"] = _disjoint_test(pipe, config, untrained, attribute, query)
         out["heldout_retrieval"] = _caption_retrieval(pipe, config, query, ctx)
     if pipe.can_generate:
         out["generation"] = shapes_generation_accuracy(
@@ -297,16 +298,21 @@ def evaluate_shapes(pipe, config: Config, ctx: Context) -> dict:
     return out
 
 
-def _disjoint_test(pipe, config: Config, attribute: str, query: dict, ctx: Context) -> dict:
-    """Attribute accuracy on the shapes test scenes that no training scene equals (the rest would be partly
-    memorisation), with the fraction that overlapped."""
+def _untrained_test_scenes(config: Config, ctx: Context) -> tuple[Shapes, float]:
+    """The shapes test scenes that no training scene of this run equals (the rest would be partly memorisation),
+    and the fraction that overlapped."""
     m, t = config.model, config.train
     trained = load_shapes("train", t.shapes_size, m.resolution, t.seed)
-    test, overlap = load_shapes("test", ctx.budget.eval_images, m.resolution, ctx.seed).without(trained)
+    return load_shapes("test", ctx.budget.eval_images, m.resolution, ctx.seed).without(trained)
+
+
+def _disjoint_test(pipe, config: Config, untrained: tuple[Shapes, float], attribute: str, query: dict) -> dict:
+    """Attribute accuracy on the untrained test scenes, with the fraction of test scenes left out."""
+    m = config.model
+    test, overlap = untrained
     data = test.attribute_set(attribute)
     data = LabelledImages(convert(data.images, m.resolution, m.image_channels), data.labels, data.class_names)
-    templates = load_eval_set(f"shapes-{attribute}", m.resolution, m.image_channels, seed=ctx.seed).templates
-    correct = _top1(pipe, data, templates, query)
+    correct = _top1(pipe, data, EVAL_TEMPLATES_BY_SET[f"shapes-{attribute}"], query)
     return {
         "top1": 100.0 * correct.float().mean().item(),
         "images": len(data),
