@@ -26,12 +26,17 @@ if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.fi
     .venv/bin/pip install --quiet --no-deps "open_clip_torch==3.3.0"
 fi
 
+# WordNet (wordnet-base) is read only by the test that checks the class-name snapshot (data/vocabulary.py).
 DATA=/usr/share/datasets/fashion-mnist
-if [ ! -f "$DATA/t10k-labels-idx1-ubyte.gz" ] && [ ! -f "$DATA/t10k-labels-idx1-ubyte" ]; then
+missing=()
+[ -f "$DATA/t10k-labels-idx1-ubyte.gz" ] || [ -f "$DATA/t10k-labels-idx1-ubyte" ] || missing+=(dataset-fashion-mnist)
+[ -f /usr/share/wordnet/data.noun ] || missing+=(wordnet-base)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist'," >&2
-        echo "or pass your own IDX folder with --set train.data_dir=DIR (train) and --data-dir DIR (evaluation)." >&2
+        echo "missing Debian packages: run 'sudo apt-get install ${missing[*]}'." >&2
+        echo "Fashion-MNIST can instead come from your own IDX folder: --set train.data_dir=DIR (train) and" >&2
+        echo "--data-dir DIR (evaluation)." >&2
     fi
 fi

@@ -56,7 +56,7 @@ def test_attribute_sets():
 
 def test_captioned_images_mix_sources():
     labelled = LabelledImages(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 1, 0]), ("a", "b"))
-    templated = CaptionedImages.from_labelled(labelled, ("x {}", "y {}"))
+    templated = CaptionedImages.from_labelled(labelled, (("x a", "y a"), ("x b", "y b")))
     fixed = CaptionedImages.from_captions(torch.ones(3, 1, 8, 8, dtype=torch.uint8), ["one", "two", "one"])
     mixed = CaptionedImages.concatenate([templated, fixed])
     assert len(mixed) == 7 and len(mixed.caption_sets) == 4

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from contextlib import nullcontext
 
 import numpy as np
@@ -117,6 +118,35 @@ def test_resume_accepts_and_records_a_safe_change(tmp_path, idx_dir, capsys):
     assert json.loads((run / "config.json").read_text())["train"]["lam"] == 0.5
     state = json.loads((run / "checkpoints" / "step_0000003" / "state.json").read_text())
     assert state["config_changes"] == changes  # a later resume still knows
+    assert json.loads((run / "model" / "train_summary.json").read_text())["config_changes"] == changes
+    assert "train.lam changed from 1.0 to 0.5" in (run / "train.log").read_text()
+    assert len([p for p in (run / "logs").iterdir() if p.is_dir()]) == 2  # TensorBoard: the first start's hparams only
+
+    # no step left to run: the model folder keeps the config its weights were trained with, and no change is kept
+    model_config = (run / "model" / "diffdis_config.json").read_text()
+    again = ["train", "--out", str(run), "--no-progress", "--max-steps", "3", *sets, "--set", "train.lam=0.25"]
+    assert main(again) == 0
+    assert "nothing to train" in capsys.readouterr().out
+    assert (run / "model" / "diffdis_config.json").read_text() == model_config
+    assert json.loads((run / "train_summary.json").read_text())["config_changes"] == changes
+
+
+def test_run_files_are_readable_by_others_and_the_model_lists_its_class_names(tmp_path, idx_dir):
+    run = tmp_path / "run"
+    train(preset("tiny", run_overrides(idx_dir, "train.max_steps=1", "train.holdout_classes=shirt")), run, False)
+    mask = os.umask(0)
+    os.umask(mask)
+    weights = [*run.glob("model/**/*.safetensors"), *run.glob("checkpoints/*/*.safetensors")]
+    assert len(weights) == 4 and all(p.stat().st_mode & 0o777 == 0o666 & ~mask for p in weights)
+    vocabulary = json.loads((run / "model" / "vocabulary.json").read_text())
+    assert vocabulary["captions"] == "varied" and vocabulary["held_out_classes"] == ["shirt"]
+    assert "shirt" not in vocabulary["classes"] and "Trouser" in vocabulary["classes"]["pair of trousers"]
+
+
+def test_the_final_validation_can_be_skipped(tmp_path, idx_dir):
+    train(preset("tiny", run_overrides(idx_dir, "train.max_steps=2", "train.final_validation=false")), tmp_path, False)
+    assert json.loads((tmp_path / "train_summary.json").read_text())["validation"] == []
+    assert not (tmp_path / "samples").exists()
 
 
 def test_a_mismatching_checkpoint_is_named_not_called_damaged(tmp_path, idx_dir):
@@ -159,6 +189,8 @@ def test_progress_is_plain_lines_when_not_on_a_terminal(tmp_path, idx_dir, capsy
     assert [line.split()[1] for line in lines] == ["2/4", "4/4"] and "L_ITA" in lines[0]
     logged = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged] == [2, 4] and {"loss/L_IG", "lr/unet", "lr/new"} <= set(logged[0])
+    text_log = (tmp_path / "run" / "train.log").read_text()
+    assert "step 2/4  L_IG" in text_log and "step 4/4  L_IG" in text_log  # the run's own text log
 
 
 def test_precomputed_encodings_of_another_shape_are_named_as_such(small_pipeline):

@@ -22,6 +22,7 @@ QUERY_STARTS = ("noise", "fixed", "zero")  # e_T: Gaussian per image, one Gaussi
 IMAGE_SAMPLERS = ("ddim", "dpm")
 FUSIONS = ("all", "mid", "none")  # where the text stream joins the UNet (ModelConfig.fusion)
 QUERY_TRAINING = ("diffusion", "regression")  # ModelConfig.query_training
+CAPTION_STYLES = ("varied", "fixed")  # TrainConfig.captions (data/vocabulary.py)
 # Inference defaults (the pipeline, the CLI and the experiments read them from here).
 DEFAULT_GENERATION_STEPS = 50
 DEFAULT_GUIDANCE = 3.0  # classifier-free guidance of generation; 1 = none
@@ -190,6 +191,10 @@ class TrainConfig:
     # Labelled images for in-training validation: "" = the val_size images held out of a built-in training set;
     # or folder:DIR (class_name/xxx.png) or idx:IMAGES,LABELS of your own. Never a test split.
     val_data: str = ""
+    # Captions of labelled built-in data (data/vocabulary.py): "varied" = several names per class (ours, the
+    # dataset's official ones, WordNet synonyms), singular and plural, in 16 templates; "fixed" = one name per
+    # class in 8 templates (models trained before this key existed, and the comparison study).
+    captions: str = "varied"
     num_workers: int = 2  # decoding processes per training process (file sources)
     shuffle_buffer: int = 2000  # samples mixed across shards before batching (file sources)
     init_from: str = ""  # a Stable Diffusion folder or .safetensors file: UNet, VAE and CLIP text encoder start here
@@ -224,11 +229,14 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 25
     validate_every: int = 500  # 0 = only at the end
+    final_validation: bool = True  # validate at the last step too (false: short runs skip its cost)
     val_images: int = 500
     val_steps: int = 2  # text-denoising steps for in-training zero-shot validation
     seed: int = 0
 
     def validate(self) -> None:
+        if self.captions not in CAPTION_STYLES:
+            raise ConfigError(f"train.captions={self.captions!r}; use one of {', '.join(CAPTION_STYLES)}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ConfigError(f"train.mixed_precision={self.mixed_precision!r}; use no, fp16 or bf16")
         if self.clip_per_loss and self.mixed_precision == "fp16":
@@ -317,7 +325,8 @@ class Config:
                 "Re-save the model with a matching diffdis release."
             )
         model = _build(ModelConfig, data.get("model", {}), "model")
-        train = _build(TrainConfig, data.get("train", {}), "train")
+        # A config written before train.captions existed was trained on the one-name captions.
+        train = _build(TrainConfig, {"captions": "fixed", **data.get("train", {})}, "train")
         return cls(model=model, train=train).validate()
 
     @classmethod

@@ -14,6 +14,7 @@ Saved layout (no pickle anywhere):
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,16 @@ from .models.stable_diffusion import sd_model_config, stable_diffusion_folder, w
 CONFIG_NAME = "diffdis_config.json"
 STREAM_NAME = "text_stream.safetensors"
 ImageBatch = Sequence[Image.Image] | torch.Tensor
+
+
+def usual_permissions(folder: Path) -> None:
+    """Give every file under `folder` the permissions the process's umask grants new files (safetensors writes
+    its files owner-only, which hides a shared model folder from its other users)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
 
 
 def _check_latent_size(m, autoencoder) -> None:
@@ -153,6 +164,7 @@ class DiffDisPipeline:
         if isinstance(self.text_encoder, CLIPTextEncoder) and isinstance(self.autoencoder, KLAutoencoder):
             write_model_index(path, type(self.scheduler).__name__)
         self.config.to_json(path / CONFIG_NAME)
+        usual_permissions(path)
 
     def to(self, device: str | torch.device) -> DiffDisPipeline:
         for module in (self.model, self.text_encoder, self.autoencoder):

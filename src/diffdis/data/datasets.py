@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .captions import caption
 from .idx import read_idx
 from .transforms import image_to_uint8
 
@@ -68,15 +67,11 @@ class CaptionedImages:
         return [choices[int(j)] for choices, j in zip(sets, picks)]
 
     @classmethod
-    def from_labelled(
-        cls, data: LabelledImages, templates: tuple[str, ...], without: list[int] | None = None
-    ) -> CaptionedImages:
-        """Every class's captions in every template; the classes `without` get none (held out of training)."""
-        held = set(without or [])
-        sets = tuple(
-            () if k in held else tuple(caption(n, t) for t in templates) for k, n in enumerate(data.class_names)
-        )
-        return cls(data.images, data.labels, sets)
+    def from_labelled(cls, data: LabelledImages, class_captions: tuple[tuple[str, ...], ...]) -> CaptionedImages:
+        """Each image captioned by a draw from its class's captions (`class_captions[label]`)."""
+        if len(class_captions) != len(data.class_names):
+            raise ValueError(f"{len(class_captions)} caption sets for {len(data.class_names)} classes")
+        return cls(data.images, data.labels, tuple(class_captions))
 
     @classmethod
     def from_captions(cls, images: torch.Tensor, captions: list[str]) -> CaptionedImages:

@@ -26,6 +26,7 @@ from .datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mni
 from .files import SampleError, decode_sample, file_source, image_folder
 from .shapes import load_shapes
 from .transforms import uint8_to_model
+from .vocabulary import fashion_mnist_captions
 
 Sample = dict[str, bytes]  # member extension (png, txt, json, latent.npy, ...) -> bytes
 
@@ -74,13 +75,14 @@ def _sample(image: bytes, ext: str, text: str, **meta) -> Sample:
     return {ext: image, "txt": text.encode("utf-8"), "json": json.dumps({"caption": text, **meta}).encode("utf-8")}
 
 
-def _labelled(images, labels, names, seed: int, limit: int | None) -> Iterator[Sample]:
-    """One caption per image, a training template drawn at random (seeded) for its class."""
+def _labelled(images, labels, names, class_captions, seed: int, limit: int | None) -> Iterator[Sample]:
+    """One caption per image, drawn at random (seeded) from its class's captions."""
     rng = np.random.default_rng(seed)
     n = len(labels) if limit is None else min(limit, len(labels))
     for i in range(n):
         label = int(labels[i])
-        text = caption(names[label], TRAIN_TEMPLATES[int(rng.integers(len(TRAIN_TEMPLATES)))])
+        choices = class_captions[label]
+        text = choices[int(rng.integers(len(choices)))]
         yield _sample(_png(images[i].numpy()), "png", text, label=label, class_name=names[label])
 
 
@@ -92,12 +94,14 @@ def pack_samples(
     class_names: list[str] | None = None,
     data_dir: str = FASHION_MNIST_DIR,
 ) -> Iterator[Sample]:
-    """Samples of `source`: fashion-mnist[:train|test], shapes (procedural train split; needs `limit`),
-    idx:IMAGES,LABELS (with `class_names`, else the label numbers), or folder:DIR with metadata.jsonl."""
+    """Samples of `source`: fashion-mnist[:train|test] (captions as train.captions=varied), shapes (procedural
+    train split; needs `limit`), idx:IMAGES,LABELS (with `class_names`, else the label numbers), or folder:DIR
+    with metadata.jsonl."""
     if source.startswith("fashion-mnist"):
         split = source.partition(":")[2] or "train"
         data = load_fashion_mnist(split, resolution, 1, data_dir)
-        return _labelled(data.images, data.labels, FASHION_MNIST_CLASSES, seed, limit)
+        captions = fashion_mnist_captions("varied")
+        return _labelled(data.images, data.labels, FASHION_MNIST_CLASSES, captions, seed, limit)
     if source == "shapes":
         if not limit:
             raise ValueError("packing shapes needs --num N: the procedural set has no fixed size")
@@ -109,7 +113,8 @@ def pack_samples(
         names = class_names or [str(k) for k in range(int(labels.max()) + 1)]
         if len(names) <= int(labels.max()):
             raise ValueError(f"{len(names)} class names for labels up to {int(labels.max())}")
-        return _labelled(images, labels, names, seed, limit)
+        captions = [tuple(caption(name, t) for t in TRAIN_TEMPLATES) for name in names]
+        return _labelled(images, labels, names, captions, seed, limit)
     if source.startswith("folder:"):
         items = image_folder(source[7:]).items[:limit]
         return (_sample(path.read_bytes(), path.suffix.lower().lstrip("."), text) for path, text in items)

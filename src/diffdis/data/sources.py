@@ -10,7 +10,6 @@ import torch
 
 from ..config import Config, ConfigError
 from .batches import BatchPosition, ShuffledBatches
-from .captions import TRAIN_TEMPLATES
 from .datasets import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_FILES,
@@ -24,6 +23,7 @@ from .eval_sets import load_eval_set
 from .files import file_source
 from .shapes import load_shapes
 from .stream import FileBatches
+from .vocabulary import fashion_mnist_captions
 
 # Per optimizer step: the micro-batches, each {"images": (B, C, R, R) uint8, "captions": [...]}, or with
 # encodings precomputed by `diffdis encode`: {"latent": VAE moments, "c", "e", "captions"}.
@@ -37,7 +37,7 @@ def _builtin(name: str, config: Config) -> tuple[CaptionedImages, LabelledImages
         train, val = train_val_split(full, t.val_size, t.seed)
         held = holdout_indices(t.holdout_classes, full.class_names)
         train = train.subset(torch.nonzero(~torch.isin(train.labels, torch.tensor(held, dtype=torch.long))).flatten())
-        return CaptionedImages.from_labelled(train, TRAIN_TEMPLATES, without=held), val
+        return CaptionedImages.from_labelled(train, fashion_mnist_captions(t.captions, held)), val
     train = load_shapes("train", t.shapes_size, m.resolution, t.seed)
     val = load_shapes("val", t.val_size, m.resolution, t.seed).attribute_set("shape")
     return CaptionedImages.from_captions(train.images, train.captions), val

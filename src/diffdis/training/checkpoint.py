@@ -20,6 +20,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..pipeline import usual_permissions
+
 CHECKPOINT_FORMAT = 3  # bumped when the checkpoint's contents change meaning (3: AdamW groups split by decay)
 _UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, SafetensorError, pickle.PickleError)
 
@@ -73,6 +75,7 @@ def save_checkpoint(accelerator, run_dir: Path, objective, optimizer, lr_schedul
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(lr_schedule.state_dict(), tmp / "lr_scheduler.pt")
     (tmp / "state.json").write_text(json.dumps({"format": CHECKPOINT_FORMAT, **asdict(state)}, indent=2) + "\n")
+    usual_permissions(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

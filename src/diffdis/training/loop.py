@@ -7,10 +7,17 @@ Run folder:
     config.json                 the resolved Config of the run (the one its latest checkpoint was trained with)
     checkpoints/step_NNNNNNN/   see checkpoint.py (atomic, last train.keep_checkpoints kept, damaged ones skipped)
     logs/                       TensorBoard: losses, gradient norm, logit scale, learning rates, images/s, validation
+                                (one run across resumes; its settings are logged once, when the run starts)
     train_log.jsonl             the same scalars as text, one JSON object per logging step
+    train.log                   what the run printed (progress lines, validation, resumes, changes), timestamped
     samples/step_NNNNNNN.png    a generated grid, one row per class (or per prompt)
-    model/                      the final pipeline (EMA weights), loadable with DiffDisPipeline.from_pretrained
+    model/                      the final pipeline (EMA weights), loadable with DiffDisPipeline.from_pretrained, with
+                                a copy of train_summary.json and, for labelled built-in data, vocabulary.json (the
+                                class names and templates of its captions)
     train_summary.json          steps, time, skipped steps and samples, accepted config changes, validation history
+
+A resume that has no step left to run leaves model/ as it is (its config is the one its weights were trained
+with) and records no config change.
 """
 
 from __future__ import annotations
@@ -31,12 +38,13 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 from ..config import FROM_INIT, Config
-from ..data.datasets import LabelledImages
-from ..data.sources import check_data, training_batches
+from ..data.datasets import FASHION_MNIST_CLASSES, LabelledImages
+from ..data.sources import check_data, holdout_indices, training_batches
+from ..data.vocabulary import vocabulary_record
 from ..models.encoders import MINILM
 from ..models.stable_diffusion import sd_model_config, stable_diffusion_folder
 from ..objective import DiffDisObjective
-from ..pipeline import DiffDisPipeline
+from ..pipeline import CONFIG_NAME, DiffDisPipeline
 from .checkpoint import TrainState, checkpoints, resume, save_checkpoint
 from .optim import EMA, apply_recipe, lr_lambda, parameter_groups
 from .progress import LossMeter, Progress
@@ -67,12 +75,14 @@ def train(config: Config, run_dir: str | Path, progress: bool = True, scorers: S
         last = state.step == t.max_steps or out_of_time
         if state.step % t.log_every == 0 or last:
             _log(run)
-        if t.validate_every and state.step % t.validate_every == 0 or last:
+        if t.validate_every and state.step % t.validate_every == 0 or (last and t.final_validation):
             _validation(run)
         if state.step % t.checkpoint_every == 0 or last:
             _checkpoint(run)
         if out_of_time:
-            run.accelerator.print(f"stopping at step {state.step}: train.max_minutes={t.max_minutes} reached")
+            run.progress.write(
+                f"stopping at step {state.step} of {t.max_steps}: train.max_minutes={t.max_minutes} reached"
+            )
             break
     return _finish(run)
 
@@ -95,6 +105,7 @@ class _Run:
     val_set: LabelledImages | None
     meter: LossMeter
     progress: Progress
+    start_step: int = 0  # the step this segment of the run started from
     bad_streak: int = 0
     scorers: Scorers = ()
 
@@ -171,18 +182,20 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t.warmup_steps, t.max_steps))
     ema = EMA(objective, t.ema_decay)
     state, resumed_from = resume(run_dir, objective, optimizer, lr_schedule, ema)
+    progress = Progress(progress, accelerator.is_main_process, t.max_steps, state.step, run_dir / "train.log")
     if resumed_from is not None:
-        accelerator.print(f"resuming from {resumed_from} (step {state.step})")
+        progress.write(f"resuming from {resumed_from} (step {state.step})")
         apply_recipe(optimizer, lr_schedule, t)
-    for key, before, now in changes:
+    for key, before, now in changes if state.step < t.max_steps else ():  # a change no step follows applies to none
         state.config_changes.append({"step": state.step, "key": key, "from": before, "to": now})
-        accelerator.print(f"{key} changed from {before!r} to {now!r}; it applies from step {state.step}")
+        progress.write(f"{key} changed from {before!r} to {now!r}; it applies from step {state.step}")
     objective, optimizer = accelerator.prepare(objective, optimizer)
-    accelerator.init_trackers("logs", config=_hparams(config))
+    # The settings go to TensorBoard once; a resume appends to the same run instead of adding an hparams folder.
+    accelerator.init_trackers("logs", config=_hparams(config) if resumed_from is None else None)
 
     data_state = state.data[rank] if len(state.data) == world else None
     if state.step and data_state is None:
-        accelerator.print(f"the checkpoint was written by {len(state.data)} processes: the data stream restarts")
+        progress.write(f"the checkpoint was written by {len(state.data)} processes: the data stream restarts")
     batches, val_set = training_batches(config, rank, world, data_state)
     return _Run(
         config,
@@ -197,7 +210,8 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
         batches,
         val_set,
         LossMeter(),
-        Progress(progress, accelerator.is_main_process, t.max_steps, state.step),
+        progress,
+        start_step=state.step,
     )
 
 
@@ -360,11 +374,13 @@ def _checkpoint(run: _Run) -> None:
 def _finish(run: _Run) -> Path:
     """Export the EMA weights, write the summary, verify the replicas agree, and release the processes."""
     acc, state = run.accelerator, run.state
-    run.progress.close()
     skipped = _sum_counts(gather_object([run.batches.skipped()]))
     checksums = gather_object([_checksum(run.objective)])  # DDP keeps the replicas equal; verify, do not assume
     model_dir = run.dir / "model"
-    if acc.is_main_process:
+    trained = state.step > run.start_step or not (model_dir / CONFIG_NAME).exists()
+    if acc.is_main_process and not trained:
+        run.progress.write(f"step {state.step} = train.max_steps: nothing to train; {model_dir} is left as it is")
+    if acc.is_main_process and trained:
         with run.ema.applied():
             run.pipe.save_pretrained(model_dir)
         summary = {
@@ -377,16 +393,29 @@ def _finish(run: _Run) -> Path:
             "config_changes": state.config_changes,
             "validation": state.history,
         }
-        (run.dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        for folder in (run.dir, model_dir):
+            (folder / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        vocabulary = _vocabulary(run.config)
+        if vocabulary:
+            (model_dir / "vocabulary.json").write_text(json.dumps(vocabulary, indent=2) + "\n")
         if skipped:
-            acc.print(f"skipped samples: {skipped}")
-        if len(set(checksums)) > 1:
-            raise RuntimeError(f"the processes' parameters differ at the end of training (checksums {checksums})")
+            run.progress.write(f"skipped samples: {skipped}")
+    run.progress.close()
+    if len(set(checksums)) > 1:
+        raise RuntimeError(f"the processes' parameters differ at the end of training (checksums {checksums})")
     acc.wait_for_everyone()
     acc.end_training()
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()  # else processes that imported diffusers may abort at exit
     return model_dir
+
+
+def _vocabulary(config: Config) -> dict | None:
+    """What the model's training captions called each class, for built-in Fashion-MNIST data."""
+    t = config.train
+    if t.sources[0].kind != "fashion-mnist":
+        return None
+    return vocabulary_record(t.captions, holdout_indices(t.holdout_classes, FASHION_MNIST_CLASSES))
 
 
 @torch.no_grad()

@@ -4,6 +4,8 @@ progress shown to the user (a bar on a terminal, plain lines in a log file)."""
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -47,13 +49,20 @@ class LossMeter:
 
 class Progress:
     """A progress bar on a terminal; when the output goes to a file, one plain line per logging step instead of
-    hundreds of kilobytes of carriage returns. Messages are printed by the main process only."""
+    hundreds of kilobytes of carriage returns. Messages are printed by the main process only, and every message
+    and logging line is also appended, timestamped, to the run's text log (`log_file`)."""
 
-    def __init__(self, enabled: bool, main: bool, total: int, initial: int):
+    def __init__(self, enabled: bool, main: bool, total: int, initial: int, log_file: Path | None = None):
         self.main = main
         self.lines = enabled and main and not sys.stderr.isatty()
         self.bar = tqdm(total=total, initial=initial, desc="train", disable=not (enabled and main) or self.lines)
         self.total = total
+        self.log_file = log_file if main else None
+
+    def _append(self, line: str) -> None:
+        if self.log_file is not None:
+            with open(self.log_file, "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {line}\n")
 
     def step(self) -> None:
         self.bar.update(1)
@@ -64,14 +73,17 @@ class Progress:
             "L_ITA": f"{scalars['loss/L_ITA']:.4f}",
             "img/s": f"{scalars['images_per_second']:.0f}",
         }
+        line = f"step {step}/{self.total}  " + "  ".join(f"{k} {v}" for k, v in text.items())
+        self._append(line)
         if self.lines:
-            print(f"step {step}/{self.total}  " + "  ".join(f"{k} {v}" for k, v in text.items()), flush=True)
+            print(line, flush=True)
         else:
             self.bar.set_postfix(text)
 
     def write(self, message: str) -> None:
         if self.main:
             self.bar.write(message)
+            self._append(message)
 
     def close(self) -> None:
         self.bar.close()

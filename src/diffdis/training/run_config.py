@@ -18,6 +18,7 @@ from ..config import Config, ConfigError
 REFUSED_TRAIN_KEYS = (
     "data",
     "data_dir",
+    "captions",  # the words the model is taught
     "val_size",  # the split between training and validation images
     "shapes_size",
     "seed",  # every random draw of every step, and the data order
