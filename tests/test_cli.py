@@ -185,6 +185,10 @@ def test_demo_end_to_end_on_small_data(tmp_path, idx_dir):
     summary = run_demo(tmp_path / "demo", overrides + ["train.max_steps=2"], progress=False)
     saved = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert saved["zero_shot"]["images"] == 40 and saved["model"]["training"]["steps"] == 2
+    names = saved["class_names"]
+    assert names["official"]["names"][1] == "Trouser" and len(names["recall_official"]) == 10
+    assert names["difference_top1"] == names["official"]["top1"] - names["ours"]["top1"]
+    assert names["ours"]["top1"] == saved["zero_shot"]["top1"]
     assert saved["generation"]["judged"]["images"] == 200 and "test_accuracy" in saved["generation"]["judged"]["judge"]
     assert (
         saved["retrieval"]["class_level"]["text_to_image_R@1"]

@@ -9,16 +9,21 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 
+def _text_width(text: str, font) -> int:
+    return int(font.getlength(text)) if hasattr(font, "getlength") else 6 * len(text)
+
+
 def image_grid(
     rows: Sequence[Sequence[Image.Image]], labels: Sequence[str] | None = None, scale: int = 4
 ) -> Image.Image:
-    """rows of equally sized images -> one RGB grid, each image enlarged `scale` times, a label left of each row."""
+    """rows of equally sized images -> one RGB grid, each image enlarged `scale` times, a label left of each row
+    (the label column is as wide as the longest label)."""
     w, h = rows[0][0].size
     cell_w, cell_h = w * scale, h * scale
-    label_w = 110 if labels else 0
+    font = ImageFont.load_default()
+    label_w = max(_text_width(label, font) for label in labels) + 10 if labels else 0
     grid = Image.new("RGB", (label_w + cell_w * max(len(r) for r in rows), cell_h * len(rows)), "white")
     draw = ImageDraw.Draw(grid)
-    font = ImageFont.load_default()
     for i, row in enumerate(rows):
         if labels:
             draw.text((4, i * cell_h + cell_h // 2 - 6), labels[i], fill="black", font=font)
@@ -31,27 +36,37 @@ def image_grid(
 
 
 def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str], cell: int = 44) -> Image.Image:
-    """Row-normalised confusion matrix as a heat map with the counts written in each cell."""
+    """Confusion matrix as a heat map: each cell the percentage of its row's (true class's) images predicted as
+    its column's class; full class names on both axes (the column names written upwards); the overall top-1
+    and each class's image count in the margins."""
     k = len(class_names)
-    margin = 120
-    image = Image.new("RGB", (margin + k * cell + cell, margin + k * cell), "white")  # spare column: long labels
-    draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
-    rates = confusion.float() / confusion.sum(1, keepdim=True).clamp_min(1)
-    for i in range(k):
-        draw.text((4, margin + i * cell + cell // 2 - 6), class_names[i][:18], fill="black", font=font)
-        draw.text((margin + i * cell + 2, margin - 14 - 12 * (i % 2)), class_names[i][:8], fill="black", font=font)
+    names_w = max(_text_width(name, font) for name in class_names) + 8
+    top, left = names_w + 30, names_w + 8
+    image = Image.new("RGB", (left + k * cell + 60, top + k * cell + 8), "white")
+    draw = ImageDraw.Draw(image)
+    totals = confusion.sum(1)
+    rates = 100.0 * confusion.float() / totals[:, None].clamp_min(1)
+    accuracy = 100.0 * confusion.diag().sum().item() / max(1, int(totals.sum()))
+    draw.text((4, 4), f"top-1 {accuracy:.2f}% of {int(totals.sum())} images", fill="black", font=font)
+    draw.text((4, 16), "cell: % of the row's true class predicted as the column's", fill="black", font=font)
+    for i, name in enumerate(class_names):
+        draw.text((4, top + i * cell + cell // 2 - 6), name, fill="black", font=font)
+        draw.text((left + k * cell + 6, top + i * cell + cell // 2 - 6), f"n={int(totals[i])}", fill="black", font=font)
+        label = Image.new("RGB", (names_w, 14), "white")
+        ImageDraw.Draw(label).text((0, 0), name, fill="black", font=font)
+        rotated = label.rotate(90, expand=True)
+        image.paste(rotated, (left + i * cell + cell // 2 - 7, top - names_w - 2))
         for j in range(k):
-            shade = int(255 * (1 - rates[i, j].item()))
-            box = (margin + j * cell, margin + i * cell, margin + (j + 1) * cell - 1, margin + (i + 1) * cell - 1)
+            shade = int(255 * (1 - rates[i, j].item() / 100))
+            box = (left + j * cell, top + i * cell, left + (j + 1) * cell - 1, top + (i + 1) * cell - 1)
             draw.rectangle(box, fill=(shade, shade, 255))
             draw.text(
                 (box[0] + 4, box[1] + cell // 2 - 6),
-                str(int(confusion[i, j])),
+                f"{rates[i, j].item():.0f}",
                 fill="black" if shade > 110 else "white",
                 font=font,
             )
-    draw.text((4, 4), "rows: true class, columns: predicted", fill="black", font=font)
     return image
 
 

@@ -44,5 +44,5 @@ def validation_record(
         samples = pipe.generate([p for p in labels for _ in range(SAMPLES_PER_ROW)], SAMPLE_STEPS, seed=0)
         rows = [samples[i * SAMPLES_PER_ROW : (i + 1) * SAMPLES_PER_ROW] for i in range(len(labels))]
         samples_dir.mkdir(parents=True, exist_ok=True)
-        image_grid(rows, [label[:40] for label in labels]).save(samples_dir / f"step_{step:07d}.png")
+        image_grid(rows, labels).save(samples_dir / f"step_{step:07d}.png")
     return record
