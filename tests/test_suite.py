@@ -7,6 +7,7 @@ import json
 import pytest
 from PIL import Image
 
+from diffdis import preset
 from diffdis.cli import main
 from diffdis.data.datasets import fixed_subset
 from diffdis.data.eval_sets import load_eval_set
@@ -40,13 +41,25 @@ def test_suite_reports_every_set_and_skips_missing_ones_with_the_reason(small_pi
     assert z["digits"]["images"] == 24 and z["digits"]["top1"] == direct.accuracy and "top5" in z["digits"]
     assert "top5" not in z["shapes-shape"]  # four classes
     assert "not found" in z["fashion-mnist"]["skipped"]
-    assert result["zero_shot_mean_over"] == ["digits", "shapes-shape"]
-    assert result["zero_shot_mean_top1"] == pytest.approx((z["digits"]["top1"] + z["shapes-shape"]["top1"]) / 2)
+    # the small model trained on fashion-mnist: digits and shapes are transfer sets, averaged only with each other
+    assert z["digits"]["relation"] == z["shapes-shape"]["relation"] == "not trained on"
+    means = result["mean_top1_by_relation"]
+    assert list(means) == ["not trained on"] and means["not trained on"]["sets"] == ["digits", "shapes-shape"]
+    assert means["not trained on"]["mean_top1"] == pytest.approx((z["digits"]["top1"] + z["shapes-shape"]["top1"]) / 2)
     assert set(result["retrieval"]) >= {"image_to_text_R@1", "text_to_image_R@10", "distinct_captions"}
     assert result["query"]["start"] == "noise" and result["query"]["sampler"] == "ddim"
 
 
-def test_evaluate_command(small_pipeline, tmp_path):
+def test_each_set_is_labelled_by_what_the_model_trained_on():
+    from diffdis.evaluation.suite import relation
+
+    fashion, shapes = preset("tiny"), preset("tiny", ["train.data=shapes", "model.image_channels=3"])
+    assert relation("fashion-mnist", fashion) == "trained" and relation("digits", fashion) == "not trained on"
+    assert relation("shapes-colour", fashion) == "not trained on" and relation("shapes-colour", shapes) == "trained"
+    assert relation("shapes-heldout-shape", shapes) == "held-out compositions"
+
+
+def test_evaluate_command(small_pipeline, tmp_path, capsys):
     small_pipeline.save_pretrained(tmp_path / "model")
     out = tmp_path / "e.json"
     assert (
@@ -54,6 +67,8 @@ def test_evaluate_command(small_pipeline, tmp_path):
         == 0
     )
     result = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert "trained on: fashion-mnist" in printed and "mean top-1, not trained on" in printed
     tops = [result["zero_shot"][name]["top1"] for name in ("digits", "shapes-place")]
     assert set(result["zero_shot"]) == {"digits", "shapes-place"}
-    assert result["zero_shot_mean_top1"] == pytest.approx(sum(tops) / 2)
+    assert result["mean_top1_by_relation"]["not trained on"]["mean_top1"] == pytest.approx(sum(tops) / 2)

@@ -10,6 +10,31 @@ from pathlib import Path
 
 from .config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, IMAGE_SAMPLERS, QUERY_SAMPLERS, QUERY_STARTS
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def _positive(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}; give at least 1")
+    return value
+
+
+def _runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if available)"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="precision inference computes in (float16: GPU only; default float32)",
+    )
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -44,8 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="generate images from a text prompt")
     g.add_argument("--model", required=True, help="folder of a saved pipeline (a run's model/)")
     g.add_argument("--prompt", required=True, help="the caption to draw")
-    g.add_argument("--num-images", type=int, default=8, help="how many images (default 8)")
-    g.add_argument("--steps", type=int, default=DEFAULT_GENERATION_STEPS, help="sampler steps (default %(default)s)")
+    g.add_argument("--num-images", type=_positive, default=8, help="how many images (default 8)")
+    g.add_argument(
+        "--steps", type=_positive, default=DEFAULT_GENERATION_STEPS, help="sampler steps (default %(default)s)"
+    )
     g.add_argument(
         "--guidance",
         type=float,
@@ -54,7 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--sampler", choices=IMAGE_SAMPLERS, default="ddim", help="DDIM or DPM-Solver++ (default ddim)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    g.add_argument("--out", required=True, help="PNG file for the grid of images")
+    g.add_argument(
+        "--out",
+        required=True,
+        help="a folder (no extension): one PNG per image and grid.png; or an image file (.png, .jpg): the grid only",
+    )
+    _runtime_options(g)
 
     for name, text in (("classify", "zero-shot classification"), ("retrieve", "image-text retrieval")):
         c = sub.add_parser(name, help=text)
@@ -70,11 +102,14 @@ def _parser() -> argparse.ArgumentParser:
                 else ' with metadata.jsonl lines {"file_name": ..., "text": ...}'
             ),
         )
-        c.add_argument("--num-images", type=int, default=None, help="use only this many images (fixed subset)")
-        c.add_argument("--steps", type=int, default=None, help="text-query denoising steps (default: the pipeline's)")
+        c.add_argument("--num-images", type=_positive, default=None, help="use only this many images (fixed subset)")
+        c.add_argument(
+            "--steps", type=_positive, default=None, help="text-query denoising steps (default: the pipeline's)"
+        )
         c.add_argument("--guidance", type=float, default=None, help="guidance on the image, 1 = none")
         c.add_argument("--seed", type=int, default=0, help="noise seed of the text query (default 0)")
         _query_options(c)
+        _runtime_options(c)
         c.add_argument("--json", help="write the results to this JSON file")
         if name == "classify":
             c.add_argument("--labels", help="comma-separated class names (required with --images)")
@@ -84,11 +119,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True, help="folder of a saved pipeline (a run's model/)")
     e.add_argument("--suite", default="default", help="named suite (default, fashion, shapes) or sets joined by ','")
     e.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST IDX files (default: Debian's)")
-    e.add_argument("--num-images", type=int, default=None, help="at most this many images per set (fixed subset)")
-    e.add_argument("--steps", type=int, default=None, help="text-query denoising steps (default: the pipeline's)")
+    e.add_argument("--num-images", type=_positive, default=None, help="at most this many images per set (fixed subset)")
+    e.add_argument("--steps", type=_positive, default=None, help="text-query denoising steps (default: the pipeline's)")
     e.add_argument("--guidance", type=float, default=None, help="guidance on the image, 1 = none")
     e.add_argument("--seed", type=int, default=0, help="noise seed of the text query (default 0)")
     _query_options(e)
+    _runtime_options(e)
     e.add_argument("--json", help="write the results to this JSON file")
 
     k = sub.add_parser(
@@ -220,15 +256,57 @@ def _train(args) -> int:
     return 0
 
 
-def _generate(args) -> int:
-    from .evaluation.figures import image_grid
-    from .pipeline import DiffDisPipeline
+def _load(args):
+    """The saved pipeline on --device (CUDA when available) computing in --dtype; called after every argument
+    has been checked, so that a mistake costs no model loading."""
+    from .pipeline import DiffDisPipeline, default_device
 
-    pipe = DiffDisPipeline.from_pretrained(args.model)
+    return DiffDisPipeline.from_pretrained(args.model, args.device or default_device(), args.dtype)
+
+
+def _check_model(path: str) -> None:
+    from .pipeline import CONFIG_NAME
+
+    if not (Path(path) / CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"--model {path} is not a saved DiffDis pipeline ({CONFIG_NAME} is missing)")
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """Refuse an output path that cannot be written, before any work."""
+    parent = path.parent if path.suffix else path
+    existing = next(p for p in (parent, *parent.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise ValueError(f"{what} {path}: cannot create files under {existing}")
+    if path.suffix and path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; name a file, or a folder without an extension")
+
+
+def _generate(args) -> int:
+    out = Path(args.out)
+    if out.suffix and out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(
+            f"--out {out}: {out.suffix!r} is not an image format; use a folder (no extension) for one file per "
+            f"image, or a file ending in {', '.join(IMAGE_SUFFIXES)} for the grid"
+        )
+    if not out.suffix and out.is_file():
+        raise ValueError(f"--out {out} is an existing file; a folder name without an extension is expected")
+    _check_writable(out, "--out")
+    _check_model(args.model)
+    from .evaluation.figures import image_grid
+
+    pipe = _load(args)
     images = pipe.generate([args.prompt] * args.num_images, args.steps, args.guidance, args.seed, args.sampler)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    image_grid([images], scale=max(1, 128 // images[0].size[0])).save(args.out)
-    print(f"wrote {len(images)} images to {args.out}")
+    grid = image_grid([images], scale=max(1, 128 // images[0].size[0]))
+    if out.suffix:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        grid.save(out)
+        print(f"wrote a grid of {len(images)} images to {out}")
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        image.save(out / f"{i:03d}.png")
+    grid.save(out / "grid.png")
+    print(f"wrote {len(images)} images to {out}/000.png ... {out}/{len(images) - 1:03d}.png and their grid.png")
     return 0
 
 
@@ -252,6 +330,14 @@ def _dataset(args, pipe):
     return fixed_subset(data, args.num_images) if args.num_images else data
 
 
+def _check_dataset(args) -> None:
+    from .data.datasets import FASHION_MNIST_DIR, FASHION_MNIST_FILES, find_idx
+
+    if args.dataset:
+        for stem in FASHION_MNIST_FILES["test"]:
+            find_idx(Path(args.data_dir or FASHION_MNIST_DIR), stem)  # names the missing file and how to get it
+
+
 def _write_json(path: str | None, result: dict) -> None:
     if path:
         from .evaluation.report import write_json
@@ -259,40 +345,81 @@ def _write_json(path: str | None, result: dict) -> None:
         write_json(path, result)
 
 
+def _labels(text: str) -> list[str]:
+    labels = [s.strip() for s in text.split(",") if s.strip()]
+    if not labels:
+        raise ValueError(f"--labels {text!r} names no class; give comma-separated names, e.g. --labels dress,bag,coat")
+    if len(labels) == 1:
+        print(f"diffdis classify: warning: one label ({labels[0]!r}): every image gets it", file=sys.stderr)
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        print(f"diffdis classify: warning: labels given twice: {', '.join(repeated)}", file=sys.stderr)
+    return list(dict.fromkeys(labels))
+
+
+def _templates(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    templates = [t for t in text.split("|") if t.strip()]
+    if not templates or any("{}" not in t for t in templates):
+        raise ValueError(f"--templates {text!r}: give '|'-separated templates, each with {{}} for the class name")
+    return templates
+
+
 def _classify(args) -> int:
     from .evaluation.folders import classify_files, image_files
-    from .evaluation.zero_shot import zero_shot
-    from .pipeline import DiffDisPipeline
 
     if bool(args.dataset) == bool(args.images):
         raise ValueError("give exactly one of --dataset fashion-mnist or --images FOLDER --labels a,b,c")
     if args.images and not args.labels:
         raise ValueError("--images needs --labels a,b,c (the candidate class names)")
-    pipe = DiffDisPipeline.from_pretrained(args.model)
-    templates = args.templates.split("|") if args.templates else None
+    labels = _labels(args.labels) if args.images else None
+    files = image_files(args.images, args.num_images) if args.images else None
+    templates = _templates(args.templates)
+    _check_dataset(args)
+    _check_model(args.model)
+    if args.json:
+        _check_writable(Path(args.json), "--json")
+    from .evaluation.zero_shot import zero_shot
+
+    pipe = _load(args)
     query = _query_kwargs(args)
     result: dict = {"model": str(args.model), "templates": templates or "built-in evaluation templates", **query}
     if args.dataset:
         data = _dataset(args, pipe)
         result.update(dataset=args.dataset, images=len(data), **zero_shot(pipe, data, templates, **query).summary())
     else:
-        labels = [s.strip() for s in args.labels.split(",") if s.strip()]
-        result.update(classify_files(pipe, image_files(args.images, args.num_images), labels, templates, **query))
+        result.update(classify_files(pipe, files, labels, templates, **query))
         for file, label in result["predictions"].items():
             print(f"{file}\t{label}")
     if "top1" in result:
         print(f"top-1 on {result['images']} images: {result['top1']:.2f}%")
+    _report_unreadable(result.get("unreadable", {}))
     _write_json(args.json, result)
     return 0
 
 
+def _report_unreadable(unreadable: dict[str, str]) -> None:
+    if unreadable:
+        print(f"skipped {len(unreadable)} unreadable file(s):", file=sys.stderr)
+        for file, reason in unreadable.items():
+            print(f"  {file}: {reason}", file=sys.stderr)
+
+
 def _retrieve(args) -> int:
     from .evaluation.folders import retrieve_folder, retrieve_labelled
-    from .pipeline import DiffDisPipeline
 
     if bool(args.dataset) == bool(args.images):
         raise ValueError("give exactly one of --dataset fashion-mnist or --images FOLDER (with metadata.jsonl)")
-    pipe = DiffDisPipeline.from_pretrained(args.model)
+    if args.images and not (Path(args.images) / "metadata.jsonl").is_file():
+        raise FileNotFoundError(
+            f"--images {args.images}: metadata.jsonl (one {{'file_name', 'text'}} per line) is missing"
+        )
+    _check_dataset(args)
+    _check_model(args.model)
+    if args.json:
+        _check_writable(Path(args.json), "--json")
+    pipe = _load(args)
     query = _query_kwargs(args)
     if args.dataset:
         result = retrieve_labelled(pipe, _dataset(args, pipe), **query)
@@ -307,17 +434,20 @@ def _retrieve(args) -> int:
     else:
         result = retrieve_folder(pipe, args.images, args.num_images, **query)
         for key, value in result.items():
-            if key != "pairs":
+            if key.endswith(("R@1", "R@5", "R@10")):
                 print(f"{key}\t{value:.2f}")
+        _report_unreadable(result["unreadable"])
     _write_json(args.json, {"model": str(args.model), **query, **result})
     return 0
 
 
 def _evaluate(args) -> int:
+    _check_model(args.model)
+    if args.json:
+        _check_writable(Path(args.json), "--json")
     from .evaluation.suite import evaluate, summary_lines
-    from .pipeline import DiffDisPipeline
 
-    pipe = DiffDisPipeline.from_pretrained(args.model)
+    pipe = _load(args)
     query = _query_kwargs(args)
     if args.data_dir:
         query["data_dir"] = args.data_dir

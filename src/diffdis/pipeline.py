@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +38,7 @@ from .config import (
     preset,
 )
 from .data.captions import EVAL_TEMPLATES
-from .data.transforms import images_to_tensor, model_to_pil
+from .data.transforms import images_to_tensor, model_to_pil, uint8_to_model
 from .diffusion import QueryDiffusion, sample_latents, sample_query, training_scheduler
 from .metrics import recall_at_k
 from .models.diffdis import DiffDisModel, build_unet
@@ -46,6 +48,16 @@ from .models.stable_diffusion import sd_model_config, stable_diffusion_folder, w
 CONFIG_NAME = "diffdis_config.json"
 STREAM_NAME = "text_stream.safetensors"
 ImageBatch = Sequence[Image.Image] | torch.Tensor
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _check_steps(num_inference_steps: int) -> None:
+    if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps={num_inference_steps!r}; give a whole number of at least 1")
 
 
 def usual_permissions(folder: Path) -> None:
@@ -83,6 +95,7 @@ class DiffDisPipeline:
         self.config = config
         self.query = QueryDiffusion(scheduler, config.model.gamma, config.model.text_prediction)
         self._label_cache: dict[tuple, torch.Tensor] = {}
+        self.dtype = torch.float32  # compute precision of inference (autocast); the weights stay float32
 
     # ----------------------------------------------------------------------------------------- construction
     @classmethod
@@ -126,7 +139,11 @@ class DiffDisPipeline:
         return cls(DiffDisModel(unet, m, null_context), text_encoder, autoencoder, training_scheduler(m), config)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> DiffDisPipeline:
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device = "cpu", dtype: str | torch.dtype = torch.float32
+    ) -> DiffDisPipeline:
+        """Load a saved pipeline onto `device` ("cuda", "cuda:1", "cpu"; `default_device()` picks CUDA when there
+        is one). `dtype`: the precision inference computes in (float16 or bfloat16 autocast; float32 = none)."""
         path = Path(path)
         if not (path / CONFIG_NAME).exists():
             raise FileNotFoundError(f"{path} is not a saved DiffDis pipeline: {CONFIG_NAME} is missing")
@@ -144,7 +161,7 @@ class DiffDisPipeline:
                 f"{path / STREAM_NAME} does not match the config: missing {missing}, unexpected {unexpected}"
             )
         scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
-        return cls(model, text_encoder, autoencoder, scheduler, config).to(device)
+        return cls(model, text_encoder, autoencoder, scheduler, config).to(device, dtype)
 
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
@@ -166,11 +183,24 @@ class DiffDisPipeline:
         self.config.to_json(path / CONFIG_NAME)
         usual_permissions(path)
 
-    def to(self, device: str | torch.device) -> DiffDisPipeline:
+    def to(self, device: str | torch.device, dtype: str | torch.dtype | None = None) -> DiffDisPipeline:
+        """Move to `device`; with `dtype`, also set the precision inference computes in."""
+        if dtype is not None:
+            dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+            if dtype not in DTYPES.values():
+                raise ValueError(f"dtype={dtype!r}; use one of {', '.join(DTYPES)}")
+            if dtype == torch.float16 and torch.device(device).type == "cpu":
+                raise ValueError("float16 inference needs a GPU; on the CPU use bfloat16 or float32")
+            self.dtype = dtype
         for module in (self.model, self.text_encoder, self.autoencoder):
             module.to(device)
         self._label_cache.clear()  # its embeddings live on the old device
         return self
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
     @property
     def can_generate(self) -> bool:
@@ -199,6 +229,15 @@ class DiffDisPipeline:
     def class_embeddings(self, class_names: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
         """(K, D): per class, the normalised mean of its normalised template embeddings (computed once per set)."""
         templates = tuple(templates or EVAL_TEMPLATES)
+        if isinstance(class_names, str) or not class_names or not all(n.strip() for n in class_names):
+            raise ValueError(f"class_names={class_names!r}; give a list of non-empty names, e.g. ['dress', 'bag']")
+        if any("{}" not in t for t in templates):
+            raise ValueError(f"every template needs a {{}} for the class name; these have none: {templates}")
+        if len(class_names) == 1:
+            warnings.warn("one class name only: every image gets it; give at least two", stacklevel=3)
+        repeated = sorted({n for n in class_names if list(class_names).count(n) > 1})
+        if repeated:
+            warnings.warn(f"class names given more than once: {repeated}; the first of each wins", stacklevel=3)
         key = (tuple(class_names), templates)
         if key not in self._label_cache:
             prompts = [t.format(name) for name in class_names for t in templates]
@@ -207,6 +246,36 @@ class DiffDisPipeline:
         return self._label_cache[key]
 
     # ----------------------------------------------------------------------------------------------- images
+    def check_images(self, images: ImageBatch) -> ImageBatch:
+        """Refuse what the model cannot read as meant, with the fix; a uint8 tensor (0-255) is converted."""
+        m = self.config.model
+        if isinstance(images, (Image.Image, str, Path)):
+            raise ValueError("images must be a list of PIL images or an (N, C, R, R) tensor; wrap one image in a list")
+        if len(images) == 0:
+            raise ValueError("no images were given")
+        if not isinstance(images, torch.Tensor):
+            bad = [type(im).__name__ for im in images if not isinstance(im, Image.Image)]
+            if bad:
+                raise ValueError(f"images must be PIL images (open files with PIL.Image.open); got {bad[0]}")
+            return images
+        expected = (m.image_channels, m.resolution, m.resolution)
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"an image tensor must have shape (N, {', '.join(map(str, expected))}) for this model; got "
+                f"{tuple(images.shape)}. Pass PIL images instead to have them converted and resized"
+            )
+        if images.dtype == torch.uint8:
+            return uint8_to_model(images)
+        if not images.is_floating_point():
+            raise ValueError(f"image tensors must be float in [-1, 1] or uint8 in 0-255; got {images.dtype}")
+        low, high = images.min().item(), images.max().item()
+        if low < -1.001 or high > 1.001:
+            raise ValueError(
+                f"image tensor values lie in [{low:.3g}, {high:.3g}]; the model reads [-1, 1]: pass x / 127.5 - 1 "
+                "for 0-255 values, x * 2 - 1 for 0-1 values, or a uint8 tensor"
+            )
+        return images
+
     def _latents(self, images: ImageBatch) -> torch.Tensor:
         m = self.config.model
         if not isinstance(images, torch.Tensor):
@@ -233,6 +302,8 @@ class DiffDisPipeline:
         A model trained with model.query_training=regression saw only t_e = T-1 and always reads out in one step.
         """
         self._require(self.can_discriminate, "discriminate (score it with evaluation.diffusion_classifier)")
+        images = self.check_images(images)
+        _check_steps(num_inference_steps)
         if sampler not in QUERY_SAMPLERS or start not in QUERY_STARTS:
             raise ValueError(
                 f"sampler={sampler!r}, start={start!r}; use a sampler of {QUERY_SAMPLERS} and a start of {QUERY_STARTS}"
@@ -249,16 +320,16 @@ class DiffDisPipeline:
             )
         out = []
         for i in range(0, n, batch_size):
-            z = self._latents(images[i : i + batch_size])
-            if self.config.model.variant == "clip":  # one encoder pass, no query diffusion
-                out.append(F.normalize(self.model.clip_embed(z).float(), dim=-1))
-                continue
-            eps = noise[i : i + batch_size].to(self.device)
-            out.append(
-                sample_query(
+            with self._autocast():
+                z = self._latents(images[i : i + batch_size])
+                if self.config.model.variant == "clip":  # one encoder pass, no query diffusion
+                    out.append(F.normalize(self.model.clip_embed(z).float(), dim=-1))
+                    continue
+                eps = noise[i : i + batch_size].to(self.device)
+                e = sample_query(
                     self.model, self.query, self.scheduler, z, eps, num_inference_steps, guidance_scale, sampler
                 )
-            )
+            out.append(F.normalize(e.float(), dim=-1))
         return torch.cat(out)
 
     def classify(
@@ -271,16 +342,41 @@ class DiffDisPipeline:
         self, images: ImageBatch, class_names: Sequence[str], templates: Sequence[str] | None = None, **kwargs
     ) -> torch.Tensor:
         """(N, K) cosine similarities between each image's query and each class embedding."""
-        return self.encode_image(images, **kwargs) @ self.class_embeddings(class_names, templates).T
+        classes = self.class_embeddings(class_names, templates)  # checks the names before the images' compute
+        return self.encode_image(images, **kwargs) @ classes.T
 
     def retrieve(
-        self, images: ImageBatch, texts: Sequence[str], relevance: torch.Tensor | None = None, **kwargs
+        self,
+        images: ImageBatch,
+        texts: Sequence[str],
+        relevance: torch.Tensor | Sequence[Sequence[int]] | None = None,
+        **kwargs,
     ) -> RetrievalResult:
-        """Image<->text retrieval. `relevance` (N_images, N_texts) bool marks correct pairs; the default pairs
-        image i with text i. kwargs go to encode_image."""
-        similarity = self.encode_image(images, **kwargs) @ self.encode_text(texts).T  # (N_img, N_txt)
+        """Image<->text retrieval: the similarity of every image to every text, and R@1/5/10 both ways.
+
+        Which texts are correct for an image: by default text i for image i only (so N_images == N_texts and
+        identical captions of other images count as misses); or `relevance`, either an (N_images, N_texts) bool
+        tensor or, per image, the list of its matching text indices. kwargs go to encode_image."""
+        if isinstance(texts, str) or not texts:
+            raise ValueError("texts must be a non-empty list of strings")
+        n_images = len(images)
         if relevance is None:
-            relevance = torch.eye(len(images), len(texts), dtype=torch.bool)
+            if n_images != len(texts):
+                raise ValueError(
+                    f"{n_images} images and {len(texts)} texts: the default relevance pairs image i with text i; "
+                    "pass relevance= (the matching text indices of each image) for other layouts"
+                )
+            relevance = torch.eye(n_images, dtype=torch.bool)
+        elif not isinstance(relevance, torch.Tensor):
+            if len(relevance) != n_images:
+                raise ValueError(f"relevance lists {len(relevance)} images' matches for {n_images} images")
+            matrix = torch.zeros(n_images, len(texts), dtype=torch.bool)
+            for i, matches in enumerate(relevance):
+                if any(not 0 <= j < len(texts) for j in matches):
+                    raise ValueError(f"relevance[{i}] = {list(matches)} names a text outside 0-{len(texts) - 1}")
+                matrix[i, list(matches)] = True
+            relevance = matrix
+        similarity = self.encode_image(images, **kwargs) @ self.encode_text(texts).T  # (N_img, N_txt)
         return RetrievalResult(similarity.cpu(), recall_at_k(similarity.cpu(), relevance.cpu()))
 
     # ------------------------------------------------------------------------------------------- generation
@@ -294,8 +390,13 @@ class DiffDisPipeline:
         sampler: str = "ddim",
         batch_size: int = 64,
     ) -> list[Image.Image]:
-        """One image per prompt, classifier-free guided (Algorithm 2). Image i depends only on (seed, i)."""
+        """One image per prompt (a single string is one prompt), classifier-free guided (Algorithm 2). Image i
+        depends only on (seed, i)."""
         self._require(self.can_generate, "generate images")
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError(f"prompts={prompts!r}; give a prompt or a non-empty list of prompts (strings)")
+        _check_steps(num_inference_steps)
         m = self.config.model
         side = m.resolution // self.autoencoder.downsample
         shape = (len(prompts), self.autoencoder.latent_channels, side, side)
@@ -303,16 +404,18 @@ class DiffDisPipeline:
         clip = isinstance(self.autoencoder, PixelSpace)  # pixels live in [-1, 1]; latents do not
         images = []
         for i in range(0, len(prompts), batch_size):
-            c, _ = self.text_encoder(list(prompts[i : i + batch_size]))
-            z = sample_latents(
-                self.model,
-                self.scheduler,
-                c,
-                noise[i : i + batch_size].to(self.device),
-                num_inference_steps,
-                guidance_scale,
-                sampler,
-                clip_sample=clip,
-            )
-            images += model_to_pil(self.autoencoder.decode(z))
+            c, _ = self.text_encoder(prompts[i : i + batch_size])
+            with self._autocast():
+                z = sample_latents(
+                    self.model,
+                    self.scheduler,
+                    c,
+                    noise[i : i + batch_size].to(self.device),
+                    num_inference_steps,
+                    guidance_scale,
+                    sampler,
+                    clip_sample=clip,
+                )
+                decoded = self.autoencoder.decode(z)
+            images += model_to_pil(decoded.float())
         return images

@@ -26,11 +26,40 @@ def image_files(folder: str | Path, limit: int | None = None) -> list[Path]:
     return files[:limit] if limit else files
 
 
+class NothingUsable(ValueError):
+    """Not one of the given image files could be read."""
+
+
+def read_images(paths: Sequence[Path]) -> tuple[list[int], list[Image.Image], dict[str, str]]:
+    """The positions of the files that decode as images, their images, and {file: reason} for each one that does
+    not (skipped, so that one bad file does not end a batch job). Raises NothingUsable when none decodes."""
+    kept, images, unreadable = [], [], {}
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(image.copy())
+            kept.append(i)
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            unreadable[str(path)] = f"{type(error).__name__}: {error}"
+    if not images:
+        first = next(iter(unreadable.items()))
+        raise NothingUsable(f"none of the {len(paths)} image files could be read (first: {first[0]}: {first[1]})")
+    return kept, images, unreadable
+
+
 def classify_files(pipe, files: Sequence[Path], labels: Sequence[str], templates=None, **query) -> dict:
-    """The predicted label of each file; when every file sits in a folder named after one of the labels
-    (class_name/xxx.png), also the top-1 accuracy against those folder names."""
-    predictions = pipe.classify([Image.open(f) for f in files], labels, templates, **query).tolist()
-    result: dict = {"predictions": {str(f): labels[k] for f, k in zip(files, predictions)}, "images": len(files)}
+    """The predicted label of each readable file (unreadable ones are skipped and listed); when every file sits
+    in a folder named after one of the labels (class_name/xxx.png), also the top-1 accuracy against those
+    folder names."""
+    kept, images, unreadable = read_images(files)
+    files = [files[i] for i in kept]
+    predictions = pipe.classify(images, labels, templates, **query).tolist()
+    result: dict = {
+        "predictions": {str(f): labels[k] for f, k in zip(files, predictions)},
+        "images": len(files),
+        "unreadable": unreadable,
+    }
     if all(f.parent.name in labels for f in files):
         correct = sum(f.parent.name == labels[k] for f, k in zip(files, predictions))
         result["top1"] = 100.0 * correct / len(files)
@@ -39,11 +68,11 @@ def classify_files(pipe, files: Sequence[Path], labels: Sequence[str], templates
 
 def retrieve_folder(pipe, folder: str | Path, limit: int | None = None, **query) -> dict:
     """Image<->text retrieval over a folder with metadata.jsonl ({"file_name", "text"} per line): image i's own
-    caption is the one relevant text."""
+    caption is the one relevant text. Unreadable images are skipped with their captions, and listed."""
     items = image_folder(str(folder)).items[:limit]
-    images = [Image.open(path) for path, _ in items]
-    metrics = pipe.retrieve(images, [text for _, text in items], **query).metrics
-    return {"pairs": len(items), **metrics}
+    kept, images, unreadable = read_images([path for path, _ in items])
+    metrics = pipe.retrieve(images, [items[i][1] for i in kept], **query).metrics
+    return {"pairs": len(kept), **metrics, "unreadable": unreadable}
 
 
 def retrieve_labelled(pipe, data: LabelledImages, **query) -> dict:

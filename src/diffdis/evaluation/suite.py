@@ -1,5 +1,10 @@
-"""The evaluation suite: zero-shot accuracy on every set of a suite and their mean, and retrieval on a
-captioned held-out set, in one result dictionary that records how each number was made."""
+"""The evaluation suite: classification accuracy on every set of a suite, and retrieval on a captioned held-out
+set, in one result dictionary that records how each number was made.
+
+Each set is labelled by what the model's training data says about it: `trained` (its classes were training
+captions: seen-class accuracy on held-out test images), `held-out compositions` (shapes colour-shape pairs no
+training caption showed) or `not trained on` (transfer: zero-shot in the strict sense). Means are taken only
+within one of these groups: a mean over seen-class and transfer sets measures nothing in particular."""
 
 from __future__ import annotations
 
@@ -30,6 +35,19 @@ SUITES: dict[str, tuple[str, ...]] = {
     "shapes": SHAPES_SETS,
 }
 RETRIEVAL_IMAGES = 1000
+RELATIONS = ("trained", "held-out compositions", "not trained on")
+
+
+def relation(set_name: str, config) -> str:
+    """What the model's training data was to the evaluation set `set_name` (one of RELATIONS)."""
+    sources = {source.kind for source in config.train.sources}
+    if set_name == "fashion-mnist" and "fashion-mnist" in sources:
+        return "trained"
+    if set_name.startswith("shapes-heldout") and "shapes" in sources:
+        return "held-out compositions"
+    if set_name.startswith("shapes") and "shapes" in sources:
+        return "trained"
+    return "not trained on"
 
 
 def evaluate(
@@ -43,9 +61,10 @@ def evaluate(
     sampler: str = "ddim",
     start: str = "noise",
 ) -> dict:
-    """Zero-shot top-1 (and top-5 with more than 5 classes) per set, the mean top-1 over the sets that could be
-    loaded (a missing set is recorded with the reason, never silently dropped), and retrieval R@1/5/10.
-    `suite`: a named suite (SUITES), set names joined by ',', or a tuple of set names."""
+    """Top-1 (and top-5 with more than 5 classes) per set with its relation to the training data, the mean
+    top-1 within each relation over the sets that could be loaded (a missing set is recorded with the reason,
+    never silently dropped), and retrieval R@1/5/10. `suite`: a named suite (SUITES), set names joined by ',',
+    or a tuple of set names."""
     names = (
         SUITES.get(suite) or tuple(n.strip() for n in suite.split(",") if n.strip())
         if isinstance(suite, str)
@@ -71,17 +90,24 @@ def evaluate(
         result = zero_shot(pipe, data, eval_set.templates, **query)
         zero[name] = {
             **result.summary(),
+            "relation": relation(name, pipe.config),
             "images": len(data),
             "classes": list(data.class_names),
             "templates": list(eval_set.templates),
             "source": eval_set.source,
             "seconds": time.perf_counter() - began,
         }
-    scored = [r["top1"] for r in zero.values() if "top1" in r]
+    means = {}
+    for kind in RELATIONS:
+        sets = [n for n, r in zero.items() if r.get("relation") == kind]
+        if sets:
+            means[kind] = {"mean_top1": sum(zero[n]["top1"] for n in sets) / len(sets), "sets": sets}
+    t = pipe.config.train
     return {
+        "training_data": t.data,
+        "held_out_classes": list(t.holdout_classes),
         "zero_shot": zero,
-        "zero_shot_mean_top1": sum(scored) / len(scored) if scored else None,
-        "zero_shot_mean_over": [n for n, r in zero.items() if "top1" in r],
+        "mean_top1_by_relation": means,
         "retrieval": shapes_retrieval(pipe, query, min(RETRIEVAL_IMAGES, max_images or RETRIEVAL_IMAGES)),
         "query": query,
         "environment": environment(),
@@ -89,15 +115,18 @@ def evaluate(
 
 
 def summary_lines(result: dict) -> list[str]:
-    """The suite's result as aligned text lines: top-1 per set (or why it was skipped), the mean, retrieval."""
-    lines = []
+    """The suite's result as aligned text lines: what the model trained on, top-1 per set with its relation to
+    that (or why it was skipped), the mean within each relation, retrieval."""
+    held = result["held_out_classes"]
+    lines = [f"trained on: {result['training_data']}" + (f" (classes held out: {', '.join(held)})" if held else "")]
     for name, r in result["zero_shot"].items():
-        lines.append(
-            f"{name:24s} "
-            + (f"top-1 {r['top1']:6.2f}%  ({r['images']} images)" if "top1" in r else f"skipped: {r['skipped']}")
-        )
-    if result["zero_shot_mean_top1"] is not None:
-        lines.append(f"{'mean top-1':24s} {result['zero_shot_mean_top1']:6.2f}%")
+        if "top1" in r:
+            lines.append(f"{name:24s} top-1 {r['top1']:6.2f}%  ({r['images']} images; {r['relation']})")
+        else:
+            lines.append(f"{name:24s} skipped: {r['skipped']}")
+    for kind, mean in result["mean_top1_by_relation"].items():
+        if len(mean["sets"]) > 1:
+            lines.append(f"{'mean top-1, ' + kind:24s} {mean['mean_top1']:6.2f}%  (over {', '.join(mean['sets'])})")
     r = result["retrieval"]
     i2t, t2i = r["image_to_text_R@1"], r["text_to_image_R@1"]
     lines.append(f"{'retrieval (shapes)':24s} R@1 image->text {i2t:.1f}, text->image {t2i:.1f}")
