@@ -138,3 +138,17 @@ def test_retrieval_relevance_as_lists_of_matching_texts(small_pipeline):
         small_pipeline.retrieve(images, texts)
     with pytest.raises(ValueError, match="outside 0-3"):
         small_pipeline.retrieve(images, texts, relevance=[[0], [9], [2]])
+
+
+def test_prompts_unlike_the_training_captions_are_flagged(small_pipeline, tmp_path, capsys):
+    from diffdis.data.vocabulary import vocabulary_record
+
+    assert small_pipeline.unfamiliar(["a red car"]) == []  # nothing known about its training: no opinion
+    small_pipeline.vocabulary = vocabulary_record("varied")
+    small_pipeline.save_pretrained(tmp_path / "model")
+    pipe = DiffDisPipeline.from_pretrained(tmp_path / "model")
+    flagged = pipe.unfamiliar(["a red car", "a photo of a dress.", "trouser", "a dog on the beach"])
+    assert [text for text, _, _ in flagged] == ["a red car", "a dog on the beach"]
+    argv = ["generate", "--model", str(tmp_path / "model"), "--prompt", "a red car", "--num-images", "1"]
+    assert main([*argv, "--steps", "1", "--out", str(tmp_path / "car.png")]) == 0
+    assert "'a red car' is unlike anything the model was trained on" in capsys.readouterr().err

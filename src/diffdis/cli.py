@@ -295,6 +295,7 @@ def _generate(args) -> int:
     from .evaluation.figures import image_grid
 
     pipe = _load(args)
+    _warn_unfamiliar(pipe, [args.prompt], "generate")
     images = pipe.generate([args.prompt] * args.num_images, args.steps, args.guidance, args.seed, args.sampler)
     grid = image_grid([images], scale=max(1, 128 // images[0].size[0]))
     if out.suffix:
@@ -389,6 +390,7 @@ def _classify(args) -> int:
         data = _dataset(args, pipe)
         result.update(dataset=args.dataset, images=len(data), **zero_shot(pipe, data, templates, **query).summary())
     else:
+        _warn_unfamiliar(pipe, labels, "classify")
         result.update(classify_files(pipe, files, labels, templates, **query))
         for file, label in result["predictions"].items():
             print(f"{file}\t{label}")
@@ -397,6 +399,15 @@ def _classify(args) -> int:
     _report_unreadable(result.get("unreadable", {}))
     _write_json(args.json, result)
     return 0
+
+
+def _warn_unfamiliar(pipe, texts: list[str], command: str) -> None:
+    for text, nearest, similarity in pipe.unfamiliar(texts):
+        print(
+            f"diffdis {command}: warning: {text!r} is unlike anything the model was trained on (nearest training "
+            f"caption {nearest!r}, cosine {similarity:.2f}); see the class names in its vocabulary.json",
+            file=sys.stderr,
+        )
 
 
 def _report_unreadable(unreadable: dict[str, str]) -> None:

@@ -14,6 +14,7 @@ Saved layout (no pickle anywhere):
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ from .config import (
 )
 from .data.captions import EVAL_TEMPLATES
 from .data.transforms import images_to_tensor, model_to_pil, uint8_to_model
+from .data.vocabulary import record_captions
 from .diffusion import QueryDiffusion, sample_latents, sample_query, training_scheduler
 from .metrics import recall_at_k
 from .models.diffdis import DiffDisModel, build_unet
@@ -47,6 +49,7 @@ from .models.stable_diffusion import sd_model_config, stable_diffusion_folder, w
 
 CONFIG_NAME = "diffdis_config.json"
 STREAM_NAME = "text_stream.safetensors"
+VOCABULARY_NAME = "vocabulary.json"  # written by training on labelled built-in data: the class names it knows
 ImageBatch = Sequence[Image.Image] | torch.Tensor
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -96,6 +99,8 @@ class DiffDisPipeline:
         self.query = QueryDiffusion(scheduler, config.model.gamma, config.model.text_prediction)
         self._label_cache: dict[tuple, torch.Tensor] = {}
         self.dtype = torch.float32  # compute precision of inference (autocast); the weights stay float32
+        self.vocabulary: dict | None = None  # what the training captions named (VOCABULARY_NAME), when known
+        self._familiarity: tuple[list[str], torch.Tensor, float] | None = None
 
     # ----------------------------------------------------------------------------------------- construction
     @classmethod
@@ -161,7 +166,10 @@ class DiffDisPipeline:
                 f"{path / STREAM_NAME} does not match the config: missing {missing}, unexpected {unexpected}"
             )
         scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
-        return cls(model, text_encoder, autoencoder, scheduler, config).to(device, dtype)
+        pipe = cls(model, text_encoder, autoencoder, scheduler, config)
+        if (path / VOCABULARY_NAME).is_file():
+            pipe.vocabulary = json.loads((path / VOCABULARY_NAME).read_text())
+        return pipe.to(device, dtype)
 
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
@@ -181,6 +189,8 @@ class DiffDisPipeline:
         if isinstance(self.text_encoder, CLIPTextEncoder) and isinstance(self.autoencoder, KLAutoencoder):
             write_model_index(path, type(self.scheduler).__name__)
         self.config.to_json(path / CONFIG_NAME)
+        if self.vocabulary is not None:
+            (path / VOCABULARY_NAME).write_text(json.dumps(self.vocabulary, indent=2) + "\n")
         usual_permissions(path)
 
     def to(self, device: str | torch.device, dtype: str | torch.dtype | None = None) -> DiffDisPipeline:
@@ -195,6 +205,7 @@ class DiffDisPipeline:
         for module in (self.model, self.text_encoder, self.autoencoder):
             module.to(device)
         self._label_cache.clear()  # its embeddings live on the old device
+        self._familiarity = None
         return self
 
     def _autocast(self):
@@ -225,6 +236,26 @@ class DiffDisPipeline:
         return torch.cat(
             [self.text_encoder(list(texts[i : i + batch_size]))[1] for i in range(0, len(texts), batch_size)]
         )
+
+    def unfamiliar(self, texts: Sequence[str]) -> list[tuple[str, str, float]]:
+        """(text, nearest training caption, cosine) for each of `texts` that is less like every training caption
+        than any evaluation prompt of a known class name is (the threshold is that least similarity, measured
+        on the model's own vocabulary). Empty when the model folder does not say what it was trained on."""
+        if self.vocabulary is None:
+            return []
+        if self._familiarity is None:
+            captions = record_captions(self.vocabulary)
+            known = self.encode_text(captions)
+            names = [n for names in self.vocabulary["classes"].values() for n in names]
+            prompts = self.encode_text([t.format(n) for n in names for t in EVAL_TEMPLATES])
+            self._familiarity = (captions, known, (prompts @ known.T).max(1).values.min().item())
+        captions, known, threshold = self._familiarity
+        best = (self.encode_text(list(texts)) @ known.T).max(1)
+        return [
+            (text, captions[i], value)
+            for text, value, i in zip(texts, best.values.tolist(), best.indices.tolist())
+            if value < threshold
+        ]
 
     def class_embeddings(self, class_names: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
         """(K, D): per class, the normalised mean of its normalised template embeddings (computed once per set)."""

@@ -187,6 +187,14 @@ def vocabulary_record(style: str, without: list[int] | None = None) -> dict:
     }
 
 
+def record_captions(record: dict) -> list[str]:
+    """Every training caption a vocabulary record describes."""
+    templates = tuple(record["templates"])
+    if record["captions"] == "varied":
+        return [c for names in record["classes"].values() for c in class_captions(tuple(names), templates)]
+    return [t.format(name) for names in record["classes"].values() for name in names for t in templates]
+
+
 if __name__ == "__main__":  # rewrite the snapshot from an installed WordNet
     SNAPSHOT.write_text(json.dumps(wordnet_snapshot(*sys.argv[1:2]), indent=2) + "\n")
     print(f"wrote {SNAPSHOT}")
