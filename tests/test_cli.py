@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -157,6 +158,11 @@ def test_compare_end_to_end(tmp_path, idx_dir):
     (out / "compare.md").unlink()
     assert main(["compare", "--out", str(out), "--report-only"]) == 0  # trains nothing, rewrites the report
     assert "| diffdis |" in (out / "compare.md").read_text()
+    for model_dir in (out / "runs").glob("*/*/model"):  # a clone holds the result files without the models
+        shutil.rmtree(model_dir)
+    assert main(["compare", "--out", str(out), "--report-only"]) == 0
+    costs = json.loads((out / "compare.json").read_text())["costs"]
+    assert "diffdis query" in costs and costs["how"].endswith("are not in this folder)")
 
 
 def test_train_on_shapes_from_the_command_line(tmp_path):

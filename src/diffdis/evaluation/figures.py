@@ -70,11 +70,35 @@ def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str], cell: 
     return image
 
 
+PALETTE = (
+    (31, 119, 180),
+    (214, 39, 40),
+    (44, 160, 44),
+    (148, 103, 189),
+    (255, 127, 14),
+    (23, 190, 207),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (0, 0, 128),
+    (128, 0, 0),
+    (0, 100, 0),
+    (255, 0, 255),
+)
+
+
 def line_chart(
-    series: dict[str, dict[int, float]], title: str, x_label: str, y_label: str, log_x: bool = True
+    series: dict[str, dict[int, float]],
+    title: str,
+    x_label: str,
+    y_label: str,
+    log_x: bool = True,
+    colours: dict[str, tuple[int, int, int]] | None = None,
 ) -> Image.Image:
     """Lines of y against x on a log2 x axis (e.g. accuracy against sampler steps) or a linear one (e.g. against
-    training steps), one per series, labelled."""
+    training steps), one per series, labelled. `colours` fixes a series' colour (so that one name keeps its
+    colour across several charts); otherwise the palette is used in order."""
     width, height, left, bottom, top, legend = 700, 340, 60, 40, 30, 240
     xs = sorted({x for points in series.values() for x in points})
     ys = [y for points in series.values() for y in points.values()]
@@ -100,9 +124,8 @@ def line_chart(
         draw.line((left - 3, py, left, py), fill="black")
     draw.text((width // 2 - 60, height - 16), x_label, fill="black", font=font)
     draw.text((8, top - 16), y_label, fill="black", font=font)
-    colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
     for i, (name, points) in enumerate(series.items()):
-        colour = colours[i % len(colours)]
+        colour = colours[name] if colours else PALETTE[i % len(PALETTE)]
         coords = [point(x, points[x]) for x in sorted(points)]
         if len(coords) > 1:
             draw.line(coords, fill=colour, width=2)

@@ -18,7 +18,7 @@ from ..data.datasets import fixed_subset
 from ..data.eval_sets import load_eval_set
 from ..data.transforms import uint8_to_model
 from ..evaluation.diffusion_classifier import diffusion_classifier_scores, spaced_timesteps
-from ..evaluation.figures import bar_chart, line_chart
+from ..evaluation.figures import PALETTE, bar_chart, line_chart
 from ..evaluation.report import write_json
 from ..evaluation.significance import paired_bootstrap, paired_interval
 from ..pipeline import DiffDisPipeline
@@ -274,6 +274,8 @@ def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]]) -> Image.Image 
         ("fashion", "curve_judged", "judged generation accuracy (%), 10 samples per class"),
         ("unseen-A", "curve_unseen_top1", "unseen-class validation top-1 (%), unseen-A"),
     ]
+    rows = sorted({row for block, _, _ in panels for row in blocks.get(block, {})})
+    colours = {row: PALETTE[i % len(PALETTE)] for i, row in enumerate(rows)}  # one colour per model in every panel
     images = []
     for block, key, title in panels:
         series = {}
@@ -286,7 +288,7 @@ def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]]) -> Image.Image 
             if points:
                 series[row] = {step: statistics.fmean(v) for step, v in points.items()}
         if series:
-            images.append(line_chart(series, title, "training step", "%", log_x=False))
+            images.append(line_chart(series, title, "training step", "%", log_x=False, colours=colours))
     if not images:
         return None
     figure = Image.new("RGB", (images[0].width, sum(i.height for i in images)), "white")
@@ -310,6 +312,13 @@ def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) 
     """compare.json, compare.md and the figures from every result under out/runs; the classification paths of
     the fashion block's seed-0 models are timed alternately (`rounds`, `images`)."""
     blocks = load_results(out)
+    costs = alternating_costs(blocks["fashion"], rounds, images) if "fashion" in blocks else {}
+    earlier = out / "compare.json"
+    if not costs and earlier.exists():  # the models are not here (a clone holds only result files): keep the timing
+        costs = json.loads(earlier.read_text()).get("costs", {})
+        note = " (kept from the earlier report: the models it timed are not in this folder)"
+        if costs and note not in costs["how"]:
+            costs["how"] += note
     records = [r for rows in blocks.values() for seeds in rows.values() for r in seeds.values() if "wall_seconds" in r]
     report = {
         "settings": settings,
@@ -319,7 +328,7 @@ def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) 
         "steps_per_run": sorted({r["steps"] for r in records}),
         "seeds_measured": sorted({r["seed"] for r in records}),
         "blocks": {block: block_table(block, rows) for block, rows in blocks.items()},
-        "costs": alternating_costs(blocks["fashion"], rounds, images) if "fashion" in blocks else {},
+        "costs": costs,
         "l_ita_by_t_e": ita_by_timestep(blocks.get("fashion", {})),
         "runs": {block: {row: sorted(seeds) for row, seeds in rows.items()} for block, rows in blocks.items()},
     }
