@@ -16,6 +16,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from conftest import run_overrides
 from PIL import Image
+from safetensors.torch import load_file
 
 from diffdis import DiffDisPipeline, preset
 from diffdis.cli import main
@@ -138,6 +139,8 @@ def test_run_files_are_readable_by_others_and_the_model_lists_its_class_names(tm
     os.umask(mask)
     weights = [*run.glob("model/**/*.safetensors"), *run.glob("checkpoints/*/*.safetensors")]
     assert len(weights) == 4 and all(p.stat().st_mode & 0o777 == 0o666 & ~mask for p in weights)
+    scale = load_file(run / "model" / "text_stream.safetensors")["logit_scale"].item()  # exported for probabilities
+    assert scale == pytest.approx(1 / 0.07, rel=0.01)
     vocabulary = json.loads((run / "model" / "vocabulary.json").read_text())
     assert vocabulary["captions"] == "varied" and vocabulary["held_out_classes"] == ["shirt"]
     assert "shirt" not in vocabulary["classes"] and "Trouser" in vocabulary["classes"]["pair of trousers"]

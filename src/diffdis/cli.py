@@ -82,6 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--sampler", choices=IMAGE_SAMPLERS, default="ddim", help="DDIM or DPM-Solver++ (default ddim)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     g.add_argument(
+        "--candidates",
+        type=_positive,
+        default=1,
+        help="draw K samples per image and keep the one the model's own discrimination scores highest (default 1)",
+    )
+    g.add_argument(
+        "--self-guidance",
+        type=float,
+        default=0.0,
+        help="weight of guidance by the model's own discrimination during sampling (default 0 = none)",
+    )
+    g.add_argument(
         "--out",
         required=True,
         help="a folder (no extension): one PNG per image and grid.png; or an image file (.png, .jpg): the grid only",
@@ -114,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "classify":
             c.add_argument("--labels", help="comma-separated class names (required with --images)")
             c.add_argument("--templates", help="'|'-separated prompt templates with {} (default: built-in set)")
+            c.add_argument(
+                "--top-k", type=_positive, default=1, help="print each image's K most probable labels (default 1)"
+            )
 
     e = sub.add_parser("evaluate", help="evaluate a saved pipeline on a whole evaluation suite")
     e.add_argument("--model", required=True, help="folder of a saved pipeline (a run's model/)")
@@ -296,7 +311,15 @@ def _generate(args) -> int:
 
     pipe = _load(args)
     _warn_unfamiliar(pipe, [args.prompt], "generate")
-    images = pipe.generate([args.prompt] * args.num_images, args.steps, args.guidance, args.seed, args.sampler)
+    images = pipe.generate(
+        [args.prompt] * args.num_images,
+        args.steps,
+        args.guidance,
+        args.seed,
+        args.sampler,
+        candidates=args.candidates,
+        self_guidance=args.self_guidance,
+    )
     grid = image_grid([images], scale=max(1, 128 // images[0].size[0]))
     if out.suffix:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -391,9 +414,9 @@ def _classify(args) -> int:
         result.update(dataset=args.dataset, images=len(data), **zero_shot(pipe, data, templates, **query).summary())
     else:
         _warn_unfamiliar(pipe, labels, "classify")
-        result.update(classify_files(pipe, files, labels, templates, **query))
-        for file, label in result["predictions"].items():
-            print(f"{file}\t{label}")
+        result.update(classify_files(pipe, files, labels, templates, args.top_k, **query))
+        for file, best in result["top_k"].items():
+            print(file + "\t" + "\t".join(f"{label} {p:.3f}" for label, p in best))
     if "top1" in result:
         print(f"top-1 on {result['images']} images: {result['top1']:.2f}%")
     _report_unreadable(result.get("unreadable", {}))

@@ -147,8 +147,10 @@ def sample_latents(
     guidance_scale: float,
     sampler: str = "ddim",
     clip_sample: bool = False,
+    adjust: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Algorithm 2: text-conditioned generation with classifier-free guidance; returns clean latents."""
+    """Algorithm 2: text-conditioned generation with classifier-free guidance; returns clean latents.
+    `adjust(z_t, t, ε̂)` may change each step's guided noise estimate (the pipeline's self-guidance)."""
     sched, step_kwargs = sampling_scheduler(scheduler, sampler, prediction_type="epsilon", clip_sample=clip_sample)
     sched.set_timesteps(steps, device=noise.device)
     if guidance_scale != 1.0:  # [caption; empty caption]
@@ -159,5 +161,8 @@ def sample_latents(
 
     z = noise * sched.init_noise_sigma
     for t in sched.timesteps:
-        z = sched.step(guide(epsilon, z, t, guidance_scale), t, z, **step_kwargs).prev_sample
+        eps = guide(epsilon, z, t, guidance_scale)
+        if adjust is not None:
+            eps = adjust(z, t, eps)
+        z = sched.step(eps, t, z, **step_kwargs).prev_sample
     return z

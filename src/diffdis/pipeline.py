@@ -84,6 +84,41 @@ def _check_latent_size(m, autoencoder) -> None:
 
 
 @dataclass
+class Prediction:
+    """Classification of N images among K classes."""
+
+    class_names: list[str]
+    cosines: torch.Tensor  # (N, K) cosine of each image's query with each class embedding
+    probabilities: torch.Tensor  # (N, K) softmax of the cosines times the model's trained logit scale
+
+    @property
+    def indices(self) -> torch.Tensor:
+        """(N,) the most probable class of each image (what `classify` returns)."""
+        return self.cosines.argmax(dim=1)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.class_names[k] for k in self.indices.tolist()]
+
+    def top_k(self, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Per image, the k most probable (class name, probability) pairs, most probable first."""
+        values, indices = self.probabilities.topk(min(k, len(self.class_names)), dim=1)
+        return [
+            [(self.class_names[j], p) for j, p in zip(row_i.tolist(), row_p.tolist())]
+            for row_i, row_p in zip(indices, values)
+        ]
+
+
+@dataclass
+class Generation:
+    """`generate(..., return_scores=True)`: the chosen image per prompt and every candidate's self-score."""
+
+    images: list[Image.Image]
+    scores: torch.Tensor  # (N prompts, K candidates): cosine of each candidate's query with its prompt
+    chosen: torch.Tensor  # (N,) the candidate kept for each prompt (the highest score)
+
+
+@dataclass
 class RetrievalResult:
     similarity: torch.Tensor  # (N_images, N_texts) cosine similarity
     metrics: dict[str, float]  # image_to_text_R@{1,5,10}, text_to_image_R@{1,5,10} in percent
@@ -159,6 +194,8 @@ class DiffDisPipeline:
         unet = UNet2DConditionModel.from_pretrained(path / "unet")
         stream = load_file(path / STREAM_NAME)
         model = DiffDisModel(unet, m, stream["null_context"])
+        if "logit_scale" in stream:  # absent from folders saved before it was exported: CLIP's 1/0.07 stands
+            model.logit_scale.fill_(stream.pop("logit_scale").item())
         missing, unexpected = model.load_state_dict(stream, strict=False)
         missing = [k for k in missing if not k.startswith("unet.")]
         if missing or unexpected:
@@ -178,6 +215,7 @@ class DiffDisPipeline:
         stream = {
             k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items() if not k.startswith("unet.")
         }
+        stream["logit_scale"] = self.model.logit_scale.detach().cpu().reshape(())
         save_file(stream, path / STREAM_NAME)
         self.scheduler.save_pretrained(path / "scheduler")
         m = self.config.model
@@ -339,35 +377,57 @@ class DiffDisPipeline:
             raise ValueError(
                 f"sampler={sampler!r}, start={start!r}; use a sampler of {QUERY_SAMPLERS} and a start of {QUERY_STARTS}"
             )
-        if self.config.model.query_training == "regression":
-            sampler = "x0"
-        n, dim = len(images), self.model.text_dim
-        generator = torch.Generator().manual_seed(seed)
-        if start == "noise":
-            noise = torch.randn(n, dim, generator=generator)
-        else:
-            noise = (torch.randn(1, dim, generator=generator) if start == "fixed" else torch.zeros(1, dim)).expand(
-                n, -1
-            )
+        noise = self._query_noise(len(images), seed, start)
         out = []
-        for i in range(0, n, batch_size):
+        for i in range(0, len(images), batch_size):
             with self._autocast():
                 z = self._latents(images[i : i + batch_size])
-                if self.config.model.variant == "clip":  # one encoder pass, no query diffusion
-                    out.append(F.normalize(self.model.clip_embed(z).float(), dim=-1))
-                    continue
-                eps = noise[i : i + batch_size].to(self.device)
-                e = sample_query(
-                    self.model, self.query, self.scheduler, z, eps, num_inference_steps, guidance_scale, sampler
-                )
-            out.append(F.normalize(e.float(), dim=-1))
+            out.append(self._queries(z, noise[i : i + batch_size], num_inference_steps, guidance_scale, sampler))
         return torch.cat(out)
+
+    def _query_noise(self, n: int, seed: int, start: str = "noise") -> torch.Tensor:
+        """(n, D) e_T: row i depends only on (seed, i) for the Gaussian start."""
+        dim, generator = self.model.text_dim, torch.Generator().manual_seed(seed)
+        if start == "noise":
+            return torch.randn(n, dim, generator=generator)
+        first = torch.randn(1, dim, generator=generator) if start == "fixed" else torch.zeros(1, dim)
+        return first.expand(n, -1)
+
+    def _queries(
+        self,
+        z: torch.Tensor,
+        noise: torch.Tensor,
+        steps: int = DEFAULT_QUERY_STEPS,
+        guidance_scale: float = DEFAULT_QUERY_GUIDANCE,
+        sampler: str = "ddim",
+    ) -> torch.Tensor:
+        """(B, D) float32 unit queries of clean latents z from starts `noise`."""
+        if self.config.model.query_training == "regression":  # trained at t_e = T-1 only: one read-out
+            sampler = "x0"
+        with self._autocast():
+            if self.config.model.variant == "clip":  # one encoder pass, no query diffusion
+                return F.normalize(self.model.clip_embed(z).float(), dim=-1)
+            e = sample_query(
+                self.model, self.query, self.scheduler, z, noise.to(self.device), steps, guidance_scale, sampler
+            )
+        return F.normalize(e.float(), dim=-1)
 
     def classify(
         self, images: ImageBatch, class_names: Sequence[str], templates: Sequence[str] | None = None, **kwargs
     ) -> torch.Tensor:
-        """(N,) predicted class indices: argmax of cos(ê_0(image), class embedding). kwargs go to encode_image."""
+        """(N,) predicted class indices: argmax of cos(ê_0(image), class embedding). kwargs go to encode_image.
+        `predict` gives the same decision with probabilities and the top k."""
         return self.scores(images, class_names, templates, **kwargs).argmax(dim=1)
+
+    def predict(
+        self, images: ImageBatch, class_names: Sequence[str], templates: Sequence[str] | None = None, **kwargs
+    ) -> Prediction:
+        """Classification with probabilities: softmax over the classes of the cosines times the logit scale the
+        model learned in training (the InfoNCE temperature; CLIP's 1/0.07 for model folders saved before it was
+        kept). `.indices` equals `classify`; `.top_k(k)` lists names and probabilities. kwargs: encode_image's."""
+        cosines = self.scores(images, class_names, templates, **kwargs).float().cpu()
+        probabilities = (self.model.logit_scale.float().cpu() * cosines).softmax(dim=1)
+        return Prediction(list(class_names), cosines, probabilities)
 
     def scores(
         self, images: ImageBatch, class_names: Sequence[str], templates: Sequence[str] | None = None, **kwargs
@@ -414,28 +474,48 @@ class DiffDisPipeline:
     @torch.no_grad()
     def generate(
         self,
-        prompts: Sequence[str],
+        prompts: str | Sequence[str],
         num_inference_steps: int = DEFAULT_GENERATION_STEPS,
         guidance_scale: float = DEFAULT_GUIDANCE,
         seed: int = 0,
         sampler: str = "ddim",
         batch_size: int = 64,
-    ) -> list[Image.Image]:
+        candidates: int = 1,
+        self_guidance: float = 0.0,
+        return_scores: bool = False,
+    ) -> list[Image.Image] | Generation:
         """One image per prompt (a single string is one prompt), classifier-free guided (Algorithm 2). Image i
-        depends only on (seed, i)."""
+        depends only on (seed, i).
+
+        The model checks its own samples (joint models only):
+        - `candidates=K` draws K samples per prompt and keeps the one the model's own discrimination pass scores
+          highest: the cosine between the sample's text query (encode_image's defaults, as `classify` uses them)
+          and the prompt's text embedding. Candidate 0 of every prompt is the image K=1 gives.
+        - `self_guidance=w` adds w times the gradient of that cosine (the one-step query read-out on the
+          predicted clean image, from a zero start) to every sampling step: classifier guidance by the model's
+          own discriminator. 0 is no guidance.
+        `return_scores=True` returns a Generation with every candidate's score and the choice."""
         self._require(self.can_generate, "generate images")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError(f"prompts={prompts!r}; give a prompt or a non-empty list of prompts (strings)")
         _check_steps(num_inference_steps)
-        m = self.config.model
+        if not isinstance(candidates, int) or candidates < 1:
+            raise ValueError(f"candidates={candidates!r}; give a whole number of at least 1")
+        if (candidates > 1 or self_guidance or return_scores) and not self.can_discriminate:
+            self._require(False, "score its own samples (candidates, self_guidance, return_scores)")
+        n, m = len(prompts), self.config.model
+        rows = prompts * candidates  # row j * n + i: candidate j of prompt i
         side = m.resolution // self.autoencoder.downsample
-        shape = (len(prompts), self.autoencoder.latent_channels, side, side)
+        shape = (len(rows), self.autoencoder.latent_channels, side, side)
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
         clip = isinstance(self.autoencoder, PixelSpace)  # pixels live in [-1, 1]; latents do not
-        images = []
-        for i in range(0, len(prompts), batch_size):
-            c, _ = self.text_encoder(prompts[i : i + batch_size])
+        scoring = candidates > 1 or return_scores
+        query_noise = self._query_noise(len(rows), seed)
+        latents, scores = [], []
+        for i in range(0, len(rows), batch_size):
+            c, e = self.text_encoder(rows[i : i + batch_size])
+            adjust = self._self_guidance(e, self_guidance, clip) if self_guidance else None
             with self._autocast():
                 z = sample_latents(
                     self.model,
@@ -446,7 +526,45 @@ class DiffDisPipeline:
                     guidance_scale,
                     sampler,
                     clip_sample=clip,
+                    adjust=adjust,
                 )
-                decoded = self.autoencoder.decode(z)
+            latents.append(z)
+            if scoring:
+                query = self._queries(z, query_noise[i : i + batch_size])
+                scores.append((query * e.float()).sum(-1).cpu())
+        z = torch.cat(latents)
+        chosen = torch.zeros(n, dtype=torch.long)
+        if scoring:
+            table = torch.cat(scores).view(candidates, n).T  # (n, K)
+            chosen = table.argmax(dim=1)
+            z = z.view(candidates, n, *z.shape[1:])[chosen.to(z.device), torch.arange(n, device=z.device)]
+        images = []
+        for i in range(0, n, batch_size):
+            with self._autocast():
+                decoded = self.autoencoder.decode(z[i : i + batch_size])
             images += model_to_pil(decoded.float())
-        return images
+        return Generation(images, table, chosen) if return_scores else images
+
+    def _self_guidance(self, e: torch.Tensor, weight: float, clip: bool):
+        """The step adjustment of classifier guidance by the model's own discriminator: ε - w·sqrt(1-ᾱ_t)·∇_z cos,
+        where cos is between the prompt's query e and the one-step query read-out (zero start, t_e = T-1) of the
+        clean image predicted from z_t (ε held fixed, so the gradient flows through the discrimination pass only)."""
+        alphas = self.scheduler.alphas_cumprod.to(self.device)
+        last = torch.tensor([self.scheduler.config.num_train_timesteps - 1], device=self.device)
+        target = e.float().detach()
+
+        def adjust(z_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+            a = alphas[t].to(z_t.dtype)
+            with torch.enable_grad():
+                z = z_t.detach().requires_grad_(True)
+                x0 = (z - (1 - a).sqrt() * eps.detach()) / a.sqrt()
+                if clip:
+                    x0 = x0.clamp(-1, 1)
+                start = torch.zeros(len(z), self.model.text_dim, device=z.device, dtype=z.dtype)
+                t_e = last.expand(len(z))
+                output = self.model.predict_query(x0, start, t_e, self.model.image_prefix(x0))
+                cosine = (self.query.direction(output, start, t_e) * target).sum()
+                (grad,) = torch.autograd.grad(cosine, z)
+            return eps - weight * (1 - a).sqrt() * grad
+
+        return adjust

@@ -48,15 +48,17 @@ def read_images(paths: Sequence[Path]) -> tuple[list[int], list[Image.Image], di
     return kept, images, unreadable
 
 
-def classify_files(pipe, files: Sequence[Path], labels: Sequence[str], templates=None, **query) -> dict:
-    """The predicted label of each readable file (unreadable ones are skipped and listed); when every file sits
-    in a folder named after one of the labels (class_name/xxx.png), also the top-1 accuracy against those
-    folder names."""
+def classify_files(pipe, files: Sequence[Path], labels: Sequence[str], templates=None, top_k: int = 1, **query) -> dict:
+    """The predicted label of each readable file (unreadable ones are skipped and listed) and its `top_k` most
+    probable labels with their probabilities; when every file sits in a folder named after one of the labels
+    (class_name/xxx.png), also the top-1 accuracy against those folder names."""
     kept, images, unreadable = read_images(files)
     files = [files[i] for i in kept]
-    predictions = pipe.classify(images, labels, templates, **query).tolist()
+    prediction = pipe.predict(images, labels, templates, **query)
+    predictions = prediction.indices.tolist()
     result: dict = {
         "predictions": {str(f): labels[k] for f, k in zip(files, predictions)},
+        "top_k": {str(f): [[name, p] for name, p in best] for f, best in zip(files, prediction.top_k(top_k))},
         "images": len(files),
         "unreadable": unreadable,
     }

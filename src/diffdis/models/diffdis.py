@@ -73,6 +73,9 @@ class DiffDisModel(nn.Module):
         self.variant = config.variant
         text_dim = null_context.shape[-1]
         self.register_buffer("null_context", null_context.detach().clone(), persistent=True)
+        # The trained InfoNCE temperature (exp of the objective's logit scale), written into the model at export
+        # to turn cosines into probabilities; not part of the training state (the objective owns that).
+        self.register_buffer("logit_scale", torch.tensor(1 / 0.07), persistent=False)
         # Only the modules a variant uses are built or trained: a parameter without a gradient would stall DDP.
         if config.variant in ("diffdis", "dis"):
             attentions = self._attentions()

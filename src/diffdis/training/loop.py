@@ -382,6 +382,9 @@ def _finish(run: _Run) -> Path:
         run.progress.write(f"step {state.step} = train.max_steps: nothing to train; {model_dir} is left as it is")
     if acc.is_main_process and trained:
         with run.ema.applied():
+            scale = acc.unwrap_model(run.objective).logit_scale_value()
+            if scale is not None:  # the temperature that turns the model's cosines into probabilities
+                run.pipe.model.logit_scale.fill_(scale)
             run.pipe.save_pretrained(model_dir)
         summary = {
             "steps": state.step,

@@ -1,0 +1,99 @@
+"""One model that checks itself: candidates re-ranked by the model's own discrimination pass, self-guidance,
+and classification with probabilities."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from diffdis import DiffDisPipeline
+from diffdis.data.transforms import model_to_pil
+from diffdis.diffusion import sample_latents
+
+PROMPTS = ["a photo of a dress.", "a photo of a bag."]
+
+
+def _pixels(images):
+    return [im.tobytes() for im in images]
+
+
+def test_one_candidate_is_the_plain_sampler(small_pipeline):
+    pipe = small_pipeline
+    noise = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    c, _ = pipe.text_encoder(PROMPTS)
+    z = sample_latents(pipe.model, pipe.scheduler, c, noise, 3, 3.0, "ddim", clip_sample=True)
+    expected = model_to_pil(pipe.autoencoder.decode(z))
+    assert _pixels(pipe.generate(PROMPTS, 3, seed=3, candidates=1)) == _pixels(expected)
+
+
+def test_candidates_keep_the_best_self_score(small_pipeline):
+    pipe, k = small_pipeline, 3
+    best = pipe.generate(PROMPTS, 3, seed=1, candidates=k, return_scores=True)
+    # every candidate alone: row j * n + i of the same seed is candidate j of prompt i
+    alone = pipe.generate(PROMPTS * k, 3, seed=1, return_scores=True)
+    assert torch.equal(best.scores, alone.scores.view(k, len(PROMPTS)).T)
+    assert torch.equal(best.chosen, best.scores.argmax(dim=1))
+    for i, j in enumerate(best.chosen.tolist()):
+        assert _pixels([best.images[i]]) == _pixels([alone.images[j * len(PROMPTS) + i]])
+    again = pipe.generate(PROMPTS, 3, seed=1, candidates=k, return_scores=True)
+    assert torch.equal(again.scores, best.scores)  # deterministic per seed
+    assert best.scores.abs().max() <= 1.0 + 1e-5  # cosines
+
+
+def test_self_guidance(small_pipeline):
+    pipe = small_pipeline
+    plain = _pixels(pipe.generate(PROMPTS, 3, seed=0))
+    assert _pixels(pipe.generate(PROMPTS, 3, seed=0, self_guidance=0.0)) == plain
+    assert _pixels(pipe.generate(PROMPTS, 3, seed=0, self_guidance=50.0)) != plain
+
+
+def test_generation_only_models_cannot_score_their_samples(small_config):
+    import dataclasses
+
+    gen = DiffDisPipeline.from_config(
+        dataclasses.replace(small_config, model=dataclasses.replace(small_config.model, variant="gen"))
+    )
+    with pytest.raises(ValueError, match="score its own samples"):
+        gen.generate(PROMPTS, 2, candidates=2)
+    with pytest.raises(ValueError, match="at least 1"):
+        gen.generate(PROMPTS, 2, candidates=0)
+
+
+def test_probabilities_sum_to_one_and_rank_like_the_cosines(small_pipeline, tmp_path):
+    images = torch.rand(5, 1, 16, 16) * 2 - 1
+    names = ["dress", "bag", "coat", "sandal", "shirt", "sneaker"]
+    prediction = small_pipeline.predict(images, names)
+    assert torch.allclose(prediction.probabilities.sum(1), torch.ones(5))
+    assert torch.equal(prediction.probabilities.argsort(1), prediction.cosines.argsort(1))
+    assert torch.equal(prediction.indices, small_pipeline.classify(images, names))
+    top = prediction.top_k(3)
+    assert len(top) == 5 and [name for name, _ in top[0]][0] == prediction.labels[0]
+    assert top[0][0][1] >= top[0][1][1] >= top[0][2][1]
+
+    small_pipeline.model.logit_scale.fill_(42.0)  # what training exports
+    small_pipeline.save_pretrained(tmp_path / "m")
+    assert DiffDisPipeline.from_pretrained(tmp_path / "m").model.logit_scale.item() == pytest.approx(42.0)
+    stream = load_file(tmp_path / "m" / "text_stream.safetensors")
+    del stream["logit_scale"]  # a folder saved before the scale was exported
+    save_file(stream, tmp_path / "m" / "text_stream.safetensors")
+    assert DiffDisPipeline.from_pretrained(tmp_path / "m").model.logit_scale.item() == pytest.approx(1 / 0.07)
+
+
+def test_the_command_line_uses_them(small_pipeline, tmp_path, capsys):
+    from PIL import Image
+
+    from diffdis.cli import main
+
+    small_pipeline.save_pretrained(tmp_path / "model")
+    model = str(tmp_path / "model")
+    argv = ["generate", "--model", model, "--prompt", "a bag", "--num-images", "2", "--steps", "2"]
+    assert main([*argv, "--candidates", "2", "--self-guidance", "1", "--out", str(tmp_path / "g")]) == 0
+    assert len(list((tmp_path / "g").glob("0*.png"))) == 2
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("L", (16, 16), 200).save(folder / "x.png")
+    classify = ["classify", "--model", model, "--images", str(folder), "--labels", "dress,bag,coat", "--top-k", "3"]
+    assert main(classify) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1].split("\t")
+    assert len(line) == 4 and sum(float(cell.split()[-1]) for cell in line[1:]) == pytest.approx(1.0, abs=2e-3)
