@@ -18,8 +18,11 @@ from diffdis.training import train  # noqa: E402
 OUT = Path("runs/bench")
 
 
-def interleaved(contenders: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
-    """Median seconds per call of each contender, calls alternating A, B, A, B, ..."""
+def interleaved_stats(
+    contenders: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1
+) -> dict[str, dict[str, float]]:
+    """Seconds per call of each contender (median, min, max over `repeats` rounds), the calls alternating
+    A, B, A, B, ... after `warmup` untimed rounds."""
     for _ in range(warmup):
         for run in contenders.values():
             run()
@@ -29,7 +32,15 @@ def interleaved(contenders: dict[str, Callable[[], object]], repeats: int = 5, w
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {
+        name: {"median": statistics.median(v), "min": min(v), "max": max(v), "rounds": len(v)}
+        for name, v in times.items()
+    }
+
+
+def interleaved(contenders: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Median seconds per call of each contender, calls alternating A, B, A, B, ..."""
+    return {name: s["median"] for name, s in interleaved_stats(contenders, repeats, warmup).items()}
 
 
 def trained_model(path: str | None, train_steps: int) -> tuple[DiffDisPipeline, str]:

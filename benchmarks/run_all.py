@@ -12,7 +12,7 @@ from pathlib import Path
 
 from diffdis.evaluation.report import environment, write_json
 
-from . import generation, memory, profile_paths, training, zero_shot_speed
+from . import encoder_cost, generation, memory, profile_paths, training, zero_shot_speed
 from .common import OUT, trained_model
 
 
@@ -20,7 +20,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="saved pipeline to measure (default: runs/demo/model if present)")
     parser.add_argument("--train-steps", type=int, default=400, help="steps of the fallback model (default 400)")
-    parser.add_argument("--skip", action="append", default=[], help="zero_shot, training, generation, profile, memory")
+    parser.add_argument(
+        "--skip", action="append", default=[], help="zero_shot, encoder, training, generation, profile, memory"
+    )
     args = parser.parse_args()
     model = args.model or ("runs/demo/model" if Path("runs/demo/model").exists() else None)
     pipe, model_path = trained_model(model, args.train_steps)
@@ -34,6 +36,13 @@ def main() -> None:
             zero_shot_accuracy_by_steps=default,
             diffusion_classifier_accuracy=z["vs_diffusion_classifier"]["diffusion_classifier_accuracy"],
             zero_shot=z,
+        )
+    if "encoder" not in args.skip:
+        e = encoder_cost.run(pipe)
+        results.update(
+            zero_shot_vs_clip_tower_ratio=e["ratio"],
+            zero_shot_vs_clip_tower_accuracy=e["accuracy"],
+            encoder_cost=e,
         )
     if "training" not in args.skip:
         t = training.run(pipe)

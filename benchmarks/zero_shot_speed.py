@@ -3,8 +3,6 @@ model's generation branch; how the gap grows with the class count; accuracy agai
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from diffdis.config import DEFAULT_QUERY_STEPS
@@ -15,9 +13,11 @@ from diffdis.evaluation.diffusion_classifier import diffusion_classifier_scores,
 from diffdis.evaluation.figures import line_chart
 from diffdis.evaluation.zero_shot import zero_shot
 
-from .common import OUT, interleaved, print_table
+from .common import OUT, interleaved_stats, print_table
 
 STEPS = (1, 2, 4, 8, 16, 50)
+DIFFDIS_BATCH = 256  # every DiffDis timing: one batch of this many test images, scored against the label set
+ROUNDS = 5  # alternating rounds after one warm-up round; medians and ranges are reported
 SETTINGS = {  # name -> encode_image options
     "ddim, Gaussian start": {"sampler": "ddim", "start": "noise"},
     "ddim, zero start": {"sampler": "ddim", "start": "zero"},
@@ -61,16 +61,19 @@ def speed_vs_diffusion_classifier(pipe, dc_images: int, dd_images: int) -> dict:
     dc_scores = diffusion_classifier_scores(pipe, uint8_to_model(dc_data.images), names, templates)
     dc_accuracy = 100.0 * (dc_scores.argmax(1) == dc_data.labels).float().mean().item()
     ours_same = zero_shot(pipe, dc_data, templates, seed=0).accuracy  # on the images DC was scored on
-    images = uint8_to_model(dc_data.images[:50])  # timing set
+    batch = uint8_to_model(fixed_subset(eval_set.data, DIFFDIS_BATCH).images)
+    few = uint8_to_model(dc_data.images[:50])  # the Diffusion Classifier is timed on fewer images
     pipe.class_embeddings(names, templates)  # computed once per label set, outside the timed part
-    seconds = interleaved(
+    seconds = interleaved_stats(
         {
-            "diffdis": lambda: pipe.scores(images, names, templates),
-            "diffusion_classifier": lambda: diffusion_classifier_scores(pipe, images, names, templates),
+            "diffdis": lambda: pipe.scores(batch, names, templates),
+            "diffusion_classifier": lambda: diffusion_classifier_scores(pipe, few, names, templates),
         },
-        repeats=3,
+        repeats=ROUNDS,
     )
-    per_image = {k: v / len(images) for k, v in seconds.items()}
+    sizes = {"diffdis": len(batch), "diffusion_classifier": len(few)}
+    per_image = {k: v["median"] / sizes[k] for k, v in seconds.items()}
+    spread = {k: [v["min"] / sizes[k], v["max"] / sizes[k]] for k, v in seconds.items()}
     speedup = per_image["diffusion_classifier"] / per_image["diffdis"]
     print_table(
         "zero-shot, 10 classes, same model",
@@ -90,40 +93,48 @@ def speed_vs_diffusion_classifier(pipe, dc_images: int, dd_images: int) -> dict:
             ],
         ],
     )
-    print(f"speed-up: {speedup:.1f}x; DiffDis top-1 on {len(data)} images: {ours:.2f}%")
+    print(
+        f"speed-up: {speedup:.1f}x (median of {ROUNDS} alternating rounds); "
+        f"DiffDis top-1 on {len(data)} images: {ours:.2f}%"
+    )
     return {
         "speedup": speedup,
         "seconds_per_image": per_image,
+        "seconds_per_image_range": spread,
         "diffusion_classifier_accuracy": dc_accuracy,
         "diffdis_accuracy_same_images": ours_same,
         "diffdis_accuracy": ours,
-        "images": {"diffusion_classifier": len(dc_data), "diffdis": len(data), "timing": len(images)},
+        "images": {"diffusion_classifier": len(dc_data), "diffdis": len(data), "timing": sizes},
         "diffusion_classifier_timesteps": 8,
     }
 
 
 def class_count_scaling(pipe, counts=(10, 100, 1000)) -> dict:
-    """Per-image wall time of both methods with synthetic label sets of growing size. Label embeddings are
-    computed once per set for both (not timed)."""
+    """Per-image wall time of both methods with synthetic label sets of growing size, timed as the headline
+    comparison times them (DiffDis on the same 256-image batch; alternating rounds after a warm-up; medians).
+    Label embeddings are computed once per set for both (not timed)."""
     m = pipe.config.model
     eval_set = load_eval_set("fashion-mnist", m.resolution, m.image_channels)
+    dd_images = uint8_to_model(fixed_subset(eval_set.data, DIFFDIS_BATCH).images)  # the same batch at every count
     result, rows = {}, []
     for count in counts:
         names = [f"object number {i}" for i in range(count)]
         n = max(2, 320 // count)  # Diffusion-Classifier cost grows with the count: fewer images suffice
         dc_images = uint8_to_model(fixed_subset(eval_set.data, n).images)
-        dd_images = uint8_to_model(fixed_subset(eval_set.data, 256).images)  # the same batch at every count
         pipe.class_embeddings(names)
-        start = time.perf_counter()
-        pipe.scores(dd_images, names)
-        ours = (time.perf_counter() - start) / len(dd_images)
-        start = time.perf_counter()
-        diffusion_classifier_scores(pipe, dc_images, names)
-        theirs = (time.perf_counter() - start) / n
+        seconds = interleaved_stats(
+            {
+                "diffdis": lambda names=names: pipe.scores(dd_images, names),
+                "dc": lambda names=names, dc_images=dc_images: diffusion_classifier_scores(pipe, dc_images, names),
+            },
+            repeats=ROUNDS if count <= 100 else 2,
+        )
+        ours, theirs = seconds["diffdis"]["median"] / len(dd_images), seconds["dc"]["median"] / n
         result[count] = {
             "diffdis_s_per_image": ours,
             "diffusion_classifier_s_per_image": theirs,
             "images": {"diffdis": len(dd_images), "diffusion_classifier": n},
+            "rounds": seconds["dc"]["rounds"],
         }
         rows.append([count, 1000 * ours, 1000 * theirs, theirs / ours])
     print_table("cost against the number of classes", ["classes", "DiffDis ms/image", "DC ms/image", "ratio"], rows)
