@@ -190,7 +190,7 @@ def run_compare(
             "wall_seconds": {"train": trained, "evaluate": time.perf_counter() - began - trained},
             "curve": summary["validation"],
             "config": config.to_dict(),
-            "model_dir": str(model_dir),
+            "model_dir": str(model_dir.relative_to(out)),  # relative to the study folder, which may move
             "code": _code_version(),
             **figures,
         }

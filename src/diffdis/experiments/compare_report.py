@@ -143,15 +143,16 @@ def block_table(block: str, rows: dict[str, dict[int, dict]]) -> dict:
 
 
 @torch.no_grad()
-def alternating_costs(rows: dict[str, dict[int, dict]], rounds: int, images: int) -> dict:
+def alternating_costs(out: Path, rows: dict[str, dict[int, dict]], rounds: int, images: int) -> dict:
     """Milliseconds per image of each classification path of the fashion block's seed-0 models, timed in one
     process with the contenders alternating (a busy machine slows all alike): median and range over rounds."""
     contenders = {}  # name -> (pipe, what to time)
     for model in ("diffdis", "dis", "clip", "gen"):
         record = rows.get(model, {}).get(0)
-        if not record or not Path(record["model_dir"]).exists():  # results of record travel without their models
+        model_dir = out / record["model_dir"] if record else None  # relative to the study folder
+        if model_dir is None or not model_dir.exists():  # results of record travel without their models
             continue
-        pipe = DiffDisPipeline.from_pretrained(record["model_dir"])
+        pipe = DiffDisPipeline.from_pretrained(model_dir)
         if "query" in record:
             query = {k: record["query"][k] for k in ("num_inference_steps", "guidance_scale")}
             contenders[f"{model} query"] = (pipe, query)
@@ -312,7 +313,7 @@ def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) 
     """compare.json, compare.md and the figures from every result under out/runs; the classification paths of
     the fashion block's seed-0 models are timed alternately (`rounds`, `images`)."""
     blocks = load_results(out)
-    costs = alternating_costs(blocks["fashion"], rounds, images) if "fashion" in blocks else {}
+    costs = alternating_costs(out, blocks["fashion"], rounds, images) if "fashion" in blocks else {}
     earlier = out / "compare.json"
     if not costs and earlier.exists():  # the models are not here (a clone holds only result files): keep the timing
         costs = json.loads(earlier.read_text()).get("costs", {})

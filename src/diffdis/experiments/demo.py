@@ -108,7 +108,7 @@ def json_summary(config, model_dir, out, full, official, sweep, retrieval, judge
     training = json.loads((out / "train_summary.json").read_text())
     return {
         "model": {
-            "path": str(model_dir),
+            "path": str(model_dir.relative_to(out)),  # beside results.json
             "preset": "tiny",
             "config": config.to_dict(),
             "weights": "EMA",
