@@ -116,12 +116,15 @@ def class_samples(
     seed: int = 0,
     num_inference_steps: int = DEFAULT_GENERATION_STEPS,
     guidance_scale: float = DEFAULT_GUIDANCE,
+    **options,
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """`per_class` samples per class, prompted with GENERATION_PROMPT: images (N, C, R, R) uint8, the prompted
-    class of each (N,), and the settings that made them (for result files)."""
+    class of each (N,), and the settings that made them (for result files). `options` go to `generate`
+    (candidates, self_guidance)."""
     prompts = [GENERATION_PROMPT.format(name) for name in class_names for _ in range(per_class)]
     images = pil_to_uint8(
-        pipe.generate(prompts, num_inference_steps, guidance_scale, seed), pipe.config.model.image_channels
+        pipe.generate(prompts, num_inference_steps, guidance_scale, seed, **options),
+        pipe.config.model.image_channels,
     )
     target = torch.arange(len(class_names)).repeat_interleave(per_class)
     settings = {
@@ -131,6 +134,7 @@ def class_samples(
         "guidance_scale": guidance_scale,
         "seed": seed,
         "images": len(prompts),
+        **options,
     }
     return images, target, settings
 
