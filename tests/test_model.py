@@ -168,3 +168,15 @@ def test_shared_context_attention_equals_the_module_call(small_pipeline):
     with torch.no_grad():
         expected = attn(x, encoder_hidden_states=context.expand(3, -1, -1))
         assert torch.allclose(shared_context_attention(attn, x, context), expected, atol=1e-6)
+
+
+def test_a_shared_context_attention_block_equals_the_module_call(small_pipeline):
+    from diffdis.models.text_stream import shared_context_transformer
+
+    for transformer in small_pipeline.model._attentions():
+        channels = transformer.norm.num_channels
+        h = torch.randn(3, channels, 4, 4)
+        context = small_pipeline.model.null_context
+        with torch.no_grad():
+            expected = transformer(h, encoder_hidden_states=context.expand(3, -1, -1), return_dict=False)[0]
+            assert torch.allclose(shared_context_transformer(transformer, h, context), expected, atol=1e-5)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
-from .text_stream import DualStreamBlock, TimestepEmbedder, UniqueTransformer
+from .text_stream import DualStreamBlock, TimestepEmbedder, UniqueTransformer, shared_context_transformer
 
 
 @dataclass
@@ -177,7 +177,6 @@ class DiffDisModel(nn.Module):
         """The rest of the down path and the mid block. With `query` = (e_t, t_e) the text stream rides along
         every attention block; without it the blocks run as plain UNet attention."""
         h, temb = prefix.h, prefix.temb
-        b = h.shape[0]
         context = self.null_context.to(h.dtype)  # (1, L, D): c is masked (Algorithm 1)
         h_e = None
         if query is not None:
@@ -192,6 +191,6 @@ class DiffDisModel(nn.Module):
             elif query is not None and str(attention) in self.blocks:
                 h, h_e = self._run(self.blocks[str(attention)], module, h, context, e_t, t_e, h_e)
             else:
-                h = module(h, encoder_hidden_states=context.expand(b, -1, -1), return_dict=False)[0]
+                h = self._run(shared_context_transformer, module, h, context)
             attention += kind == "attn"
         return h, h_e

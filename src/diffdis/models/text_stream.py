@@ -60,6 +60,45 @@ def shared_context_attention(attn, x: torch.Tensor, context: torch.Tensor) -> to
     return attn.to_out[1](attn.to_out[0](out.transpose(1, 2).reshape(b, n, -1)))
 
 
+def _tokens(transformer: Transformer2DModel, h_z: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, HW, C): the block's GroupNorm and input projection, as Transformer2DModel does."""
+    b, _, height, width = h_z.shape
+    x = transformer.norm(h_z)
+    if not transformer.use_linear_projection:
+        x = transformer.proj_in(x)
+    x = x.permute(0, 2, 3, 1).reshape(b, height * width, -1)
+    return transformer.proj_in(x) if transformer.use_linear_projection else x
+
+
+def _image(transformer: Transformer2DModel, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """(B, HW, C) tokens -> (B, C, H, W) through the output projection, plus the block's residual."""
+    b, _, height, width = residual.shape
+    if transformer.use_linear_projection:
+        x = transformer.proj_out(x)
+    x = x.reshape(b, height, width, -1).permute(0, 3, 1, 2).contiguous()
+    if not transformer.use_linear_projection:
+        x = transformer.proj_out(x)
+    return x + residual
+
+
+def shared_context_transformer(transformer: Transformer2DModel, h_z: torch.Tensor, context: torch.Tensor):
+    """A UNet attention block on image tokens alone, with a context shared by the whole batch (the masked caption
+    of the discrimination pass): what `transformer(h_z, encoder_hidden_states=context.expand(B, ...))` computes,
+    with the context's keys and values projected once. The image towers without a text stream (the `clip`
+    baseline, unfused blocks of the fusion ablations) run their attention blocks this way."""
+    try:
+        for block in transformer.transformer_blocks:
+            _check_plain_block(block)
+    except ValueError:
+        return transformer(h_z, encoder_hidden_states=context.expand(h_z.shape[0], -1, -1), return_dict=False)[0]
+    x = _tokens(transformer, h_z)
+    for block in transformer.transformer_blocks:
+        x = x + block.attn1(block.norm1(x))
+        x = x + shared_context_attention(block.attn2, block.norm2(x), context)
+        x = x + block.ff(block.norm3(x))
+    return _image(transformer, x, h_z)
+
+
 class DualStreamBlock(nn.Module):
     """One dual-stream deep-fusion block (Fig. 3) wrapped around one of the UNet's Transformer2DModels.
 
@@ -89,15 +128,7 @@ class DualStreamBlock(nn.Module):
         t_e: torch.Tensor,  # (B,) text timestep
         h_e: torch.Tensor,  # (B, D) hidden text query from the previous block (zeros before the first)
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        b, _, height, width = h_z.shape
-        residual = h_z
-        x = transformer.norm(h_z)
-        if not transformer.use_linear_projection:
-            x = transformer.proj_in(x)
-        x = x.permute(0, 2, 3, 1).reshape(b, height * width, -1)  # (B, HW, C)
-        if transformer.use_linear_projection:
-            x = transformer.proj_in(x)
-
+        x = _tokens(transformer, h_z)  # (B, HW, C)
         u = self.fc_in(e_t + self.embed_time(t_e) + h_e)[:, None]  # (B, 1, C) cross-block skip connection
         for block, text_norm, text_ff in zip(transformer.transformer_blocks, self.text_norms, self.text_ffs):
             s = torch.cat([u, x], dim=1)  # (B, 1 + HW, C)
@@ -106,13 +137,7 @@ class DualStreamBlock(nn.Module):
             x = x + shared_context_attention(block.attn2, block.norm2(x), context)  # image tokens only
             x = x + block.ff(block.norm3(x))  # image FFN
             u = u + text_ff(text_norm(u))  # text FFN
-
-        if transformer.use_linear_projection:
-            x = transformer.proj_out(x)
-        x = x.reshape(b, height, width, -1).permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
-        if not transformer.use_linear_projection:
-            x = transformer.proj_out(x)
-        return x + residual, self.fc_out(u[:, 0])
+        return _image(transformer, x, h_z), self.fc_out(u[:, 0])
 
 
 def sincos_2d(height: int, width: int, dim: int, device: torch.device) -> torch.Tensor:
