@@ -114,11 +114,15 @@ def sample_query(
     """Algorithm 3: denoise a text query conditioned on each image; returns unit vectors (B, D).
 
     The image side of the pass that the query cannot influence is computed once, not once per step; with
-    guidance the conditional and the null-image passes run as one batch."""
-    if sampler == "x0":
-        steps = 1
-    sched, step_kwargs = sampling_scheduler(scheduler, sampler, prediction_type="sample")
-    sched.set_timesteps(steps, device=z.device)
+    guidance the conditional and the null-image passes run as one batch. One step (or the x0 sampler) is one
+    read-out at t = T-1, with no sampler to build; the sampler never steps past the last estimate."""
+    if sampler == "x0" or steps == 1:
+        sched, step_kwargs = None, {}
+        timesteps = torch.tensor([scheduler.config.num_train_timesteps - 1], device=z.device)
+    else:
+        sched, step_kwargs = sampling_scheduler(scheduler, sampler, prediction_type="sample")
+        sched.set_timesteps(steps, device=z.device)
+        timesteps = sched.timesteps
     guided = guidance_scale != 1.0
     cond = torch.cat([z, model.null_latents(z)]) if guided else z  # [image; null image]
     prefix = model.image_prefix(cond)
@@ -128,12 +132,12 @@ def sample_query(
         return query.direction(model.predict_query(cond, e_in, t_in, prefix), e_in, t_in)
 
     e = noise.to(z.dtype)
-    direction = F.normalize(e, dim=-1)
-    for t in sched.timesteps:
+    for i, t in enumerate(timesteps):
         direction = guide(unit_query, e, t, guidance_scale)
         if guided:  # guidance mixes unit directions; the mix is renormalised (see README, choices)
             direction = F.normalize(direction, dim=-1)
-        e = sched.step(query.gamma * direction.to(e.dtype), t, e, **step_kwargs).prev_sample
+        if i + 1 < len(timesteps):
+            e = sched.step(query.gamma * direction.to(e.dtype), t, e, **step_kwargs).prev_sample
     return direction
 
 
