@@ -97,3 +97,46 @@ def test_the_command_line_uses_them(small_pipeline, tmp_path, capsys):
     assert main(classify) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1].split("\t")
     assert len(line) == 4 and sum(float(cell.split()[-1]) for cell in line[1:]) == pytest.approx(1.0, abs=2e-3)
+
+
+def test_the_self_check_experiment_writes_every_setting_and_resumes(tmp_path, idx_dir, monkeypatch):
+    from conftest import run_overrides
+
+    from diffdis import preset
+    from diffdis.data.vocabulary import vocabulary_record
+    from diffdis.experiments import self_check
+
+    torch.manual_seed(0)
+    pipe = DiffDisPipeline.from_config(preset("tiny", run_overrides(idx_dir)))
+    pipe.vocabulary = vocabulary_record("varied")
+    pipe.save_pretrained(tmp_path / "model")
+    monkeypatch.setattr(self_check, "SETTINGS", {"plain": {}, "candidates 2": {"candidates": 2}})
+    monkeypatch.setattr(self_check, "BASE", {"num_inference_steps": 2, "guidance_scale": 3.0})
+    results = self_check.run(tmp_path / "model", tmp_path / "out", per_class=1, data_dir=str(idx_dir))
+    assert (
+        set(results["settings"]) == {"plain", "candidates 2"} and results["settings"]["candidates 2"]["candidates"] == 2
+    )
+    assert (
+        len(results["settings"]["plain"]["judged"]["per_class"]) == 10
+        and "fid" in results["settings"]["plain"]["fid_kid"]
+    )
+    assert set(results["cost"]["per_setting"]) == {"plain", "candidates 2"}
+    monkeypatch.setattr(self_check, "measure_fashion", lambda *a, **k: pytest.fail("a finished setting was redone"))
+    self_check.run(tmp_path / "model", tmp_path / "out", per_class=1, data_dir=str(idx_dir))
+
+
+def test_the_self_check_of_a_shapes_model_judges_attributes(tmp_path, monkeypatch):
+    from conftest import SMALL
+
+    from diffdis import preset
+    from diffdis.experiments import self_check
+
+    torch.manual_seed(0)
+    config = preset("tiny", [*SMALL, "train.data=shapes", "model.image_channels=3", "train.val_size=32"])
+    DiffDisPipeline.from_config(config).save_pretrained(tmp_path / "model")
+    monkeypatch.setattr(self_check, "SETTINGS", {"plain": {}})
+    monkeypatch.setattr(self_check, "BASE", {"num_inference_steps": 2, "guidance_scale": 3.0})
+    results = self_check.run(tmp_path / "model", tmp_path / "out", per_class=1)
+    judged = results["settings"]["plain"]["judged"]
+    assert {"colour", "shape"} <= set(judged["per_attribute"]) and 0 <= judged["generation_accuracy"] <= 100
+    assert results["judge"].startswith("exact pixel judge")

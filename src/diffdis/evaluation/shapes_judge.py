@@ -62,6 +62,13 @@ def judge_scene(image: np.ndarray, scene: ShapeScene) -> dict[str, bool]:
     return verdict
 
 
+def judge_scenes(images, scenes) -> dict[str, float]:
+    """Per attribute, the percentage of PIL `images` that show what their `scenes` asked for."""
+    verdicts = [judge_scene(np.asarray(im), s) for im, s in zip(images, scenes)]
+    judged = {a: [v[a] for v in verdicts if a in v] for a in (*ATTRIBUTE_VALUES, "place", "count")}
+    return {a: 100.0 * float(np.mean(found)) for a, found in judged.items() if found}  # place: one-object scenes
+
+
 def shapes_generation_accuracy(
     pipe,
     num_images: int = 200,
@@ -69,18 +76,17 @@ def shapes_generation_accuracy(
     guidance_scale: float = 3.0,
     seed: int = 0,
     split: str = "test",
+    **options,
 ) -> dict:
     """Generate from the captions of a shapes split (`heldout`: compositions never trained on) and report, per
-    attribute, the percentage of images that show the prompted value."""
+    attribute, the percentage of images that show the prompted value. `options` go to `generate` (candidates,
+    self_guidance)."""
     if pipe.config.model.image_channels != 3:
         raise ValueError("shapes generation accuracy needs an RGB model (model.image_channels=3)")
     scenes = load_shapes(split, num_images, pipe.config.model.resolution, seed).scenes
-    images = pipe.generate([s.caption() for s in scenes], num_inference_steps, guidance_scale, seed)
-    verdicts = [judge_scene(np.asarray(im), s) for im, s in zip(images, scenes)]
-    judged = {a: [v[a] for v in verdicts if a in v] for a in (*ATTRIBUTE_VALUES, "place", "count")}
-    per_attribute = {a: 100.0 * float(np.mean(found)) for a, found in judged.items() if found}  # place: 1 object
+    images = pipe.generate([s.caption() for s in scenes], num_inference_steps, guidance_scale, seed, **options)
     return {
-        "per_attribute": per_attribute,
+        "per_attribute": judge_scenes(images, scenes),
         "images": num_images,
         "prompts": f"shapes {split} split captions",
         "judged_by": "redrawing the prompted scene per attribute value, nearest in L1; count by connected regions",
@@ -88,4 +94,5 @@ def shapes_generation_accuracy(
         "num_inference_steps": num_inference_steps,
         "guidance_scale": guidance_scale,
         "seed": seed,
+        **options,
     }

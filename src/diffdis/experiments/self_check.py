@@ -2,11 +2,14 @@
 self-guidance, against spending the same time on more sampling steps or stronger classifier-free guidance.
 
     python -m diffdis.experiments.self_check --model runs/demo/model --out runs/self-check
+    python -m diffdis.experiments.self_check --model runs/shapes/model --out runs/self-check-shapes
 
-For each setting: judged accuracy per class (a CNN trained on the real Fashion-MNIST training split decides
-whether each sample shows its prompted class), FID and KID against real *validation* images (held out of the
-training split; the test split is not read), and the cost per prompt from one alternating timing of every
-setting. Results are written as each setting finishes, and finished settings are skipped when run again.
+For each setting, on a Fashion-MNIST model: judged accuracy per class (a CNN trained on the real training split
+decides whether each sample shows its prompted class) and FID/KID against real *validation* images (held out of
+the training split; the test split is not read); on a `shapes` model: per attribute, the share of samples that
+show the prompted colour, shape, size, place and count (the exact pixel judge), on captions of its held-out
+compositions, and FID/KID against its validation scenes. Both: the cost per prompt from one alternating timing
+of every setting. Results are written as each setting finishes, and finished settings are skipped when run again.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE
 from ..data.datasets import load_fashion_mnist, train_val_split
+from ..data.shapes import load_shapes
 from ..evaluation.fid import InceptionFeatures, fid_kid
 from ..evaluation.figures import bar_chart
-from ..evaluation.judge import cached_judge, class_samples, score_generations
+from ..evaluation.judge import cached_judge, class_samples, pil_to_uint8, score_generations
 from ..evaluation.report import environment, write_json
+from ..evaluation.shapes_judge import judge_scenes
 from ..pipeline import DiffDisPipeline
 
 BASE = {"num_inference_steps": DEFAULT_GENERATION_STEPS, "guidance_scale": DEFAULT_GUIDANCE}
@@ -43,25 +46,25 @@ SETTINGS: dict[str, dict] = {
 }
 
 
-def measure(
-    pipe: DiffDisPipeline,
-    name: str,
-    options: dict,
-    judge,
-    real: torch.Tensor,
-    extractor: InceptionFeatures,
-    cache: Path,
-    per_class: int,
-    seed: int,
-) -> dict:
-    settings = {**BASE, **options}
-    names = list(pipe.vocabulary["classes"]) if pipe.vocabulary else None
-    started = time.perf_counter()
-    images, target, made = class_samples(pipe, names, per_class, seed, **settings)
-    seconds = time.perf_counter() - started
+def measure_fashion(pipe, options: dict, judge, real, extractor, cache: Path, per_class: int, seed: int) -> dict:
+    names = list(pipe.vocabulary["classes"])
+    images, target, made = class_samples(pipe, names, per_class, seed, **{**BASE, **options})
     judged = score_generations(judge, images, target, names)
     quality = fid_kid(real, images, cache_dir=cache, real_key="validation", extractor=extractor)
-    return {"setting": name, **made, "judged": judged, "fid_kid": quality, "seconds_this_run": seconds}
+    return {**made, "judged": judged, "fid_kid": quality}
+
+
+def measure_shapes(pipe, options: dict, real, extractor, cache: Path, images: int, seed: int) -> dict:
+    scenes = load_shapes("heldout", images, pipe.config.model.resolution, seed).scenes
+    samples = pipe.generate([s.caption() for s in scenes], seed=seed, **{**BASE, **options})
+    per_attribute = judge_scenes(samples, scenes)
+    quality = fid_kid(real, pil_to_uint8(samples, 3), cache_dir=cache, real_key="validation", extractor=extractor)
+    judged = {
+        "per_attribute": per_attribute,
+        "generation_accuracy": sum(per_attribute.values()) / len(per_attribute),  # mean over attributes
+        "prompts": f"{images} captions of the held-out compositions",
+    }
+    return {**BASE, **options, "judged": judged, "fid_kid": quality}
 
 
 def alternating_cost(pipe: DiffDisPipeline, prompts: list[str], rounds: int = 3) -> dict[str, dict]:
@@ -82,16 +85,26 @@ def run(model: str | Path, out: str | Path, per_class: int = 25, seed: int = 0, 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pipe = DiffDisPipeline.from_pretrained(model)
-    if pipe.vocabulary is None or pipe.vocabulary.get("data") != "fashion-mnist":
-        raise ValueError(f"{model} was not trained on Fashion-MNIST (its vocabulary.json says so when it was)")
-    config = pipe.config
-    m, t = config.model, config.train
-    root = data_dir or t.data_dir
-    train_full = load_fashion_mnist("train", m.resolution, m.image_channels, root)
-    _, val = train_val_split(train_full, t.val_size, t.seed)  # the model's own held-out validation images
-    test = load_fashion_mnist("test", m.resolution, m.image_channels, root)  # read only for the judge's own accuracy
-    judge_cache = Path(model).parent / "cache"  # the demo's trained judge, when the model is the demo's
-    judge, judge_record = cached_judge("fashion-mnist", train_full, test, judge_cache if judge_cache.exists() else out)
+    m, t = pipe.config.model, pipe.config.train
+    shapes = t.data == "shapes"
+    if not shapes and (pipe.vocabulary or {}).get("data") != "fashion-mnist":
+        raise ValueError(f"{model} was trained on neither Fashion-MNIST (see its vocabulary.json) nor shapes alone")
+    if shapes:
+        val = load_shapes("val", t.val_size, m.resolution, t.seed).images  # held out of training, like in training
+        prompts = [s.caption() for s in load_shapes("heldout", 8, m.resolution, seed).scenes]
+        record = {"judge": "exact pixel judge of each attribute (evaluation/shapes_judge.py)"}
+    else:
+        root = data_dir or t.data_dir
+        train_full = load_fashion_mnist("train", m.resolution, m.image_channels, root)
+        _, held = train_val_split(train_full, t.val_size, t.seed)  # the model's own held-out validation images
+        val = held.images
+        test = load_fashion_mnist("test", m.resolution, m.image_channels, root)  # read only for the judge's accuracy
+        judge_cache = Path(model).parent / "cache"  # the demo's trained judge, when the model is the demo's
+        judge, judge_record = cached_judge(
+            "fashion-mnist", train_full, test, judge_cache if judge_cache.exists() else out
+        )
+        prompts = [f"a photo of a {n}." for n in list(pipe.vocabulary["classes"])[:8]]
+        record = {"judge": judge_record}
     extractor = InceptionFeatures("fid-helper")
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"settings": {}}
@@ -99,16 +112,20 @@ def run(model: str | Path, out: str | Path, per_class: int = 25, seed: int = 0, 
         if name in results["settings"]:
             continue
         print(f"[self-check] {name}", flush=True)
-        results["settings"][name] = measure(pipe, name, options, judge, val.images, extractor, out, per_class, seed)
+        started = time.perf_counter()
+        if shapes:
+            figures = measure_shapes(pipe, options, val, extractor, out, 10 * per_class, seed)
+        else:
+            figures = measure_fashion(pipe, options, judge, val, extractor, out, per_class, seed)
+        results["settings"][name] = {**figures, "seconds_this_run": time.perf_counter() - started}
         write_json(results_path, results)
     if "cost" not in results:
-        prompts = [f"a photo of a {n}." for n in list(pipe.vocabulary["classes"])[:8]]
         results["cost"] = {"prompts": len(prompts), "per_setting": alternating_cost(pipe, prompts)}
     results.update(
         model=str(model),
-        judge=judge_record,
+        **record,
         fid_reference=f"{len(val)} validation images held out of the training split (seed {t.seed})",
-        per_class=per_class,
+        samples_per_setting=10 * per_class,
         seed=seed,
         environment=environment(),
     )
@@ -120,7 +137,7 @@ def run(model: str | Path, out: str | Path, per_class: int = 25, seed: int = 0, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="runs/demo/model", help="a Fashion-MNIST-trained pipeline")
+    parser.add_argument("--model", default="runs/demo/model", help="a pipeline trained on Fashion-MNIST or shapes")
     parser.add_argument("--out", default="runs/self-check", help="output folder (default runs/self-check)")
     parser.add_argument("--per-class", type=int, default=25, help="samples per class and setting (default 25)")
     args = parser.parse_args()
