@@ -354,12 +354,17 @@ def _dataset(args, pipe):
     return fixed_subset(data, args.num_images) if args.num_images else data
 
 
-def _check_dataset(args) -> None:
+def _check_inputs(args) -> None:
+    """What classify, retrieve and evaluate read and write, checked before the model loads: the built-in test
+    set (`--dataset`), the model folder, and the folder of `--json`."""
     from .data.datasets import FASHION_MNIST_DIR, FASHION_MNIST_FILES, find_idx
 
-    if args.dataset:
+    if getattr(args, "dataset", None):
         for stem in FASHION_MNIST_FILES["test"]:
             find_idx(Path(args.data_dir or FASHION_MNIST_DIR), stem)  # names the missing file and how to get it
+    _check_model(args.model)
+    if args.json:
+        _check_writable(Path(args.json), "--json")
 
 
 def _write_json(path: str | None, result: dict) -> None:
@@ -400,10 +405,7 @@ def _classify(args) -> int:
     labels = _labels(args.labels) if args.images else None
     files = image_files(args.images, args.num_images) if args.images else None
     templates = _templates(args.templates)
-    _check_dataset(args)
-    _check_model(args.model)
-    if args.json:
-        _check_writable(Path(args.json), "--json")
+    _check_inputs(args)
     from .evaluation.zero_shot import zero_shot
 
     pipe = _load(args)
@@ -449,10 +451,7 @@ def _retrieve(args) -> int:
         raise FileNotFoundError(
             f"--images {args.images}: metadata.jsonl (one {{'file_name', 'text'}} per line) is missing"
         )
-    _check_dataset(args)
-    _check_model(args.model)
-    if args.json:
-        _check_writable(Path(args.json), "--json")
+    _check_inputs(args)
     pipe = _load(args)
     query = _query_kwargs(args)
     if args.dataset:
@@ -476,9 +475,7 @@ def _retrieve(args) -> int:
 
 
 def _evaluate(args) -> int:
-    _check_model(args.model)
-    if args.json:
-        _check_writable(Path(args.json), "--json")
+    _check_inputs(args)
     from .evaluation.suite import evaluate, summary_lines
 
     pipe = _load(args)
