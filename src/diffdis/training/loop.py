@@ -379,7 +379,7 @@ def _finish(run: _Run) -> Path:
     model_dir = run.dir / "model"
     trained = state.step > run.start_step or not (model_dir / CONFIG_NAME).exists()
     if acc.is_main_process and not trained:
-        run.progress.write(f"step {state.step} = train.max_steps: nothing to train; {model_dir} is left as it is")
+        run.progress.write(f"nothing to train: the run is at train.max_steps={state.step}; {model_dir} is unchanged")
     if acc.is_main_process and trained:
         with run.ema.applied():
             scale = acc.unwrap_model(run.objective).logit_scale_value()
