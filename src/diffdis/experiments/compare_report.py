@@ -209,10 +209,17 @@ def _digits(column: str) -> int:
 
 def markdown(report: dict) -> str:
     s = report["settings"]
+    command = s.get("command", "diffdis compare")
+    made = (
+        f"Runs made by `{command.replace(' --report-only', '')}`, report rebuilt by `{command}`"
+        if "--report-only" in command
+        else f"Made by `{command}`"
+    )
+    versions = ", ".join(report.get("run_code_versions", [])) or "not recorded"
     lines = [
         "# DiffDis and its baselines at equal steps",
         "",
-        f"Made by `{s.get('command', 'diffdis compare')}`: {report['runs_measured']} runs, "
+        f"{made}: {report['runs_measured']} runs (code {versions}), "
         f"{report['run_seconds_total'] / 3600:.2f} h of training and evaluation in all (this machine: "
         f"{s.get('environment', {}).get('torch_threads', '?')} threads).",
         "",
@@ -327,6 +334,7 @@ def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) 
         # training time accumulates across resumes (train_seconds); evaluation is timed by the invocation that ran it
         "run_seconds_total": sum(r["train_seconds"] + r["wall_seconds"]["evaluate"] for r in records),
         "steps_per_run": sorted({r["steps"] for r in records}),
+        "run_code_versions": sorted({r.get("code", "unknown") for r in records}),
         "seeds_measured": sorted({r["seed"] for r in records}),
         "blocks": {block: block_table(block, rows) for block, rows in blocks.items()},
         "costs": costs,
