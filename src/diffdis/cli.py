@@ -200,6 +200,14 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    a = sub.add_parser("app", help="serve the web app (generate, classify, retrieve in the browser; the app extra)")
+    a.add_argument("--model", required=True, help="a saved pipeline folder (e.g. runs/demo/model)")
+    a.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    a.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    a.add_argument("--gallery", default=None, help="an image folder to search by text (default: Fashion-MNIST test)")
+    a.add_argument("--queue", type=_positive, default=8, help="requests that may wait for the model (default 8)")
+    _runtime_options(a)
     return p
 
 
@@ -237,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             "pack": _pack,
             "encode": _encode,
             "demo": _demo,
+            "app": _app,
         }
         return handlers[args.command](args)
     except (ConfigError, FileNotFoundError, ValueError) as error:
@@ -375,15 +384,16 @@ def _write_json(path: str | None, result: dict) -> None:
 
 
 def _labels(text: str) -> list[str]:
-    labels = [s.strip() for s in text.split(",") if s.strip()]
+    from .data.captions import split_labels
+
+    labels, repeated = split_labels(text)
     if not labels:
         raise ValueError(f"--labels {text!r} names no class; give comma-separated names, e.g. --labels dress,bag,coat")
     if len(labels) == 1:
         print(f"diffdis classify: warning: one label ({labels[0]!r}): every image gets it", file=sys.stderr)
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         print(f"diffdis classify: warning: labels given twice: {', '.join(repeated)}", file=sys.stderr)
-    return list(dict.fromkeys(labels))
+    return labels
 
 
 def _templates(text: str | None) -> list[str] | None:
@@ -576,3 +586,21 @@ def _demo(args) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _app(args) -> int:
+    from importlib.util import find_spec
+
+    if find_spec("gradio") is None:
+        raise ValueError("the web app needs Gradio: pip install 'diffdis[app]'")
+    _check_model(args.model)
+    if args.gallery is not None and not Path(args.gallery).is_dir():
+        raise FileNotFoundError(f"--gallery {args.gallery} is not a folder")
+    from .app.inputs import Limits
+    from .app.ui import serve
+    from .pipeline import default_device
+
+    device = args.device or default_device()
+    print(f"diffdis app: serving {args.model} at http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    serve(args.model, args.host, args.port, device, args.dtype, args.gallery, Limits(queue=args.queue))
+    return 0

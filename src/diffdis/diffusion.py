@@ -152,9 +152,11 @@ def sample_latents(
     sampler: str = "ddim",
     clip_sample: bool = False,
     adjust: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Algorithm 2: text-conditioned generation with classifier-free guidance; returns clean latents.
-    `adjust(z_t, t, ε̂)` may change each step's guided noise estimate (the pipeline's self-guidance)."""
+    `adjust(z_t, t, ε̂)` may change each step's guided noise estimate (the pipeline's self-guidance);
+    `on_step()` is called after every step (progress reports)."""
     sched, step_kwargs = sampling_scheduler(scheduler, sampler, prediction_type="epsilon", clip_sample=clip_sample)
     sched.set_timesteps(steps, device=noise.device)
     if guidance_scale != 1.0:  # [caption; empty caption]
@@ -169,4 +171,6 @@ def sample_latents(
         if adjust is not None:
             eps = adjust(z, t, eps)
         z = sched.step(eps, t, z, **step_kwargs).prev_sample
+        if on_step is not None:
+            on_step()
     return z

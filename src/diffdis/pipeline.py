@@ -7,6 +7,7 @@ Saved layout (no pickle anywhere):
     text_stream.safetensors        text stream, unique transformer, head, null latent, null context
     scheduler/scheduler_config.json
     text_encoder/ tokenizer/ vae/  only when the config names folders (CLIP text encoder, AutoencoderKL)
+    README.md                      the model card (model_card.py); measured.json: figures measured on these weights
     model_index.json               with a CLIP text encoder and an AutoencoderKL: the generation part then loads
                                    unchanged in diffusers' StableDiffusionPipeline.from_pretrained
 """
@@ -17,7 +18,7 @@ import dataclasses
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from .data.transforms import images_to_tensor, model_to_pil, uint8_to_model
 from .data.vocabulary import record_captions
 from .diffusion import QueryDiffusion, sample_latents, sample_query, training_scheduler
 from .metrics import recall_at_k
+from .model_card import MEASURED_NAME, write_model_card
 from .models.diffdis import DiffDisModel, build_unet
 from .models.encoders import MINILM, CLIPTextEncoder, KLAutoencoder, PixelSpace, load_autoencoder, load_text_encoder
 from .models.stable_diffusion import sd_model_config, stable_diffusion_folder, write_model_index
@@ -71,6 +73,18 @@ def usual_permissions(folder: Path) -> None:
     for path in folder.rglob("*"):
         if path.is_file():
             path.chmod(0o666 & ~mask)
+
+
+def _step_counter(progress: Callable[[int, int], None], total: int) -> Callable[[], None]:
+    """A callback for every sampler step that reports (steps done, `total`) to `progress`."""
+    done = 0
+
+    def on_step() -> None:
+        nonlocal done
+        done += 1
+        progress(min(done, total), total)
+
+    return on_step
 
 
 def _check_latent_size(m, autoencoder) -> None:
@@ -229,6 +243,8 @@ class DiffDisPipeline:
         self.config.to_json(path / CONFIG_NAME)
         if self.vocabulary is not None:
             (path / VOCABULARY_NAME).write_text(json.dumps(self.vocabulary, indent=2) + "\n")
+        (path / MEASURED_NAME).unlink(missing_ok=True)  # figures of the weights just replaced
+        write_model_card(path)
         usual_permissions(path)
 
     def to(self, device: str | torch.device, dtype: str | torch.dtype | None = None) -> DiffDisPipeline:
@@ -483,6 +499,7 @@ class DiffDisPipeline:
         candidates: int = 1,
         self_guidance: float = 0.0,
         return_scores: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Image.Image] | Generation:
         """One image per prompt (a single string is one prompt), classifier-free guided (Algorithm 2). Image i
         depends only on (seed, i).
@@ -494,7 +511,8 @@ class DiffDisPipeline:
         - `self_guidance=w` adds w times the gradient of that cosine (the one-step query read-out on the
           predicted clean image, from a zero start) to every sampling step: classifier guidance by the model's
           own discriminator. 0 is no guidance.
-        `return_scores=True` returns a Generation with every candidate's score and the choice."""
+        `return_scores=True` returns a Generation with every candidate's score and the choice.
+        `progress(done, total)` is called after every sampler step, counted over all batches."""
         self._require(self.can_generate, "generate images")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts or not all(isinstance(p, str) for p in prompts):
@@ -513,6 +531,7 @@ class DiffDisPipeline:
         scoring = candidates > 1 or return_scores
         query_noise = self._query_noise(len(rows), seed)
         latents, scores = [], []
+        on_step = _step_counter(progress, num_inference_steps * -(-len(rows) // batch_size)) if progress else None
         for i in range(0, len(rows), batch_size):
             c, e = self.text_encoder(rows[i : i + batch_size])
             adjust = self._self_guidance(e, self_guidance, clip) if self_guidance else None
@@ -527,6 +546,7 @@ class DiffDisPipeline:
                     sampler,
                     clip_sample=clip,
                     adjust=adjust,
+                    on_step=on_step,
                 )
             latents.append(z)
             if scoring:

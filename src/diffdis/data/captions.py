@@ -67,3 +67,11 @@ def captions_for(
     """One caption per label from its class name, each with a template drawn by a generator seeded with `seed`."""
     picks = np.random.default_rng(seed).integers(len(templates), size=len(labels))
     return [caption(class_names[int(y)], templates[int(k)]) for y, k in zip(labels, picks)]
+
+
+def split_labels(text: str) -> tuple[list[str], list[str]]:
+    """Class names typed as one text, separated by commas or new lines: (each name once, in order; the names
+    typed more than once). Blank entries are dropped."""
+    labels = [s.strip() for s in re.split(r"[,\n]", text) if s.strip()]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    return list(dict.fromkeys(labels)), repeated

@@ -13,7 +13,7 @@ Run folder:
     samples/step_NNNNNNN.png    a generated grid, one row per class (or per prompt)
     model/                      the final pipeline (EMA weights), loadable with DiffDisPipeline.from_pretrained, with
                                 a copy of train_summary.json and, for labelled built-in data, vocabulary.json (the
-                                class names and templates of its captions)
+                                class names and templates of its captions) and a model card (README.md)
     train_summary.json          steps, time, skipped steps and samples, accepted config changes, validation history
 
 A resume that has no step left to run leaves model/ as it is (its config is the one its weights were trained
@@ -41,6 +41,7 @@ from ..config import FROM_INIT, Config
 from ..data.datasets import FASHION_MNIST_CLASSES, LabelledImages
 from ..data.sources import check_data, holdout_indices, training_batches
 from ..data.vocabulary import vocabulary_record
+from ..model_card import write_model_card
 from ..models.encoders import MINILM
 from ..models.stable_diffusion import sd_model_config, stable_diffusion_folder
 from ..objective import DiffDisObjective
@@ -401,6 +402,7 @@ def _finish(run: _Run) -> Path:
         vocabulary = _vocabulary(run.config)
         if vocabulary:
             (model_dir / "vocabulary.json").write_text(json.dumps(vocabulary, indent=2) + "\n")
+        write_model_card(model_dir)  # again, now with the run's summary and vocabulary beside it
         if skipped:
             run.progress.write(f"skipped samples: {skipped}")
     run.progress.close()

@@ -1,0 +1,195 @@
+"""The model work behind the web app, free of any web framework: one loaded pipeline, the retrieval gallery
+(its image queries computed once per query setting), example images, and each tab's request as a method that
+takes checked inputs and returns plain Python values (PIL images, names, numbers)."""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..config import DEFAULT_QUERY_STEPS
+from ..data.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, fixed_subset, load_fashion_mnist
+from ..evaluation.folders import image_files, read_images
+from ..model_card import CARD_NAME, MEASURED_NAME
+from ..pipeline import DiffDisPipeline
+from .inputs import Limits
+
+GALLERY_SIZE = 500  # images of the default retrieval gallery (a fixed subset of the Fashion-MNIST test split)
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Gallery:
+    """Images to search by text; `queries` caches their text queries per (steps, sampler)."""
+
+    name: str
+    images: list[Image.Image]
+    names: list[str]
+    queries: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Scored:
+    image: Image.Image
+    caption: str
+
+
+class AppService:
+    def __init__(
+        self,
+        pipe: DiffDisPipeline,
+        model_dir: str | Path,
+        limits: Limits | None = None,
+        gallery: str | Path | None = None,
+        data_dir: str | Path = FASHION_MNIST_DIR,
+    ):
+        self.pipe, self.model_dir, self.limits = pipe, Path(model_dir), limits or Limits()
+        self.examples_dir = Path(tempfile.mkdtemp(prefix="diffdis-app-examples-"))
+        self.examples = self._write_examples(data_dir)
+        self.gallery = self._gallery(gallery, data_dir)
+
+    # ------------------------------------------------------------------------------------------ start-up
+    def _fashion_test(self, data_dir):
+        try:
+            return load_fashion_mnist("test", 28, 1, data_dir)  # the original 28x28 images, for people to see
+        except FileNotFoundError:
+            return None
+
+    def _write_examples(self, data_dir) -> list[Path]:
+        """One Fashion-MNIST test image per class, as PNG files the Classify tab offers (none without the data)."""
+        test = self._fashion_test(data_dir)
+        if test is None:
+            return []
+        paths = []
+        for k, name in enumerate(test.class_names):
+            i = int((test.labels == k).nonzero()[0])
+            path = self.examples_dir / f"{name.replace(' ', '-')}.png"
+            Image.fromarray(test.images[i, 0].numpy()).save(path)
+            paths.append(path)
+        return paths
+
+    def _gallery(self, folder, data_dir) -> Gallery | None:
+        if folder is not None:
+            files = image_files(folder, limit=5000)
+            kept, images, _ = read_images(files)
+            return Gallery(str(folder), images, [files[i].name for i in kept])
+        test = self._fashion_test(data_dir)
+        if test is None:
+            return None
+        subset = fixed_subset(test, GALLERY_SIZE)
+        images = [Image.fromarray(a[0].numpy()) for a in subset.images]
+        names = [f"test image, a {subset.class_names[int(y)]}" for y in subset.labels]
+        return Gallery(f"{len(images)} Fashion-MNIST test images", images, names)
+
+    def default_labels(self) -> list[str]:
+        """The class names the model was trained with (its vocabulary), else Fashion-MNIST's."""
+        vocabulary = self.pipe.vocabulary
+        return list(vocabulary["classes"]) if vocabulary else list(FASHION_MNIST_CLASSES)
+
+    def close(self) -> None:
+        for path in self.examples:
+            path.unlink(missing_ok=True)
+        self.examples_dir.rmdir()
+
+    # ------------------------------------------------------------------------------------------- requests
+    def generate(
+        self,
+        prompt: str,
+        num_images: int,
+        steps: int,
+        guidance: float,
+        seed: int,
+        candidates: int = 1,
+        progress: Progress | None = None,
+    ) -> list[Scored]:
+        """`num_images` samples of one prompt (image i from seed + i), each captioned with the model's own score
+        of it (the cosine of its text query with the prompt); with candidates > 1, the best of that many."""
+        scoring = self.pipe.can_discriminate
+        result = self.pipe.generate(
+            [prompt] * num_images,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            seed=seed,
+            candidates=candidates,
+            return_scores=scoring,
+            progress=progress,
+        )
+        if not scoring:
+            return [Scored(image, f"seed {seed}, image {i + 1}") for i, image in enumerate(result)]
+        out = []
+        for i, image in enumerate(result.images):
+            best = result.scores[i, result.chosen[i]].item()
+            others = f", best of {candidates}" if candidates > 1 else ""
+            out.append(Scored(image, f"self-score {best:.3f}{others}"))
+        return out
+
+    def classify(
+        self, images: list[Image.Image], labels: list[str], steps: int = DEFAULT_QUERY_STEPS, sampler: str = "ddim"
+    ) -> list[dict[str, float]]:
+        """Per image, every label's probability (softmax of the model's scaled cosines), most probable first."""
+        prediction = self.pipe.predict(images, labels, num_inference_steps=steps, sampler=sampler)
+        return [dict(best) for best in prediction.top_k(len(labels))]
+
+    def search_gallery(self, query: str, top: int, steps: int = DEFAULT_QUERY_STEPS, sampler: str = "ddim"):
+        """The gallery's `top` images most like the text `query`: (image, name, cosine), best first."""
+        gallery = self.gallery
+        key = (steps, sampler)
+        if key not in gallery.queries:
+            gallery.queries[key] = self.pipe.encode_image(gallery.images, num_inference_steps=steps, sampler=sampler)
+        cosines = gallery.queries[key] @ self.pipe.encode_text([query])[0]
+        best = cosines.topk(min(top, len(gallery.images)))
+        return [(gallery.images[i], gallery.names[i], c) for c, i in zip(best.values.tolist(), best.indices.tolist())]
+
+    def rank_captions(self, image: Image.Image, captions: list[str]) -> dict[str, float]:
+        """Each caption's probability for the image (softmax of the scaled cosines, as `classify` computes it)."""
+        cosines = self.pipe.retrieve([image], captions, relevance=[[0]]).similarity[0]
+        probabilities = (self.pipe.model.logit_scale.float().cpu() * cosines).softmax(0)
+        return dict(sorted(zip(captions, probabilities.tolist()), key=lambda pair: -pair[1]))
+
+    def round_trip(
+        self, prompt: str, labels: list[str], num_images: int, seed: int, progress: Progress | None = None
+    ) -> tuple[list[Scored], dict[str, float]]:
+        """Generate `num_images` of `prompt` and classify them against `labels` with the same network: each image
+        captioned with its top label, and the labels' mean probabilities over the images."""
+        images = self.pipe.generate([prompt] * num_images, seed=seed, progress=progress)
+        per_image = self.classify(images, labels)
+        scored = [
+            Scored(image, f"{next(iter(p))} ({next(iter(p.values())):.0%})") for image, p in zip(images, per_image)
+        ]
+        mean = {name: sum(p[name] for p in per_image) / len(per_image) for name in labels}
+        return scored, dict(sorted(mean.items(), key=lambda pair: -pair[1]))
+
+    # ------------------------------------------------------------------------------------------ the model
+    def card(self) -> str:
+        path = self.model_dir / CARD_NAME
+        return path.read_text() if path.is_file() else "This model folder has no model card (README.md)."
+
+    def model_files(self) -> dict:
+        """What the Model tab shows beside the card: config, training summary, measured figures, sample grid."""
+
+        def read(name: str):
+            path = self.model_dir / name
+            return json.loads(path.read_text()) if path.is_file() else None
+
+        grids = [self.model_dir / "samples.png", self.model_dir.parent / "samples.png"]
+        return {
+            "config": self.pipe.config.to_dict(),
+            "training": read("train_summary.json"),
+            "measured": read(MEASURED_NAME),
+            "samples": next((str(p) for p in grids if p.is_file()), None),
+        }
+
+    def unfamiliar(self, texts: list[str]) -> list[str]:
+        """Of `texts`, those unlike every training caption of the model (empty without its vocabulary)."""
+        return [text for text, _, _ in self.pipe.unfamiliar(texts)]
+
+
+def random_seed() -> int:
+    return random.randrange(2**31)
