@@ -3,13 +3,17 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 VENV := .venv/bin
 
-.PHONY: setup demo test test-slow lint bench
+.PHONY: setup demo test test-slow lint bench app
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
 	$(VENV)/diffdis demo --out runs/demo
+
+app: setup
+	@[ -f runs/demo/model/diffdis_config.json ] || { echo "runs/demo/model is missing: run 'make demo' first (about 15 minutes on 2 CPU cores)" >&2; exit 2; }
+	$(VENV)/diffdis app --model runs/demo/model
 
 lint: setup
 	$(VENV)/ruff check src tests benchmarks

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create or refresh .venv with diffdis and its test tools, and make the Fashion-MNIST data available.
+# Create or refresh .venv with diffdis, its web app and its test tools, and make the Fashion-MNIST data available.
 #   - torch: a torch already in .venv is kept (bring your own CUDA build: `.venv/bin/pip install torch` first);
 #     otherwise the CPU build pinned below is installed ($DIFFDIS_TORCH overrides the requirement).
 #   - data: Debian's dataset-fashion-mnist is installed when missing and apt-get can run as root; otherwise
@@ -26,11 +26,13 @@ if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.fi
     .venv/bin/pip install --quiet --no-deps "open_clip_torch==3.3.0"
 fi
 
-# WordNet (wordnet-base) is read only by the test that checks the class-name snapshot (data/vocabulary.py).
+# WordNet (wordnet-base) is read only by the test that checks the class-name snapshot (data/vocabulary.py);
+# Chromium only by the web app's browser test (Playwright drives the system's browser; it downloads none).
 DATA=/usr/share/datasets/fashion-mnist
 missing=()
 [ -f "$DATA/t10k-labels-idx1-ubyte.gz" ] || [ -f "$DATA/t10k-labels-idx1-ubyte" ] || missing+=(dataset-fashion-mnist)
 [ -f /usr/share/wordnet/data.noun ] || missing+=(wordnet-base)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

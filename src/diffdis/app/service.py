@@ -126,8 +126,7 @@ class AppService:
         out = []
         for i, image in enumerate(result.images):
             best = result.scores[i, result.chosen[i]].item()
-            others = f", best of {candidates}" if candidates > 1 else ""
-            out.append(Scored(image, f"self-score {best:.3f}{others}"))
+            out.append(Scored(image, f"{best:.3f}" + (f", best of {candidates}" if candidates > 1 else "")))
         return out
 
     def classify(

@@ -19,6 +19,7 @@ import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, DEFAULT_QUERY_STEPS, QUERY_SAMPLERS  # noqa: E402
+from ..data.datasets import FASHION_MNIST_DIR  # noqa: E402
 from . import inputs  # noqa: E402
 from .inputs import InputError, Limits  # noqa: E402
 from .service import AppService, random_seed  # noqa: E402
@@ -76,7 +77,9 @@ def build_app(service: AppService, cache_cleanup: tuple[int, int] = CACHE_CLEANU
 def _generate_tab(service: AppService, limits: Limits) -> None:
     with gr.Row():
         with gr.Column():
-            prompt = gr.Textbox(label="prompt", placeholder="a photo of a dress.", max_lines=2)
+            prompt = gr.Textbox(
+                label="prompt", placeholder="a photo of a dress.", max_lines=2, elem_id="generate-prompt"
+            )
             num_images = gr.Slider(1, limits.num_images, value=4, step=1, label="images")
             steps = gr.Slider(1, limits.steps, value=DEFAULT_GENERATION_STEPS, step=1, label="sampler steps (DDIM)")
             guidance = gr.Slider(1.0, 15.0, value=DEFAULT_GUIDANCE, step=0.5, label="classifier-free guidance")
@@ -91,9 +94,14 @@ def _generate_tab(service: AppService, limits: Limits) -> None:
                 label="candidates: draw this many per image and keep the one the model scores best",
                 interactive=service.pipe.can_discriminate,
             )
-            button = gr.Button("Generate", variant="primary")
+            button = gr.Button("Generate", variant="primary", elem_id="generate-button")
         gallery = gr.Gallery(
-            label="images, each with the model's own score of it", format="png", columns=4, elem_classes="pixelated"
+            label="images, each with the model's own score of it",
+            format="png",
+            columns=4,
+            elem_classes="pixelated",
+            object_fit="contain",
+            elem_id="generate-gallery",
         )
     gr.Examples([[f"a photo of a {name}."] for name in service.default_labels()[:4]], inputs=[prompt])
 
@@ -128,15 +136,21 @@ def _query_settings(limits: Limits):
 def _classify_tab(service: AppService, limits: Limits, labels_text: str) -> None:
     with gr.Row():
         with gr.Column():
-            files = gr.File(label="images", file_count="multiple", file_types=["image"])
-            labels = gr.Textbox(labels_text, label="labels, separated by commas or new lines", lines=3)
+            files = gr.File(label="images", file_count="multiple", file_types=["image"], elem_id="classify-files")
+            labels = gr.Textbox(
+                labels_text, label="labels, separated by commas or new lines", lines=3, elem_id="classify-labels"
+            )
             top_k = gr.Slider(1, 10, value=5, step=1, label="top k")
             steps, sampler = _query_settings(limits)
-            button = gr.Button("Classify", variant="primary")
+            button = gr.Button("Classify", variant="primary", elem_id="classify-button")
         with gr.Column():
-            first = gr.Label(label="first image: the top k labels", num_top_classes=10)
+            first = gr.Label(label="first image: the top k labels", num_top_classes=10, elem_id="classify-result")
             gallery = gr.Gallery(
-                label="every image with its top label", format="png", columns=4, elem_classes="pixelated"
+                label="every image with its top label",
+                format="png",
+                columns=4,
+                elem_classes="pixelated",
+                object_fit="contain",
             )
     if service.examples:
         gr.Examples([[[str(p)], labels_text] for p in service.examples[:5]], inputs=[files, labels])
@@ -168,7 +182,11 @@ def _retrieve_tab(service: AppService, limits: Limits) -> None:
                 steps, sampler = _query_settings(limits)
                 button = gr.Button("Search", variant="primary")
             matches = gr.Gallery(
-                label="best matches, with cosine similarity", format="png", columns=4, elem_classes="pixelated"
+                label="best matches, with cosine similarity",
+                format="png",
+                columns=4,
+                elem_classes="pixelated",
+                object_fit="contain",
             )
         gr.Examples([["a photo of a sandal."], ["a bag."], ["something to wear on the feet."]], inputs=[query])
 
@@ -217,6 +235,7 @@ def _round_trip_tab(service: AppService, limits: Limits, labels_text: str) -> No
                 format="png",
                 columns=4,
                 elem_classes="pixelated",
+                object_fit="contain",
             )
             mean = gr.Label(label="mean probability over the images", num_top_classes=5)
     gr.Examples([[f"a photo of a {name}."] for name in service.default_labels()[4:7]], inputs=[prompt])
@@ -244,7 +263,13 @@ def _model_tab(service: AppService) -> None:
             gr.Markdown(service.card())
         with gr.Column(scale=2):
             if files["samples"]:
-                gr.Image(Image.open(files["samples"]), label="sample grid", format="png", elem_classes="pixelated")
+                gr.Image(
+                    Image.open(files["samples"]),
+                    label="sample grid",
+                    format="png",
+                    elem_classes="pixelated",
+                    object_fit="contain",
+                )
             if files["measured"]:
                 gr.JSON(files["measured"], label="measured figures")
             gr.JSON(files["training"] or {}, label="training summary")
@@ -260,15 +285,17 @@ def serve(
     gallery: str | Path | None = None,
     limits: Limits | None = None,
     block: bool = True,
+    data_dir: str | Path = FASHION_MNIST_DIR,
+    cache_cleanup: tuple[int, int] = CACHE_CLEANUP,
 ):
-    """Load the model, build the app and serve it; returns (app, service) when `block` is False."""
+    """Load the model, build the app and serve it until interrupted; with `block=False`, serve in the background
+    and return (app, service). `data_dir`: where the Fashion-MNIST examples and default gallery come from."""
     from ..pipeline import DiffDisPipeline
 
     limits = limits or Limits()
-    service = AppService(
-        DiffDisPipeline.from_pretrained(model_dir, device=device, dtype=dtype), model_dir, limits, gallery
-    )
-    app = build_app(service)
+    pipe = DiffDisPipeline.from_pretrained(model_dir, device=device, dtype=dtype)
+    service = AppService(pipe, model_dir, limits, gallery, data_dir)
+    app = build_app(service, cache_cleanup)
     try:
         app.launch(
             server_name=host,
