@@ -1,6 +1,6 @@
 """The web app as a user meets it: seconds from `diffdis app` to the page being served, the latency of
 generating 4 images at 25 steps and of classifying one image against 10 labels (through the API, as the page
-calls it; median of 5 after one warm-up), and a screenshot of the page in Chromium.
+calls it; median of 5 alternating rounds after one warm-up), and a screenshot of the page in Chromium.
 
     python -m benchmarks.app_latency [--model runs/demo/model] [--screenshot docs/app.png]
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,9 +22,11 @@ from PIL import Image
 
 from diffdis.data.datasets import load_fashion_mnist
 from diffdis.evaluation.report import environment, write_json
+from diffdis.evaluation.timing import alternating_times
 
 from .common import OUT, print_table
 
+PROMPT = "a photo of a sneaker."
 LABELS = "t-shirt, pair of trousers, pullover, dress, coat, sandal, shirt, sneaker, bag, ankle boot"
 
 
@@ -48,16 +49,6 @@ def wait_until_served(url: str, process: subprocess.Popen, timeout: float = 300)
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"{url} was not served within {timeout:.0f} s")
-
-
-def median_seconds(call, repeats: int = 5) -> dict[str, float]:
-    call()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return {"median": statistics.median(times), "min": min(times), "max": max(times), "rounds": repeats}
 
 
 def screenshot(url: str, path: Path, image: str) -> None:
@@ -109,10 +100,15 @@ def main() -> None:
         client = Client(url, verbose=False)
         example = str(test_image(Path(tempfile.mkdtemp()) / "sneaker.png"))
         image = handle_file(example)
-        generate = median_seconds(
-            lambda: client.predict("a photo of a sneaker.", 4, 25, 3.0, 0, False, 1, api_name="/generate")
+        seconds = alternating_times(
+            {
+                "generate": lambda: client.predict(
+                    "a photo of a sneaker.", 4, 25, 3.0, 0, False, 1, api_name="/generate"
+                ),
+                "classify": lambda: client.predict([image], LABELS, 5, 2, "ddim", api_name="/classify"),
+            }
         )
-        classify = median_seconds(lambda: client.predict([image], LABELS, 5, 2, "ddim", api_name="/classify"))
+        generate, classify = seconds["generate"], seconds["classify"]
         if args.screenshot:
             Path(args.screenshot).parent.mkdir(parents=True, exist_ok=True)
             screenshot(url, Path(args.screenshot), example)
@@ -127,7 +123,7 @@ def main() -> None:
         "generate_4_images_25_steps_s": generate,
         "classify_1_image_10_labels_s": classify,
         "how": "gradio_client on loopback; generation: DDIM, guidance 3, seed 0; classification: 2 DDIM query "
-        "steps, a Fashion-MNIST test sneaker; median of 5 after one warm-up",
+        "steps, a Fashion-MNIST test sneaker; median of 5 alternating rounds after one warm-up",
         "screenshot": args.screenshot or None,
         "environment": environment(),
     }

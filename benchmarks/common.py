@@ -4,8 +4,6 @@ so a busy machine slows both alike), the trained model they measure, and table p
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,34 +11,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from diffdis import DiffDisPipeline, preset  # noqa: E402
+from diffdis.evaluation.timing import alternating_times  # noqa: E402
 from diffdis.training import train  # noqa: E402
 
 OUT = Path("runs/bench")
 
 
-def interleaved_stats(
-    contenders: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1
-) -> dict[str, dict[str, float]]:
-    """Seconds per call of each contender (median, min, max over `repeats` rounds), the calls alternating
-    A, B, A, B, ... after `warmup` untimed rounds."""
-    for _ in range(warmup):
-        for run in contenders.values():
-            run()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, run in contenders.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {
-        name: {"median": statistics.median(v), "min": min(v), "max": max(v), "rounds": len(v)}
-        for name, v in times.items()
-    }
-
-
 def interleaved(contenders: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
     """Median seconds per call of each contender, calls alternating A, B, A, B, ..."""
-    return {name: s["median"] for name, s in interleaved_stats(contenders, repeats, warmup).items()}
+    return {name: s["median"] for name, s in alternating_times(contenders, repeats, warmup).items()}
 
 
 def trained_model(path: str | None, train_steps: int) -> tuple[DiffDisPipeline, str]:

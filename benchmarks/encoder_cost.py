@@ -16,9 +16,10 @@ from diffdis.config import DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS
 from diffdis.data.datasets import fixed_subset
 from diffdis.data.eval_sets import load_eval_set
 from diffdis.data.transforms import uint8_to_model
+from diffdis.evaluation.timing import alternating_times
 from diffdis.evaluation.zero_shot import zero_shot
 
-from .common import interleaved_stats, print_table
+from .common import print_table
 
 BATCHES = (1, 16, 256)
 HEADLINE_BATCH = 256
@@ -50,7 +51,7 @@ def part_costs(pipe: DiffDisPipeline, images: torch.Tensor) -> dict[str, float]:
         return model.predict_query(z, e, t, model.image_prefix(z))
 
     with torch.no_grad():
-        seconds = interleaved_stats({"image prefix": prefix, "whole read-out": whole}, repeats=5)
+        seconds = alternating_times({"image prefix": prefix, "whole read-out": whole}, rounds=5)
     ms = {name: 1000 * s["median"] / len(z) for name, s in seconds.items()}
     ms["text stream, down path, mid block, unique transformer"] = ms["whole read-out"] - ms["image prefix"]
     return ms
@@ -73,7 +74,7 @@ def run(pipe: DiffDisPipeline, images: int = 2000) -> dict:
             f"diffdis {name}": (lambda x=x, o=options: pipe.encode_image(x, **o)) for name, options in SETTINGS.items()
         }
         contenders["clip tower"] = lambda x=x: clip.encode_image(x)
-        seconds = interleaved_stats(contenders, repeats=7 if batch > 1 else 25, warmup=2)
+        seconds = alternating_times(contenders, rounds=7 if batch > 1 else 25, warmup=2)
         ms = {name: {k: 1000 * v / batch for k, v in s.items()} for name, s in seconds.items()}
         by_batch[batch] = ms
         tower = ms["clip tower"]["median"]

@@ -11,9 +11,10 @@ from diffdis.data.eval_sets import load_eval_set
 from diffdis.data.transforms import uint8_to_model
 from diffdis.evaluation.diffusion_classifier import diffusion_classifier_scores, unet_evaluations_per_image
 from diffdis.evaluation.figures import line_chart
+from diffdis.evaluation.timing import alternating_times
 from diffdis.evaluation.zero_shot import zero_shot
 
-from .common import OUT, interleaved_stats, print_table
+from .common import OUT, print_table
 
 STEPS = (1, 2, 4, 8, 16, 50)
 DIFFDIS_BATCH = 256  # every DiffDis timing: one batch of this many test images, scored against the label set
@@ -64,12 +65,12 @@ def speed_vs_diffusion_classifier(pipe, dc_images: int, dd_images: int) -> dict:
     batch = uint8_to_model(fixed_subset(eval_set.data, DIFFDIS_BATCH).images)
     few = uint8_to_model(dc_data.images[:50])  # the Diffusion Classifier is timed on fewer images
     pipe.class_embeddings(names, templates)  # computed once per label set, outside the timed part
-    seconds = interleaved_stats(
+    seconds = alternating_times(
         {
             "diffdis": lambda: pipe.scores(batch, names, templates),
             "diffusion_classifier": lambda: diffusion_classifier_scores(pipe, few, names, templates),
         },
-        repeats=ROUNDS,
+        rounds=ROUNDS,
     )
     sizes = {"diffdis": len(batch), "diffusion_classifier": len(few)}
     per_image = {k: v["median"] / sizes[k] for k, v in seconds.items()}
@@ -122,12 +123,12 @@ def class_count_scaling(pipe, counts=(10, 100, 1000)) -> dict:
         n = max(2, 320 // count)  # Diffusion-Classifier cost grows with the count: fewer images suffice
         dc_images = uint8_to_model(fixed_subset(eval_set.data, n).images)
         pipe.class_embeddings(names)
-        seconds = interleaved_stats(
+        seconds = alternating_times(
             {
                 "diffdis": lambda names=names: pipe.scores(dd_images, names),
                 "dc": lambda names=names, dc_images=dc_images: diffusion_classifier_scores(pipe, dc_images, names),
             },
-            repeats=ROUNDS if count <= 100 else 2,
+            rounds=ROUNDS if count <= 100 else 2,
         )
         ours, theirs = seconds["diffdis"]["median"] / len(dd_images), seconds["dc"]["median"] / n
         result[count] = {

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from ..evaluation.diffusion_classifier import diffusion_classifier_scores, space
 from ..evaluation.figures import PALETTE, bar_chart, line_chart
 from ..evaluation.report import write_json
 from ..evaluation.significance import paired_bootstrap, paired_interval
+from ..evaluation.timing import alternating_times
 from ..pipeline import DiffDisPipeline
 
 # (column, path into a row's record, path of per-image 0/1 scores or None, lower is better). Per-image scores
@@ -167,20 +167,25 @@ def alternating_costs(out: Path, rows: dict[str, dict[int, dict]], rounds: int, 
     )
     test = uint8_to_model(fixed_subset(test_set.data, images).images)
     few = test[: max(1, len(test) // 16)]  # the Diffusion Classifier is timed on fewer images
-    timed: dict[str, list[float]] = {}
-    for _ in range(rounds):
-        for name, (pipe, what) in contenders.items():
-            batch = test if "query" in name else few
-            began = time.perf_counter()
-            if "query" in name:
-                pipe.encode_image(batch, **what)
-            else:
-                diffusion_classifier_scores(pipe, batch, test_set.data.class_names, test_set.templates, what)
-            timed.setdefault(name, []).append(1000 * (time.perf_counter() - began) / len(batch))
-    costs = {
-        name: {"median_ms_per_image": statistics.median(v), "min": min(v), "max": max(v), "rounds": len(v)}
-        for name, v in timed.items()
-    }
+    names, templates = test_set.data.class_names, test_set.templates
+
+    def timed(pipe, what, query: bool):
+        if query:
+            return lambda: pipe.encode_image(test, **what)
+        return lambda: diffusion_classifier_scores(pipe, few, names, templates, what)
+
+    seconds = alternating_times(
+        {name: timed(pipe, what, "query" in name) for name, (pipe, what) in contenders.items()}, rounds, warmup=0
+    )
+    costs = {}
+    for name, t in seconds.items():
+        per = 1000 / len(test if "query" in name else few)
+        costs[name] = {
+            "median_ms_per_image": t["median"] * per,
+            "min": t["min"] * per,
+            "max": t["max"] * per,
+            "rounds": rounds,
+        }
     costs["how"] = (
         f"{rounds} alternating rounds; {len(test)} test images per query path, {len(few)} per Diffusion Classifier"
     )

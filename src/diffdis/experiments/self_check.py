@@ -27,6 +27,7 @@ from ..evaluation.figures import bar_chart
 from ..evaluation.judge import cached_judge, class_samples, pil_to_uint8, score_generations
 from ..evaluation.report import environment, write_json
 from ..evaluation.shapes_judge import judge_scenes
+from ..evaluation.timing import alternating_times
 from ..pipeline import DiffDisPipeline
 
 BASE = {"num_inference_steps": DEFAULT_GENERATION_STEPS, "guidance_scale": DEFAULT_GUIDANCE}
@@ -69,15 +70,19 @@ def measure_shapes(pipe, options: dict, real, extractor, cache: Path, images: in
 
 def alternating_cost(pipe: DiffDisPipeline, prompts: list[str], rounds: int = 3) -> dict[str, dict]:
     """Seconds per prompt of every setting, measured in one process with the settings alternating."""
-    times: dict[str, list[float]] = {name: [] for name in SETTINGS}
-    for _ in range(rounds):
-        for name, options in SETTINGS.items():
-            started = time.perf_counter()
-            pipe.generate(prompts, **{**BASE, **options})
-            times[name].append((time.perf_counter() - started) / len(prompts))
+    contenders = {
+        name: lambda options=options: pipe.generate(prompts, **{**BASE, **options})
+        for name, options in SETTINGS.items()
+    }
+    seconds = alternating_times(contenders, rounds=rounds, warmup=0)
     return {
-        name: {"median_s_per_prompt": sorted(v)[len(v) // 2], "min": min(v), "max": max(v), "rounds": rounds}
-        for name, v in times.items()
+        name: {
+            "median_s_per_prompt": t["median"] / len(prompts),
+            "min": t["min"] / len(prompts),
+            "max": t["max"] / len(prompts),
+            "rounds": rounds,
+        }
+        for name, t in seconds.items()
     }
 
 
