@@ -20,7 +20,7 @@ from ..evaluation.diffusion_classifier import diffusion_classifier_scores, space
 from ..evaluation.figures import PALETTE, bar_chart, line_chart
 from ..evaluation.report import write_json
 from ..evaluation.significance import paired_bootstrap, paired_interval
-from ..evaluation.timing import alternating_times
+from ..evaluation.timing import alternating_times, per_item
 from ..pipeline import DiffDisPipeline
 
 # (column, path into a row's record, path of per-image 0/1 scores or None, lower is better). Per-image scores
@@ -177,15 +177,10 @@ def alternating_costs(out: Path, rows: dict[str, dict[int, dict]], rounds: int, 
     seconds = alternating_times(
         {name: timed(pipe, what, "query" in name) for name, (pipe, what) in contenders.items()}, rounds, warmup=0
     )
-    costs = {}
-    for name, t in seconds.items():
-        per = 1000 / len(test if "query" in name else few)
-        costs[name] = {
-            "median_ms_per_image": t["median"] * per,
-            "min": t["min"] * per,
-            "max": t["max"] * per,
-            "rounds": rounds,
-        }
+    costs = {
+        name: per_item(t, len(test if "query" in name else few), 1000, "median_ms_per_image")
+        for name, t in seconds.items()
+    }
     costs["how"] = (
         f"{rounds} alternating rounds; {len(test)} test images per query path, {len(few)} per Diffusion Classifier"
     )

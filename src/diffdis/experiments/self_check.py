@@ -27,7 +27,7 @@ from ..evaluation.figures import bar_chart
 from ..evaluation.judge import cached_judge, class_samples, pil_to_uint8, score_generations
 from ..evaluation.report import environment, write_json
 from ..evaluation.shapes_judge import judge_scenes
-from ..evaluation.timing import alternating_times
+from ..evaluation.timing import alternating_times, per_item
 from ..pipeline import DiffDisPipeline
 
 BASE = {"num_inference_steps": DEFAULT_GENERATION_STEPS, "guidance_scale": DEFAULT_GUIDANCE}
@@ -68,25 +68,30 @@ def measure_shapes(pipe, options: dict, real, extractor, cache: Path, images: in
     return {**BASE, **options, "judged": judged, "fid_kid": quality}
 
 
-def alternating_cost(pipe: DiffDisPipeline, prompts: list[str], rounds: int = 3) -> dict[str, dict]:
-    """Seconds per prompt of every setting, measured in one process with the settings alternating."""
+def alternating_cost(
+    pipe: DiffDisPipeline, prompts: list[str], settings: dict[str, dict], rounds: int = 3
+) -> dict[str, dict]:
+    """Seconds per prompt of each setting, measured in one process with the settings alternating."""
     contenders = {
         name: lambda options=options: pipe.generate(prompts, **{**BASE, **options})
-        for name, options in SETTINGS.items()
+        for name, options in settings.items()
     }
     seconds = alternating_times(contenders, rounds=rounds, warmup=0)
-    return {
-        name: {
-            "median_s_per_prompt": t["median"] / len(prompts),
-            "min": t["min"] / len(prompts),
-            "max": t["max"] / len(prompts),
-            "rounds": rounds,
-        }
-        for name, t in seconds.items()
-    }
+    return {name: per_item(t, len(prompts), key="median_s_per_prompt") for name, t in seconds.items()}
 
 
-def run(model: str | Path, out: str | Path, per_class: int = 25, seed: int = 0, data_dir: str | None = None) -> dict:
+def run(
+    model: str | Path,
+    out: str | Path,
+    per_class: int = 25,
+    seed: int = 0,
+    data_dir: str | None = None,
+    settings: tuple[str, ...] = tuple(SETTINGS),
+) -> dict:
+    unknown = [name for name in settings if name not in SETTINGS]
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; choose among {list(SETTINGS)}")
+    chosen = {name: SETTINGS[name] for name in settings}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pipe = DiffDisPipeline.from_pretrained(model)
@@ -113,7 +118,7 @@ def run(model: str | Path, out: str | Path, per_class: int = 25, seed: int = 0, 
     extractor = InceptionFeatures("fid-helper")
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"settings": {}}
-    for name, options in SETTINGS.items():
+    for name, options in chosen.items():
         if name in results["settings"]:
             continue
         print(f"[self-check] {name}", flush=True)
@@ -125,7 +130,7 @@ def run(model: str | Path, out: str | Path, per_class: int = 25, seed: int = 0, 
         results["settings"][name] = {**figures, "seconds_this_run": time.perf_counter() - started}
         write_json(results_path, results)
     if "cost" not in results:
-        results["cost"] = {"prompts": len(prompts), "per_setting": alternating_cost(pipe, prompts)}
+        results["cost"] = {"prompts": len(prompts), "per_setting": alternating_cost(pipe, prompts, chosen)}
     results.update(
         model=str(model),
         **record,
@@ -145,8 +150,12 @@ def main() -> None:
     parser.add_argument("--model", default="runs/demo/model", help="a pipeline trained on Fashion-MNIST or shapes")
     parser.add_argument("--out", default="runs/self-check", help="output folder (default runs/self-check)")
     parser.add_argument("--per-class", type=int, default=25, help="samples per class and setting (default 25)")
+    parser.add_argument(
+        "--settings", default=",".join(SETTINGS), help=f"comma-separated, among: {', '.join(SETTINGS)} (default all)"
+    )
     args = parser.parse_args()
-    results = run(args.model, args.out, args.per_class)
+    settings = tuple(name.strip() for name in args.settings.split(",") if name.strip())
+    results = run(args.model, args.out, args.per_class, settings=settings)
     for name, r in results["settings"].items():
         cost = results["cost"]["per_setting"][name]["median_s_per_prompt"]
         print(
