@@ -584,10 +584,6 @@ def _demo(args) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _app(args) -> int:
     from importlib.util import find_spec
 
@@ -604,3 +600,7 @@ def _app(args) -> int:
     print(f"diffdis app: serving {args.model} at http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
     serve(args.model, args.host, args.port, device, args.dtype, args.gallery, Limits(queue=args.queue))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
