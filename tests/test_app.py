@@ -1,5 +1,5 @@
 """The web app: its input checks, its model work, every API endpoint through gradio_client (good and bad input,
-the server serving on after each), a bounded load test, cache clean-up and the model card. The real-browser
+the server serving on after each), a bounded load test and cache clean-up. The real-browser
 test is in test_app_browser.py."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from diffdis import DiffDisPipeline
 from diffdis.app import inputs
 from diffdis.app.inputs import InputError, Limits
 from diffdis.app.service import AppService
-from diffdis.model_card import CARD_NAME, MEASURED_NAME, write_model_card
 
 pytest.importorskip("gradio", reason="the web app needs the app extra (pip install 'diffdis[app]')")
 
@@ -142,21 +141,6 @@ def test_a_folder_gallery_skips_unreadable_files(model_dir, tmp_path, idx_dir):
     finally:
         service.close()
     assert not service.examples_dir.exists()
-
-
-# ------------------------------------------------------------------------------------------ model card
-def test_the_model_card_says_what_the_folder_holds_and_drops_figures_of_replaced_weights(model_dir, tmp_path):
-    card = (model_dir / CARD_NAME).read_text()
-    assert "library_name: diffdis" in card and "A `diffdis` model" in card
-    assert "No training summary" in card and "No figures measured" in card
-    folder = tmp_path / "copy"
-    pipe = DiffDisPipeline.from_pretrained(model_dir)
-    pipe.save_pretrained(folder)
-    write_model_card(folder, {"source": "a test", "figures": [{"name": "top-1", "value": "50%", "how": "8 images"}]})
-    assert "| top-1 | 50% (8 images) |" in (folder / CARD_NAME).read_text()
-    pipe.save_pretrained(folder)  # new weights: the old figures no longer describe them
-    assert not (folder / MEASURED_NAME).exists()
-    assert "No figures measured" in (folder / CARD_NAME).read_text()
 
 
 # ------------------------------------------------------------------------------------------ the server

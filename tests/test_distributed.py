@@ -48,7 +48,7 @@ def _weights(run) -> dict[str, torch.Tensor]:
 
 def _run(out, processes, overrides, max_steps) -> str:
     done = subprocess.run(train_command(out, processes, overrides, max_steps), env=ENV, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-12000:]
     return done.stdout + done.stderr
 
 

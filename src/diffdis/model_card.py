@@ -141,7 +141,8 @@ def _training_lines(config: Config, summary: dict | None) -> list[str]:
         ("time", f"{summary['train_seconds'] / 60:.1f} min on {summary['processes']} process(es)"),
         *rows,
     ]
-    for check in summary.get("validation", [])[-1:]:
+    scored = [check for check in summary.get("validation", []) if "val_top1" in check]  # gen models score none
+    for check in scored[-1:]:
         rows.append(("last validation", f"top-1 {check['val_top1']:.2f}% at step {check['step']} (held-out images)"))
     return _table(rows)
 
