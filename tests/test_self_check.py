@@ -134,9 +134,12 @@ def test_the_self_check_of_a_shapes_model_judges_attributes(tmp_path, monkeypatc
     torch.manual_seed(0)
     config = preset("tiny", [*SMALL, "train.data=shapes", "model.image_channels=3", "train.val_size=32"])
     DiffDisPipeline.from_config(config).save_pretrained(tmp_path / "model")
-    monkeypatch.setattr(self_check, "SETTINGS", {"plain": {}})
+    monkeypatch.setattr(self_check, "SETTINGS", {"plain": {}, "guidance 5": {"guidance_scale": 5.0}})
     monkeypatch.setattr(self_check, "BASE", {"num_inference_steps": 2, "guidance_scale": 3.0})
-    results = self_check.run(tmp_path / "model", tmp_path / "out", per_class=1)
+    with pytest.raises(ValueError, match="unknown settings \\['guidance 9'\\]"):
+        self_check.run(tmp_path / "model", tmp_path / "out", settings=("plain", "guidance 9"))
+    results = self_check.run(tmp_path / "model", tmp_path / "out", per_class=1, settings=("plain",))
+    assert set(results["settings"]) == set(results["cost"]["per_setting"]) == {"plain"}  # only the chosen one
     judged = results["settings"]["plain"]["judged"]
     assert {"colour", "shape"} <= set(judged["per_attribute"]) and 0 <= judged["generation_accuracy"] <= 100
     assert results["judge"].startswith("exact pixel judge")
