@@ -39,6 +39,7 @@ def model_dir(tmp_path_factory, small_config):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("app") / "model"
     DiffDisPipeline.from_config(small_config).save_pretrained(folder)
+    write_png(folder / "samples.png", (64, 32))  # a sample grid for the Model tab
     return folder
 
 
@@ -263,19 +264,26 @@ def test_uploads_and_outputs_are_deleted_from_the_cache(model_dir, idx_dir, tmp_
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
     port = free_port()
     app, service = serve(model_dir, port=port, block=False, data_dir=idx_dir, cache_cleanup=(1, 1))
+    files = lambda: {p for p in (tmp_path / "cache").rglob("*") if p.is_file()}  # noqa: E731
     try:
+        page = files()  # what the page itself shows (the sample grid) stays
         Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
             "a photo of a dress.", 2, 2, 3.0, 0, False, 1, api_name="/generate"
         )
-        files = lambda: [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # noqa: E731
-        assert files(), "the outputs were not cached where expected"
+        assert files() - page, "the outputs were not cached where expected"
         deadline = time.time() + 20
-        while files() and time.time() < deadline:
+        while files() - page and time.time() < deadline:
             time.sleep(0.5)
-        assert not files()
+        assert not files() - page
     finally:
         app.close()
         service.close()
+
+
+def test_the_model_tab_shows_the_card_and_the_sample_grid(service, model_dir):
+    files = service.model_files()
+    assert files["samples"] == str(model_dir / "samples.png") and files["config"]["model"]["variant"] == "diffdis"
+    assert service.card().startswith("---\nlibrary_name: diffdis")
 
 
 def test_the_app_command_refuses_a_missing_model_or_gallery_before_loading(tmp_path, model_dir, capsys):

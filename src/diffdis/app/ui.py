@@ -263,13 +263,7 @@ def _model_tab(service: AppService) -> None:
             gr.Markdown(service.card())
         with gr.Column(scale=2):
             if files["samples"]:
-                gr.Image(
-                    Image.open(files["samples"]),
-                    label="sample grid",
-                    format="png",
-                    elem_classes="pixelated",
-                    object_fit="contain",
-                )
+                gr.Image(Image.open(files["samples"]), label="sample grid", format="png", elem_classes="pixelated")
             if files["measured"]:
                 gr.JSON(files["measured"], label="measured figures")
             gr.JSON(files["training"] or {}, label="training summary")
