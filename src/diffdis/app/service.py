@@ -159,9 +159,7 @@ class AppService:
         captioned with its top label, and the labels' mean probabilities over the images."""
         images = self.pipe.generate([prompt] * num_images, seed=seed, progress=progress)
         per_image = self.classify(images, labels)
-        scored = [
-            Scored(image, f"{next(iter(p))} ({next(iter(p.values())):.0%})") for image, p in zip(images, per_image)
-        ]
+        scored = [Scored(image, top_label(p)) for image, p in zip(images, per_image)]
         mean = {name: sum(p[name] for p in per_image) / len(per_image) for name in labels}
         return scored, dict(sorted(mean.items(), key=lambda pair: -pair[1]))
 
@@ -188,6 +186,12 @@ class AppService:
     def unfamiliar(self, texts: list[str]) -> list[str]:
         """Of `texts`, those unlike every training caption of the model (empty without its vocabulary)."""
         return [text for text, _, _ in self.pipe.unfamiliar(texts)]
+
+
+def top_label(probabilities: dict[str, float]) -> str:
+    """'label (p%)' for the most probable label of a most-probable-first dict."""
+    label, p = next(iter(probabilities.items()))
+    return f"{label} ({p:.0%})"
 
 
 def random_seed() -> int:

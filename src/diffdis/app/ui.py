@@ -22,7 +22,7 @@ from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, DEFAULT_QUERY_S
 from ..data.datasets import FASHION_MNIST_DIR  # noqa: E402
 from . import inputs  # noqa: E402
 from .inputs import InputError, Limits  # noqa: E402
-from .service import AppService, random_seed  # noqa: E402
+from .service import AppService, random_seed, top_label  # noqa: E402
 
 CSS = ".pixelated img { image-rendering: pixelated; }"  # small images enlarged without blur
 CACHE_CLEANUP = (600, 3600)  # every 10 minutes, delete uploads and outputs older than an hour
@@ -50,6 +50,13 @@ def _warn_unfamiliar(service: AppService, texts: list[str]) -> None:
 def _reporter(progress: gr.Progress, desc: str):
     """Sampler steps to the page's progress bar. (Gradio fills a handler's `progress=gr.Progress()` default.)"""
     return lambda done, total: progress((done, total), desc=desc)
+
+
+def _gallery(label: str, elem_id: str | None = None) -> gr.Gallery:
+    """Small images shown whole and sharp, four to a row, as PNG."""
+    return gr.Gallery(
+        label=label, format="png", columns=4, elem_classes="pixelated", object_fit="contain", elem_id=elem_id
+    )
 
 
 def build_app(service: AppService, cache_cleanup: tuple[int, int] = CACHE_CLEANUP) -> gr.Blocks:
@@ -95,14 +102,7 @@ def _generate_tab(service: AppService, limits: Limits) -> None:
                 interactive=service.pipe.can_discriminate,
             )
             button = gr.Button("Generate", variant="primary", elem_id="generate-button")
-        gallery = gr.Gallery(
-            label="images, each with the model's own score of it",
-            format="png",
-            columns=4,
-            elem_classes="pixelated",
-            object_fit="contain",
-            elem_id="generate-gallery",
-        )
+        gallery = _gallery("images, each with the model's own score of it", "generate-gallery")
     gr.Examples([[f"a photo of a {name}."] for name in service.default_labels()[:4]], inputs=[prompt])
 
     @friendly
@@ -145,13 +145,7 @@ def _classify_tab(service: AppService, limits: Limits, labels_text: str) -> None
             button = gr.Button("Classify", variant="primary", elem_id="classify-button")
         with gr.Column():
             first = gr.Label(label="first image: the top k labels", num_top_classes=10, elem_id="classify-result")
-            gallery = gr.Gallery(
-                label="every image with its top label",
-                format="png",
-                columns=4,
-                elem_classes="pixelated",
-                object_fit="contain",
-            )
+            gallery = _gallery("every image with its top label")
     if service.examples:
         gr.Examples([[[str(p)], labels_text] for p in service.examples[:5]], inputs=[files, labels])
 
@@ -163,7 +157,7 @@ def _classify_tab(service: AppService, limits: Limits, labels_text: str) -> None
         top_k = inputs.whole(top_k, "top k", 1, 10)
         query_steps = inputs.whole(query_steps, "query steps", 1, limits.steps)
         per_image = service.classify(pictures, names, query_steps, query_sampler)
-        captions = [f"{next(iter(p))} ({next(iter(p.values())):.0%})" for p in per_image]
+        captions = [top_label(p) for p in per_image]
         return dict(list(per_image[0].items())[:top_k]), list(zip(pictures, captions))
 
     button.click(run, [files, labels, top_k, steps, sampler], [first, gallery], api_name="classify")
@@ -181,13 +175,7 @@ def _retrieve_tab(service: AppService, limits: Limits) -> None:
                 top = gr.Slider(1, 24, value=8, step=1, label="matches")
                 steps, sampler = _query_settings(limits)
                 button = gr.Button("Search", variant="primary")
-            matches = gr.Gallery(
-                label="best matches, with cosine similarity",
-                format="png",
-                columns=4,
-                elem_classes="pixelated",
-                object_fit="contain",
-            )
+            matches = _gallery("best matches, with cosine similarity")
         gr.Examples([["a photo of a sandal."], ["a bag."], ["something to wear on the feet."]], inputs=[query])
 
         @friendly
@@ -230,13 +218,7 @@ def _round_trip_tab(service: AppService, limits: Limits, labels_text: str) -> No
             seed = gr.Number(0, label="seed", precision=0)
             button = gr.Button("Generate, then classify", variant="primary")
         with gr.Column():
-            gallery = gr.Gallery(
-                label="generated, with the label it was classified as",
-                format="png",
-                columns=4,
-                elem_classes="pixelated",
-                object_fit="contain",
-            )
+            gallery = _gallery("generated, with the label it was classified as")
             mean = gr.Label(label="mean probability over the images", num_top_classes=5)
     gr.Examples([[f"a photo of a {name}."] for name in service.default_labels()[4:7]], inputs=[prompt])
 
