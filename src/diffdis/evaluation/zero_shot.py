@@ -49,26 +49,33 @@ def zero_shot(pipeline, data: LabelledImages, templates: Sequence[str] | None = 
     )
 
 
+def among_unseen(
+    scores: torch.Tensor, labels: torch.Tensor, unseen: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(which images are of unseen classes, and the prediction for each of those restricted to the unseen classes)."""
+    unseen_t = torch.as_tensor(list(unseen), dtype=torch.long)
+    is_unseen = torch.isin(labels, unseen_t)
+    return is_unseen, unseen_t[scores[is_unseen][:, unseen_t].argmax(1)]
+
+
 def unseen_class_accuracy(scores: torch.Tensor, labels: torch.Tensor, unseen: Sequence[int]) -> dict[str, float]:
     """Zero-shot figures for classes held out of training, from (N, K) scores over all K classes:
     - unseen: top-1 among the unseen classes only, on the images of unseen classes (chance 1 / len(unseen));
     - generalized: all K classes as candidates, top-1 on seen-class images and on unseen-class images, and their
       harmonic mean (chance 1 / K)."""
-    unseen_t = torch.as_tensor(list(unseen), dtype=torch.long)
-    is_unseen = torch.isin(labels, unseen_t)
+    is_unseen, among = among_unseen(scores, labels, unseen)
     if not is_unseen.any() or is_unseen.all():
         raise ValueError(
             f"unseen-class figures need images of both seen and unseen classes; these {len(labels)} images have "
             f"{'only unseen' if is_unseen.all() else 'no unseen'} ones: evaluate on more images"
         )
-    among = unseen_t[scores[is_unseen][:, unseen_t].argmax(1)]  # prediction restricted to the unseen classes
     predictions = scores.argmax(1)
     seen_acc = 100.0 * (predictions[~is_unseen] == labels[~is_unseen]).float().mean().item()
     unseen_acc = 100.0 * (predictions[is_unseen] == labels[is_unseen]).float().mean().item()
     harmonic = 0.0 if seen_acc + unseen_acc == 0 else 2 * seen_acc * unseen_acc / (seen_acc + unseen_acc)
     return {
         "unseen_top1": 100.0 * (among == labels[is_unseen]).float().mean().item(),
-        "unseen_chance": 100.0 / len(unseen_t),
+        "unseen_chance": 100.0 / len(unseen),
         "generalized_seen_top1": seen_acc,
         "generalized_unseen_top1": unseen_acc,
         "generalized_harmonic_mean": harmonic,

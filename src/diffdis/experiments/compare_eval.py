@@ -38,7 +38,7 @@ from ..evaluation.diffusion_classifier import diffusion_classifier_scores, space
 from ..evaluation.fid import InceptionFeatures, fid_kid
 from ..evaluation.judge import cached_judge, class_samples, score_generations
 from ..evaluation.shapes_judge import shapes_generation_accuracy
-from ..evaluation.zero_shot import unseen_class_accuracy
+from ..evaluation.zero_shot import among_unseen, unseen_class_accuracy
 from ..objective import DiffDisObjective
 from ..pipeline import DiffDisPipeline
 
@@ -203,8 +203,7 @@ def _classification(
     }
     if unseen:
         out.update(unseen_class_accuracy(scores, test.labels, unseen))
-        is_unseen = torch.isin(test.labels, torch.tensor(list(unseen)))
-        restricted = torch.tensor(list(unseen))[scores[is_unseen][:, list(unseen)].argmax(1)]
+        is_unseen, restricted = among_unseen(scores, test.labels, unseen)
         out["unseen_correct"] = (restricted == test.labels[is_unseen]).int().tolist()
         out["unseen_positions"] = [p for p, u in zip(positions, is_unseen.tolist()) if u]
     return out
