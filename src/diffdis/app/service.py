@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,9 +95,8 @@ class AppService:
         return list(vocabulary["classes"]) if vocabulary else list(FASHION_MNIST_CLASSES)
 
     def close(self) -> None:
-        for path in self.examples:
-            path.unlink(missing_ok=True)
-        self.examples_dir.rmdir()
+        """Delete the example files (safe to call more than once)."""
+        shutil.rmtree(self.examples_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------------------------------- requests
     def generate(
