@@ -16,7 +16,13 @@ import torch
 from PIL import Image
 
 from ..config import DEFAULT_QUERY_STEPS
-from ..data.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, fixed_subset, load_fashion_mnist
+from ..data.datasets import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_DIR,
+    LabelledImages,
+    fixed_subset,
+    load_fashion_mnist,
+)
 from ..evaluation.folders import image_files, read_images
 from ..model_card import CARD_NAME, MEASURED_NAME
 from ..pipeline import DiffDisPipeline
@@ -53,19 +59,16 @@ class AppService:
     ):
         self.pipe, self.model_dir, self.limits = pipe, Path(model_dir), limits or Limits()
         self.examples_dir = Path(tempfile.mkdtemp(prefix="diffdis-app-examples-"))
-        self.examples = self._write_examples(data_dir)
-        self.gallery = self._gallery(gallery, data_dir)
+        try:
+            test = load_fashion_mnist("test", 28, 1, data_dir)  # the original 28x28 images, for people to see
+        except FileNotFoundError:
+            test = None
+        self.examples = self._write_examples(test)
+        self.gallery = self._gallery(gallery, test)
 
     # ------------------------------------------------------------------------------------------ start-up
-    def _fashion_test(self, data_dir):
-        try:
-            return load_fashion_mnist("test", 28, 1, data_dir)  # the original 28x28 images, for people to see
-        except FileNotFoundError:
-            return None
-
-    def _write_examples(self, data_dir) -> list[Path]:
+    def _write_examples(self, test: LabelledImages | None) -> list[Path]:
         """One Fashion-MNIST test image per class, as PNG files the Classify tab offers (none without the data)."""
-        test = self._fashion_test(data_dir)
         if test is None:
             return []
         paths = []
@@ -76,12 +79,12 @@ class AppService:
             paths.append(path)
         return paths
 
-    def _gallery(self, folder, data_dir) -> Gallery | None:
+    def _gallery(self, folder, test: LabelledImages | None) -> Gallery | None:
+        """The user's folder (unreadable files skipped), else a fixed subset of the Fashion-MNIST test split."""
         if folder is not None:
             files = image_files(folder, limit=5000)
             kept, images, _ = read_images(files)
             return Gallery(str(folder), images, [files[i].name for i in kept])
-        test = self._fashion_test(data_dir)
         if test is None:
             return None
         subset = fixed_subset(test, GALLERY_SIZE)
@@ -109,8 +112,9 @@ class AppService:
         candidates: int = 1,
         progress: Progress | None = None,
     ) -> list[Scored]:
-        """`num_images` samples of one prompt (image i from seed + i), each captioned with the model's own score
-        of it (the cosine of its text query with the prompt); with candidates > 1, the best of that many."""
+        """`num_images` samples of one prompt (image i depends only on the seed and i), each captioned with the
+        model's own score of it (the cosine of its text query with the prompt); with candidates > 1, the best of
+        that many."""
         scoring = self.pipe.can_discriminate
         result = self.pipe.generate(
             [prompt] * num_images,
