@@ -62,6 +62,10 @@ def test_a_decompression_bomb_is_refused_from_its_header_before_any_decode(tmp_p
     monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
     with pytest.raises(InputError, match="12000x12000 pixels.*up to 25 MP"):
         inputs.open_image(bomb, Limits())
+    huge = tmp_path / "huge.png"
+    Image.new("1", (20_000, 20_000)).save(huge)  # 400 MP: PIL itself refuses to open it
+    with pytest.raises(InputError, match="far more pixels than the 25 MP"):
+        inputs.open_image(huge, Limits())
 
 
 def test_uploads_too_large_or_not_images_are_refused_with_the_fix(tmp_path):
@@ -70,7 +74,7 @@ def test_uploads_too_large_or_not_images_are_refused_with_the_fix(tmp_path):
         inputs.open_image(big, Limits(upload_bytes=1000))
     text = tmp_path / "notes.png"
     text.write_text("not an image")
-    with pytest.raises(InputError, match="notes.png is not an image.*PNG, JPEG or WebP"):
+    with pytest.raises(InputError, match="notes.png is not an image this app can read; use PNG, JPEG or WebP"):
         inputs.open_image(text, Limits())
     with pytest.raises(InputError, match="no image was given"):
         inputs.open_images([], Limits())

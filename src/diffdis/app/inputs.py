@@ -33,28 +33,30 @@ class Limits:
 def open_image(path: str | Path, limits: Limits) -> Image.Image:
     """One uploaded image, decoded only after its file size and its pixel count (from the header) are checked."""
     path = Path(path)
-    name = path.name
-    size = path.stat().st_size
+    name, size = path.name, path.stat().st_size
     if size > limits.upload_bytes:
         raise InputError(
             f"{name} is {size / 2**20:.1f} MB; the app reads images up to {limits.upload_bytes / 2**20:.0f} MB"
         )
+    unreadable = InputError(f"{name} is not an image this app can read; use PNG, JPEG or WebP")
     try:
-        with Image.open(path) as image:  # reads the header only
-            width, height = image.size
-            if width * height > limits.pixels:
-                raise InputError(
-                    f"{name} is {width}x{height} pixels ({width * height / 1e6:.0f} MP); the app reads images up to "
-                    f"{limits.pixels / 1e6:.0f} MP: scale it down first"
-                )
+        image = Image.open(path)  # reads the header only
+    except Image.DecompressionBombError:  # PIL's own refusal, far above our limit
+        raise InputError(f"{name} has far more pixels than the {limits.pixels / 1e6:.0f} MP the app reads") from None
+    except (OSError, ValueError):
+        raise unreadable from None
+    with image:
+        width, height = image.size
+        if width * height > limits.pixels:
+            raise InputError(
+                f"{name} is {width}x{height} pixels ({width * height / 1e6:.0f} MP); the app reads images up to "
+                f"{limits.pixels / 1e6:.0f} MP: scale it down first"
+            )
+        try:
             image.load()
-            return image.copy()
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        if isinstance(error, InputError):
-            raise
-        raise InputError(
-            f"{name} is not an image this app can read ({type(error).__name__}); use PNG, JPEG or WebP"
-        ) from None
+        except (OSError, ValueError):
+            raise unreadable from None
+        return image.copy()
 
 
 def open_images(paths: Sequence[str | Path] | None, limits: Limits) -> list[Image.Image]:
