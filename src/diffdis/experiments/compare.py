@@ -206,6 +206,7 @@ def run_compare(
         "blocks": list(blocks) or "all",
         "models": list(models) or "all",
         "holdout_triples": holdout_triples(),
+        "groups": {"models": BASELINES, "ablations": ABLATIONS, "settings": SETTINGS},
         "budget": vars(ctx.budget),
         "inception": inception,
         "overrides": extra,

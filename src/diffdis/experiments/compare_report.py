@@ -1,7 +1,9 @@
 """The comparison study's report, rebuilt from every result.json found: per block, each model's figures as mean
-± std over seeds, DiffDis against every other row as a paired interval (accuracies: a bootstrap over seeds and
-the same test images; other figures: a paired t-interval over seeds), the costs from one alternating timing,
-and compare.md, compare.json, compare.png (the headline figures) and curves.png (learning curves)."""
+± std over seeds, in three groups (DiffDis and its baselines, the ablations, the settings sweep); each row against
+DiffDis as a paired interval (accuracies: a bootstrap over seeds and the same test images; other figures: a
+paired t-interval over seeds), a Diffusion Classifier against the same classifier on DiffDis; the costs from one
+alternating timing; compare.md, compare.json, compare.png (the headline figures) and curves.png (learning
+curves)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from ..pipeline import DiffDisPipeline
 # (column, path into a row's record, path of per-image 0/1 scores or None, lower is better). Per-image scores
 # sit beside their test-set positions ("correct"/"positions", "unseen_correct"/"unseen_positions"), so that rows
 # scored on different numbers of images are paired on the images they share. The validation
-# column (the last in-training validation, held-out training images) is the one settings are read from.
+# columns (the last in-training validation on held-out training images; the KID of the generation guidance chosen
+# on validation) are the ones settings are read from.
 Path_ = tuple[str | int, ...]
 COLUMNS: dict[str, list[tuple[str, Path_, Path_ | None, bool]]] = {
     "fashion": [
@@ -34,6 +37,7 @@ COLUMNS: dict[str, list[tuple[str, Path_, Path_ | None, bool]]] = {
         ("validation top-1", ("curve", -1, "val_top1"), None, False),
         ("FID", ("generation", "fid", "fid"), None, True),
         ("KID", ("generation", "fid", "kid_mean"), None, True),
+        ("validation KID", ("generation", "validation_kid"), None, True),
         ("judged accuracy", ("generation", "generation_accuracy"), None, False),
         ("judged shirt", ("generation", "per_class", "shirt"), None, False),
     ],
@@ -75,6 +79,9 @@ def load_results(out: Path) -> dict[str, dict[str, dict[int, dict]]]:
     blocks: dict = {}
     for path in sorted((out / "runs").glob("*/*/result.json")):
         record = json.loads(path.read_text())
+        tried = (record.get("generation") or {}).get("guidance_tried")
+        if tried:  # the guidance was chosen for the lowest validation KID: that KID is a validation figure
+            record["generation"]["validation_kid"] = min(tried.values())
         rows = blocks.setdefault(record["block"], {})
         rows.setdefault(record["model"], {})[record["seed"]] = record
         for n, scored in (record.get("diffusion_classifier") or {}).items():
@@ -104,21 +111,42 @@ def _shared_images(left: list[dict], right: list[dict], vector: Path_) -> tuple[
     return np.array(a_rows), np.array(b_rows)
 
 
-def _order(row: str) -> tuple[int, str]:
-    """diffdis, the baselines, Diffusion-Classifier rows, then the ablations."""
-    first = ("diffdis", "gen", "dis", "clip")
-    return (first.index(row), row) if row in first else (4 if "DC-" in row else 5, row)
+def _model(row: str) -> str:
+    """The trained model a row scores ("gen + DC-8" -> "gen")."""
+    return row.split(" + DC-")[0]
 
 
-def block_table(block: str, rows: dict[str, dict[int, dict]]) -> dict:
-    """Mean ± std per row and column, and DiffDis - row for every other row, paired on common seeds. Rows without
-    a figure in this block's columns (e.g. gen where only its Diffusion Classifier is scored) are left out."""
+def _group(row: str, groups: dict[str, tuple[str, ...]]) -> str:
+    """The group a row is reported in: its model's, except that the Diffusion-Classifier rows of ablations and
+    settings (measured, kept in compare.json) are not part of the question those runs answer."""
+    group = next((name for name, models in groups.items() if _model(row) in models), "other")
+    return group if group == "models" or "DC-" not in row else "other"
+
+
+def _reference(row: str, rows: dict) -> str:
+    """What a row is compared with: DiffDis's query, or for another model's Diffusion Classifier the same
+    classifier run on DiffDis's generation branch, where the study measured it."""
+    same_method = f"diffdis + DC-{row.split(' + DC-')[1]}" if " + DC-" in row else ""
+    return same_method if same_method in rows and _model(row) != "diffdis" else "diffdis"
+
+
+def block_table(block: str, rows: dict[str, dict[int, dict]], groups: dict[str, tuple[str, ...]]) -> dict:
+    """Mean ± std per row and column, and reference - row for every other row, paired on common seeds (the
+    reference: see `_reference`). Rows without a figure in this block's columns are left out."""
     columns = COLUMNS["unseen" if block.startswith("unseen") else block]
     table, paired = {}, {}
-    reference = rows.get("diffdis", {})
-    for row in sorted(rows, key=_order):
+    order = [*groups, "other"]
+    listed = [model for models in groups.values() for model in models]
+
+    def place(row: str) -> tuple:  # by group, query rows before Diffusion-Classifier rows, then as the groups list
+        model = _model(row)
+        return order.index(_group(row, groups)), "DC-" in row, listed.index(model) if model in listed else 0, row
+
+    for row in sorted(rows, key=place):
         seeds = rows[row]
         table[row] = {}
+        reference_name = _reference(row, rows)
+        reference = rows.get(reference_name, {})
         for column, path, vector, lower in columns:
             values = [v for v in (_get(seeds[s], path) for s in sorted(seeds)) if v is not None]
             if values:
@@ -136,10 +164,15 @@ def block_table(block: str, rows: dict[str, dict[int, dict]]) -> dict:
                     [_get(reference[s], path) for s in common], [_get(seeds[s], path) for s in common]
                 )
                 interval["method"] = "paired t-interval over seeds"
-            paired.setdefault(row, {})[column] = {**interval, "lower_is_better": lower}
+            paired.setdefault(row, {})[column] = {**interval, "lower_is_better": lower, "reference": reference_name}
         if not table[row]:
             del table[row]
-    return {"columns": [c[0] for c in columns], "rows": table, "diffdis_minus_row": paired}
+    return {
+        "columns": [c[0] for c in columns],
+        "rows": table,
+        "groups": {row: _group(row, groups) for row in table},
+        "reference_minus_row": paired,
+    }
 
 
 @torch.no_grad()
@@ -187,10 +220,11 @@ def alternating_costs(out: Path, rows: dict[str, dict[int, dict]], rounds: int, 
     return costs
 
 
-def ita_by_timestep(rows: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
-    """Per model of the fashion block: validation L_ITA with the text timestep pinned per bucket, over seeds."""
+def ita_by_timestep(rows: dict[str, dict[int, dict]], order: list[str]) -> dict[str, dict[str, dict]]:
+    """Per model of the fashion block, in `order`: validation L_ITA with the text timestep pinned per bucket, over
+    seeds."""
     out = {}
-    for row in sorted(rows, key=_order):
+    for row in (r for r in order if r in rows):
         per_seed = [r["l_ita_by_t_e"] for r in rows[row].values() if "l_ita_by_t_e" in r]
         if per_seed:
             out[row] = {bucket: _stat([p[bucket] for p in per_seed]) for bucket in per_seed[0]}
@@ -204,7 +238,36 @@ def _fmt(stat: dict | None, digits: int) -> str:
 
 
 def _digits(column: str) -> int:
-    return 4 if column == "KID" else 1
+    return 4 if "KID" in column else 1
+
+
+GROUP_TITLES = {
+    "models": "",
+    "ablations": "Ablations (each DiffDis with one change)",
+    "settings": "Settings sweep: the choice is read from the validation columns only",
+}
+
+
+def _group_lines(table: dict, members: list[str], columns: list[str]) -> list[str]:
+    """One group's table and each member against its reference."""
+    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for row in members:
+        stats = table["rows"][row]
+        lines.append(f"| {row} | " + " | ".join(_fmt(stats.get(c), _digits(c)) for c in columns) + " |")
+    lines += ["", "Reference minus each row (95% interval; * = the interval excludes 0):", ""]
+    for row in members:
+        diffs = table["reference_minus_row"].get(row)
+        if not diffs:
+            continue
+        parts = []
+        for column, d in diffs.items():
+            if d.get("low") is None:
+                parts.append(f"{column} {d['mean_difference']:+.2f} (one seed)")
+            else:
+                star = "*" if d["significant"] else ""
+                parts.append(f"{column} {d['mean_difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]{star}")
+        lines.append(f"- {next(iter(diffs.values()))['reference']} vs {row}: " + "; ".join(parts))
+    return [*lines, ""]
 
 
 def markdown(report: dict) -> str:
@@ -230,26 +293,21 @@ def markdown(report: dict) -> str:
         "",
     ]
     for block, table in report["blocks"].items():
-        columns = table["columns"]
         chance = CHANCE["unseen" if block.startswith("unseen") else block]
         held = report["settings"]["holdout_triples"].get(block)
-        title = f"## {block}" + (f": held out of training {', '.join(held)}" if held else "")
-        lines += [title, "", f"Chance: {chance} (%).", ""]
-        lines.append("| model | " + " | ".join(columns) + " |")
-        lines.append("|---" * (len(columns) + 1) + "|")
-        for row, stats in table["rows"].items():
-            lines.append(f"| {row} | " + " | ".join(_fmt(stats.get(c), _digits(c)) for c in columns) + " |")
-        lines += ["", "DiffDis minus each row (95% interval; * = the interval excludes 0):", ""]
-        for row, diffs in table["diffdis_minus_row"].items():
-            parts = []
-            for column, d in diffs.items():
-                if d.get("low") is None:
-                    parts.append(f"{column} {d['mean_difference']:+.2f} (one seed)")
-                else:
-                    star = "*" if d["significant"] else ""
-                    parts.append(f"{column} {d['mean_difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]{star}")
-            lines.append(f"- vs {row}: " + "; ".join(parts))
-        lines.append("")
+        lines += [f"## {block}" + (f": held out of training {', '.join(held)}" if held else ""), ""]
+        lines += [f"Chance: {chance} (%).", ""]
+        for group, title in GROUP_TITLES.items():
+            members = [row for row, g in table["groups"].items() if g == group]
+            if not members:
+                continue
+            columns = [c for c in table["columns"] if any(c in table["rows"][row] for row in members)]
+            if group != "models":  # DiffDis on the first line, for reading the changes against it
+                lines += [f"### {title}", ""]
+                members = ["diffdis", *members] if "diffdis" in table["rows"] else members
+            lines += _group_lines(table, members, columns)
+        if "other" in table["groups"].values():
+            lines += ["The Diffusion Classifier was also run on each generating ablation: see compare.json.", ""]
     if report.get("l_ita_by_t_e"):
         buckets = list(next(iter(report["l_ita_by_t_e"].values())))
         lines += [
@@ -306,12 +364,12 @@ def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]]) -> Image.Image 
 
 
 def headline_figure(report: dict) -> Image.Image | None:
-    """The first column of each block, mean per row (bars drawn as a chart of one point per row)."""
+    """The first column of each block, mean per row of the models and ablations (a bar per row)."""
     bars = {}
     for block, table in report["blocks"].items():
         column = table["columns"][0]
         for row, stats in table["rows"].items():
-            if column in stats:
+            if column in stats and table["groups"][row] in ("models", "ablations"):
                 bars[f"{block}: {row}"] = (stats[column]["mean"], stats[column]["std"])
     return bar_chart(bars, "first figure of each block (%), mean and std over seeds") if bars else None
 
@@ -327,6 +385,7 @@ def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) 
         note = " (kept from the earlier report: the models it timed are not in this folder)"
         if costs and note not in costs["how"]:
             costs["how"] += note
+    tables = {block: block_table(block, rows, settings["groups"]) for block, rows in blocks.items()}
     records = [r for rows in blocks.values() for seeds in rows.values() for r in seeds.values() if "wall_seconds" in r]
     report = {
         "settings": settings,
@@ -336,9 +395,9 @@ def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) 
         "steps_per_run": sorted({r["steps"] for r in records}),
         "run_code_versions": sorted({r.get("code", "unknown") for r in records}),
         "seeds_measured": sorted({r["seed"] for r in records}),
-        "blocks": {block: block_table(block, rows) for block, rows in blocks.items()},
+        "blocks": tables,
         "costs": costs,
-        "l_ita_by_t_e": ita_by_timestep(blocks.get("fashion", {})),
+        "l_ita_by_t_e": ita_by_timestep(blocks.get("fashion", {}), list(tables.get("fashion", {}).get("rows", {}))),
         "runs": {block: {row: sorted(seeds) for row, seeds in rows.items()} for block, rows in blocks.items()},
     }
     write_json(out / "compare.json", report)
