@@ -76,3 +76,4 @@ def test_the_validation_kid_is_the_chosen_guidance_and_settings_report_what_they
     settings_part = text.split("### Settings sweep")[1]
     assert "| gamma-3 |" in settings_part and "FID" not in settings_part.split("\n\n")[1]  # its table's header
     assert "lam-3 + DC-8" not in text and "see compare.json" in text
+    assert (out / "curves.png").exists() and (out / "compare.png").exists()

@@ -333,21 +333,23 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]]) -> Image.Image | None:
-    """Validation figures against training steps, mean over seeds: one panel per measured quantity."""
+def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]], models: list[str]) -> Image.Image | None:
+    """Validation figures against training steps, mean over seeds: one panel per measured quantity, one line per
+    trained model (`models` fixes the order and so each model's colour in every panel)."""
     panels = [
         ("fashion", "val_top1", "seen-class validation top-1 (%), Fashion-MNIST"),
         ("fashion", "curve_judged", "judged generation accuracy (%), 10 samples per class"),
         ("unseen-A", "curve_unseen_top1", "unseen-class validation top-1 (%), unseen-A"),
     ]
-    rows = sorted({row for block, _, _ in panels for row in blocks.get(block, {})})
+    found = {row for block, _, _ in panels for row in blocks.get(block, {})}
+    rows = [row for row in models if row in found]
     colours = {row: PALETTE[i % len(PALETTE)] for i, row in enumerate(rows)}  # one colour per model in every panel
     images = []
     for block, key, title in panels:
         series = {}
-        for row, seeds in blocks.get(block, {}).items():
+        for row in (r for r in rows if r in blocks.get(block, {})):
             points: dict[int, list[float]] = {}
-            for record in seeds.values():
+            for record in blocks[block][row].values():
                 for point in record.get("curve", []):
                     if key in point:
                         points.setdefault(point["step"], []).append(point[key])
@@ -386,6 +388,7 @@ def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) 
         if costs and note not in costs["how"]:
             costs["how"] += note
     tables = {block: block_table(block, rows, settings["groups"]) for block, rows in blocks.items()}
+    models = [model for group in settings["groups"].values() for model in group]
     records = [r for rows in blocks.values() for seeds in rows.values() for r in seeds.values() if "wall_seconds" in r]
     report = {
         "settings": settings,
@@ -402,7 +405,7 @@ def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) 
     }
     write_json(out / "compare.json", report)
     (out / "compare.md").write_text(markdown(report))
-    for name, figure in (("compare.png", headline_figure(report)), ("curves.png", curves_figure(blocks))):
+    for name, figure in (("compare.png", headline_figure(report)), ("curves.png", curves_figure(blocks, models))):
         if figure is not None:
             figure.save(out / name)
     print(markdown(report))
