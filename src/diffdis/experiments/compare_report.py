@@ -365,15 +365,20 @@ def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]], models: list[st
     return figure
 
 
+HEADLINE = {"fashion": "seen", "shapes": "colour", "unseen": "unseen"}  # each block's first column, in a word
+
+
 def headline_figure(report: dict) -> Image.Image | None:
     """The first column of each block, mean per row of the models and ablations (a bar per row)."""
     bars = {}
     for block, table in report["blocks"].items():
         column = table["columns"][0]
+        what = HEADLINE["unseen" if block.startswith("unseen") else block]
         for row, stats in table["rows"].items():
             if column in stats and table["groups"][row] in ("models", "ablations"):
-                bars[f"{block}: {row}"] = (stats[column]["mean"], stats[column]["std"])
-    return bar_chart(bars, "first figure of each block (%), mean and std over seeds") if bars else None
+                bars[f"{block} {what}: {row}"] = (stats[column]["mean"], stats[column]["std"])
+    title = "accuracy (%): seen classes, held-out colours, unseen classes; mean and std over seeds"
+    return bar_chart(bars, title) if bars else None
 
 
 def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) -> dict:
