@@ -405,7 +405,7 @@ def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) 
         "seeds_measured": sorted({r["seed"] for r in records}),
         "blocks": tables,
         "costs": costs,
-        "l_ita_by_t_e": ita_by_timestep(blocks.get("fashion", {}), list(tables.get("fashion", {}).get("rows", {}))),
+        "l_ita_by_t_e": ita_by_timestep(blocks.get("fashion", {}), models),
         "runs": {block: {row: sorted(seeds) for row, seeds in rows.items()} for block, rows in blocks.items()},
     }
     write_json(out / "compare.json", report)
