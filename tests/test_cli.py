@@ -138,10 +138,10 @@ def test_compare_end_to_end(tmp_path, idx_dir):
     assert fashion["rows"]["diffdis"]["seen-class top-1"]["n"] == 2  # two seeds: mean and spread
     assert {"FID", "KID", "judged accuracy", "seen-class top-1"} <= set(fashion["rows"]["diffdis"])
     assert "FID" not in fashion["rows"]["clip"]
-    paired = fashion["reference_minus_row"]["clip"]["seen-class top-1"]
+    paired = fashion["diffdis_minus_row"]["clip"]["seen-class top-1"]
     assert paired["method"] == "bootstrap over seeds and images" and paired["low"] <= paired["high"]
-    dc8 = fashion["reference_minus_row"]["diffdis + DC-8"]["seen-class top-1"]
-    dc32 = fashion["reference_minus_row"]["diffdis + DC-32"]["seen-class top-1"]
+    dc8 = fashion["diffdis_minus_row"]["diffdis + DC-8"]["seen-class top-1"]
+    dc32 = fashion["diffdis_minus_row"]["diffdis + DC-32"]["seen-class top-1"]
     assert (dc8["images"], dc32["images"], dc32["seeds"]) == (20, 5, 2)  # paired on the test images both scored
     assert set(unseen["rows"]) == {"diffdis", "clip"}
     assert {"unseen top-1 (among unseen)", "generalized seen", "generalized unseen"} <= set(unseen["rows"]["clip"])

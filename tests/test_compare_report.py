@@ -49,18 +49,20 @@ def report(tmp_path):
     return write_report(tmp_path, settings), tmp_path
 
 
-def test_rows_are_grouped_and_each_is_compared_with_its_own_reference(report):
+def test_rows_are_grouped_and_compared_with_diffdis_and_its_same_classifier(report):
     report, _ = report
     fashion = report["blocks"]["fashion"]
     groups = fashion["groups"]
     models = [r for r, g in groups.items() if g == "models"]
     assert models == ["diffdis", "gen", "diffdis + DC-8", "gen + DC-8"]  # query rows first, as GROUPS lists them
     assert groups["lam-3"] == "ablations" and groups["gamma-3"] == "settings" and groups["lam-3 + DC-8"] == "other"
-    paired = fashion["reference_minus_row"]
-    # another model's Diffusion Classifier against the same classifier on DiffDis: [0,0,1,1] - [1,0,1,0] per seed
-    dc = paired["gen + DC-8"]["seen-class top-1"]
+    paired, same = fashion["diffdis_minus_row"], fashion["same_classifier_on_diffdis_minus_row"]
+    # another model's Diffusion Classifier against DiffDis's query, and against the same classifier on DiffDis:
+    # [0,0,1,1] - [1,0,1,0] per seed
+    dc = same["gen + DC-8"]["seen-class top-1"]
     assert dc["reference"] == "diffdis + DC-8" and dc["mean_difference"] == pytest.approx(0.0)
-    assert paired["diffdis + DC-8"]["seen-class top-1"]["reference"] == "diffdis"
+    assert paired["gen + DC-8"]["seen-class top-1"]["reference"] == "diffdis"
+    assert set(same) == {"gen + DC-8", "lam-3 + DC-8"}
     # FID by seed: diffdis 120, 130; gen 110, 114 -> differences 10 and 16
     fid = paired["gen"]["FID"]
     assert fid["reference"] == "diffdis" and fid["mean_difference"] == pytest.approx(13.0)

@@ -123,18 +123,43 @@ def _group(row: str, groups: dict[str, tuple[str, ...]]) -> str:
     return group if group == "models" or "DC-" not in row else "other"
 
 
-def _reference(row: str, rows: dict) -> str:
-    """What a row is compared with: DiffDis's query, or for another model's Diffusion Classifier the same
-    classifier run on DiffDis's generation branch, where the study measured it."""
-    same_method = f"diffdis + DC-{row.split(' + DC-')[1]}" if " + DC-" in row else ""
-    return same_method if same_method in rows and _model(row) != "diffdis" else "diffdis"
+def _same_classifier(row: str, rows: dict) -> str | None:
+    """For another model's Diffusion Classifier ("gen + DC-8"), the same classifier on DiffDis's generation branch
+    ("diffdis + DC-8") where the study measured it."""
+    if " + DC-" not in row or _model(row) == "diffdis":
+        return None
+    same = f"diffdis + DC-{row.split(' + DC-')[1]}"
+    return same if same in rows else None
+
+
+def _paired(reference: dict[int, dict], seeds: dict[int, dict], columns: list, name: str) -> dict:
+    """reference - row per column, paired on the seeds both have: per-image scores by a bootstrap over seeds and
+    images, other figures by a paired t-interval over seeds."""
+    out = {}
+    for column, path, vector, lower in columns:
+        common = [
+            s for s in sorted(seeds) if s in reference and None not in (_get(reference[s], path), _get(seeds[s], path))
+        ]
+        if not common:
+            continue
+        if vector and all(_get(r[s], vector) for r in (reference, seeds) for s in common):
+            a, b = _shared_images([reference[s] for s in common], [seeds[s] for s in common], vector)
+            interval = paired_bootstrap(a, b)
+        else:
+            interval = paired_interval(
+                [_get(reference[s], path) for s in common], [_get(seeds[s], path) for s in common]
+            )
+            interval["method"] = "paired t-interval over seeds"
+        out[column] = {**interval, "lower_is_better": lower, "reference": name}
+    return out
 
 
 def block_table(block: str, rows: dict[str, dict[int, dict]], groups: dict[str, tuple[str, ...]]) -> dict:
-    """Mean ± std per row and column, and reference - row for every other row, paired on common seeds (the
-    reference: see `_reference`). Rows without a figure in this block's columns are left out."""
+    """Mean ± std per row and column; DiffDis - row for every other row, and for another model's Diffusion
+    Classifier also the same classifier on DiffDis - row. Rows without a figure in this block's columns are left
+    out."""
     columns = COLUMNS["unseen" if block.startswith("unseen") else block]
-    table, paired = {}, {}
+    table, paired, same_classifier = {}, {}, {}
     order = [*groups, "other"]
     listed = [model for models in groups.values() for model in models]
 
@@ -145,33 +170,24 @@ def block_table(block: str, rows: dict[str, dict[int, dict]], groups: dict[str, 
     for row in sorted(rows, key=place):
         seeds = rows[row]
         table[row] = {}
-        reference_name = _reference(row, rows)
-        reference = rows.get(reference_name, {})
-        for column, path, vector, lower in columns:
+        for column, path, _, _ in columns:
             values = [v for v in (_get(seeds[s], path) for s in sorted(seeds)) if v is not None]
             if values:
                 table[row][column] = _stat(values)
-            if row == "diffdis" or not values:
-                continue
-            common = [s for s in sorted(seeds) if s in reference and _get(reference[s], path) is not None]
-            if not common:
-                continue
-            if vector and all(_get(r[s], vector) for r in (reference, seeds) for s in common):
-                a, b = _shared_images([reference[s] for s in common], [seeds[s] for s in common], vector)
-                interval = paired_bootstrap(a, b)
-            else:
-                interval = paired_interval(
-                    [_get(reference[s], path) for s in common], [_get(seeds[s], path) for s in common]
-                )
-                interval["method"] = "paired t-interval over seeds"
-            paired.setdefault(row, {})[column] = {**interval, "lower_is_better": lower, "reference": reference_name}
         if not table[row]:
             del table[row]
+            continue
+        if row != "diffdis" and "diffdis" in rows:
+            paired[row] = _paired(rows["diffdis"], seeds, columns, "diffdis")
+        same = _same_classifier(row, rows)
+        if same:
+            same_classifier[row] = _paired(rows[same], seeds, columns, same)
     return {
         "columns": [c[0] for c in columns],
         "rows": table,
         "groups": {row: _group(row, groups) for row in table},
-        "reference_minus_row": paired,
+        "diffdis_minus_row": paired,
+        "same_classifier_on_diffdis_minus_row": same_classifier,
     }
 
 
@@ -254,9 +270,10 @@ def _group_lines(table: dict, members: list[str], columns: list[str]) -> list[st
     for row in members:
         stats = table["rows"][row]
         lines.append(f"| {row} | " + " | ".join(_fmt(stats.get(c), _digits(c)) for c in columns) + " |")
-    lines += ["", "Reference minus each row (95% interval; * = the interval excludes 0):", ""]
-    for row in members:
-        diffs = table["reference_minus_row"].get(row)
+    lines += ["", "DiffDis (or its Diffusion Classifier) minus each row (95% interval; * = it excludes 0):", ""]
+    pairs = [(row, kind) for row in members for kind in ("diffdis_minus_row", "same_classifier_on_diffdis_minus_row")]
+    for row, kind in pairs:
+        diffs = table[kind].get(row)
         if not diffs:
             continue
         parts = []
