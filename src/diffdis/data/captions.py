@@ -47,11 +47,12 @@ EVAL_TEMPLATES_BY_SET: dict[str, tuple[str, ...]] = {
 
 class NamesAny:
     """A test: does a caption name any of `names` as a word (case-insensitive, plural -s or -es allowed)?
-    A hyphen binds: holding out "shirt" does not catch "t-shirt". Picklable, for loader workers."""
+    A hyphen separates words, as it does for a text encoder's tokenizer: holding out "shirt" catches "t-shirt"
+    too, so no caption of another class still says "shirt". Picklable, for loader workers."""
 
     def __init__(self, names: tuple[str, ...]):
         words = "|".join(re.escape(n.lower()) for n in sorted(names, key=len, reverse=True))
-        self.pattern = re.compile(rf"(?<![\w-])(?:{words})(?:e?s)?(?![\w-])", re.IGNORECASE) if names else None
+        self.pattern = re.compile(rf"(?<!\w)(?:{words})(?:e?s)?(?!\w)", re.IGNORECASE) if names else None
 
     def __call__(self, caption: str) -> bool:
         return self.pattern is not None and self.pattern.search(caption) is not None

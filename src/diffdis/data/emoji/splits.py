@@ -1,0 +1,202 @@
+"""The emoji data set as training and evaluation use it: concept holdouts, the unseen style, captions.
+
+Splits (fixed by SPLIT_SEED, the same for every run and model, so that held-out concepts stay held out):
+- unseen test concepts: a seeded 10% of concepts; no image and no caption of theirs enters training;
+- unseen validation concepts: a disjoint seeded 5%, for choosing settings (never the test concepts);
+- the unseen style: OpenMoji. No OpenMoji drawing is ever trained on; its drawings of seen concepts measure
+  transfer to a design team the model never saw;
+- seen-concept validation: for a seeded 8% of the seen concepts, one default-tone drawing in a training style
+  is held out of training (in-training validation and model selection).
+The rule that keeps "zero-shot" honest: besides the held-out concepts' own images and captions, every training
+caption that contains a held-out (test or validation) concept's full name as a phrase is removed (whole words,
+case-insensitive, plural -s allowed, a hyphen does not bind). The index records how many it removed.
+
+Evaluation sets use one default-tone drawing per concept and style, so each concept counts once per style.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..captions import NamesAny
+from ..datasets import CaptionedImages, LabelledImages
+from .catalogue import STYLES
+from .images import load_cache
+from .packages import PACKAGES
+
+SPLIT_SEED = 0
+TEST_FRACTION, VAL_FRACTION, SEEN_VAL_FRACTION = 0.10, 0.05, 0.08
+UNSEEN_STYLE = "openmoji"
+TRAIN_STYLES = tuple(s for s in STYLES if s != UNSEEN_STYLE)
+NAME_TEMPLATES = (
+    "{}",
+    "an emoji of {}.",
+    "{} emoji.",
+    "an emoji showing {}.",
+    "a small drawing of {}.",
+    "an icon of {}.",
+    "{}, drawn as an emoji.",
+    "a colourful emoji: {}.",
+)
+KEYWORD_TEMPLATES = ("{name}: {keywords}.", "an emoji for {keywords}.")  # up to KEYWORDS_PER_CAPTION keywords
+KEYWORDS_PER_CAPTION = 3
+GENERATION_TEMPLATE = NAME_TEMPLATES[1]  # class-conditional samples are asked in words the model learned
+EVAL_TEMPLATES = ("a picture of {}.", "a symbol for {}.", "an illustration of {}.", "{}, as a small picture.")
+EVAL_SETS = ("emoji-unseen", "emoji-unseen-val", "emoji-style", "emoji-seen-val")
+
+
+def concept_captions(name: str, keywords: tuple[str, ...]) -> tuple[str, ...]:
+    """Every training caption of one drawing: its name in each template, and with its keywords."""
+    captions = [t.format(name) for t in NAME_TEMPLATES]
+    if keywords:
+        chosen = ", ".join(keywords[:KEYWORDS_PER_CAPTION])
+        captions += [t.format(name=name, keywords=chosen) for t in KEYWORD_TEMPLATES]
+    return tuple(captions)
+
+
+@dataclass(frozen=True)
+class EmojiData:
+    """The built cache at one resolution, with the fixed splits."""
+
+    images: np.ndarray  # (N, 3, R, R) uint8
+    index: dict
+
+    @classmethod
+    def load(cls, resolution: int, root: str | Path | None = None) -> EmojiData:
+        return cls(*load_cache(resolution, root))
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c["name"] for c in self.index["concepts"])
+
+    @cached_property
+    def concept_split(self) -> np.ndarray:
+        """Per concept: "test", "val" or "train" (a seeded permutation of all concepts)."""
+        k = len(self.names)
+        order = np.random.default_rng(SPLIT_SEED).permutation(k)
+        n_test, n_val = round(TEST_FRACTION * k), round(VAL_FRACTION * k)
+        split = np.full(k, "train", dtype=object)
+        split[order[:n_test]] = "test"
+        split[order[n_test : n_test + n_val]] = "val"
+        return split
+
+    def concepts(self, split: str) -> list[int]:
+        return [int(i) for i in np.flatnonzero(self.concept_split == split)]
+
+    @cached_property
+    def _records(self) -> list[dict]:
+        return self.index["images"]
+
+    @cached_property
+    def default_drawings(self) -> dict[int, dict[str, int]]:
+        """concept -> style -> the cache row of its default-tone drawing."""
+        found: dict[int, dict[str, int]] = {}
+        for i, r in enumerate(self._records):
+            if r["tone"] == "":
+                found.setdefault(r["concept"], {})[r["style"]] = i
+        return found
+
+    def drawings_of(self, concepts: list[int], styles: tuple[str, ...]) -> list[int]:
+        """The default-tone drawings of `concepts` in `styles`, concept by concept."""
+        return [self.default_drawings[c][s] for c in concepts for s in styles if s in self.default_drawings[c]]
+
+    @cached_property
+    def seen_validation_images(self) -> list[int]:
+        """One default-tone drawing in a training style for a seeded SEEN_VAL_FRACTION of seen concepts."""
+        rng = np.random.default_rng(SPLIT_SEED + 1)
+        seen = self.concepts("train")
+        chosen = sorted(rng.choice(seen, size=round(SEEN_VAL_FRACTION * len(seen)), replace=False).tolist())
+        return sorted(int(rng.choice(self.drawings_of([c], TRAIN_STYLES))) for c in chosen)
+
+    @cached_property
+    def held_out_names(self) -> NamesAny:
+        return NamesAny(tuple(self.names[c] for c in self.concepts("test") + self.concepts("val")))
+
+    def training_set(self) -> tuple[CaptionedImages, dict]:
+        """The training images (seen concepts, training styles, seen-validation drawings removed) with their
+        captions after the held-out-name rule, and the counts of what the rule removed."""
+        seen = set(self.concepts("train"))
+        held = set(self.seen_validation_images)
+        rows = [
+            i
+            for i, r in enumerate(self._records)
+            if r["concept"] in seen and r["style"] in TRAIN_STYLES and i not in held
+        ]
+        sets, removed, emptied, keep = {}, 0, 0, []
+        for i in rows:
+            record = self._records[i]
+            concept = self.index["concepts"][record["concept"]]
+            key = (record["name"], record["concept"])
+            if key not in sets:
+                captions = concept_captions(record["name"], tuple(concept["keywords"]))
+                allowed = tuple(c for c in captions if not self.held_out_names(c))
+                removed += len(captions) - len(allowed)
+                emptied += not allowed
+                sets[key] = allowed
+            if sets[key]:
+                keep.append(i)
+        unique = list(dict.fromkeys(sets[(self._records[i]["name"], self._records[i]["concept"])] for i in keep))
+        position = {s: k for k, s in enumerate(unique)}
+        caption_ids = [position[sets[(self._records[i]["name"], self._records[i]["concept"])]] for i in keep]
+        data = CaptionedImages(torch.from_numpy(self.images[keep]), torch.tensor(caption_ids), tuple(unique))
+        rule = {
+            "rule": "training captions containing a held-out concept's full name (test or validation) are removed",
+            "captions_removed": removed,
+            "drawing_names_left_without_captions": emptied,
+            "images_removed": len(rows) - len(keep),
+        }
+        return data, rule
+
+    def labelled(self, rows: list[int], concepts: list[int]) -> LabelledImages:
+        """`rows` of the cache labelled by position of their concept among `concepts` (the candidates)."""
+        position = {c: k for k, c in enumerate(concepts)}
+        labels = torch.tensor([position[self._records[i]["concept"]] for i in rows])
+        names = tuple(self.names[c] for c in concepts)
+        return LabelledImages(torch.from_numpy(self.images[rows]), labels, names)
+
+    def eval_set(self, name: str) -> LabelledImages:
+        """emoji-unseen (test concepts, training styles, among the test concepts), emoji-unseen-val (the same for
+        the validation concepts), emoji-style (seen concepts drawn by OpenMoji, among all seen concepts),
+        emoji-seen-val (the held-out drawings of seen concepts, among those concepts)."""
+        if name in ("emoji-unseen", "emoji-unseen-val"):
+            concepts = self.concepts("test" if name == "emoji-unseen" else "val")
+            return self.labelled(self.drawings_of(concepts, TRAIN_STYLES), concepts)
+        if name == "emoji-style":
+            concepts = self.concepts("train")
+            return self.labelled(self.drawings_of(concepts, (UNSEEN_STYLE,)), concepts)
+        if name == "emoji-seen-val":
+            rows = self.seen_validation_images
+            concepts = sorted({self._records[i]["concept"] for i in rows})
+            return self.labelled(rows, concepts)
+        raise ValueError(f"unknown emoji evaluation set {name!r}; use one of {', '.join(EVAL_SETS)}")
+
+    def record(self) -> dict:
+        """What a result file says about the data: versions, checksum, split seed and counts."""
+        return {
+            "name": "emoji",
+            "packages": {p.name: p.version for p in PACKAGES},
+            "checksum": self.index["checksum"],
+            "resolution": self.index["resolution"],
+            "split_seed": SPLIT_SEED,
+            "concepts": {s: len(self.concepts(s)) for s in ("train", "val", "test")},
+            "images": len(self._records),
+            "unseen_style": UNSEEN_STYLE,
+            "training_styles": list(TRAIN_STYLES),
+            "seen_validation_images": len(self.seen_validation_images),
+        }
+
+    def vocabulary(self) -> dict:
+        """For a model folder's vocabulary.json: the concepts it was trained on and those held out, by name."""
+        return {
+            "data": "emoji",
+            "classes": {self.names[c]: [self.names[c]] for c in self.concepts("train")},
+            "held_out_test": [self.names[c] for c in self.concepts("test")],
+            "held_out_validation": [self.names[c] for c in self.concepts("val")],
+            "unseen_style": UNSEEN_STYLE,
+            "data_record": self.record(),
+        }
