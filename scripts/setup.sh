@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create or refresh .venv with diffdis, its web app and its test tools, and make the Fashion-MNIST data available.
+# Create or refresh .venv with diffdis, its web app and its test tools, and make the built-in data available:
+# Fashion-MNIST from Debian, the emoji art from the npm registry (pinned versions, hash-checked, into
+# ~/.cache/diffdis/emoji or $DIFFDIS_CACHE; about 190 MB, once).
 #   - torch: a torch already in .venv is kept (bring your own CUDA build: `.venv/bin/pip install torch` first);
 #     otherwise the CPU build pinned below is installed ($DIFFDIS_TORCH overrides the requirement).
 #   - data: Debian's dataset-fashion-mnist is installed when missing and apt-get can run as root; otherwise
@@ -33,6 +35,7 @@ missing=()
 [ -f "$DATA/t10k-labels-idx1-ubyte.gz" ] || [ -f "$DATA/t10k-labels-idx1-ubyte" ] || missing+=(dataset-fashion-mnist)
 [ -f /usr/share/wordnet/data.noun ] || missing+=(wordnet-base)
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -41,4 +44,9 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "Fashion-MNIST can instead come from your own IDX folder: --set train.data_dir=DIR (train) and" >&2
         echo "--data-dir DIR (evaluation)." >&2
     fi
+fi
+if command -v npm >/dev/null; then
+    .venv/bin/diffdis emoji install
+else
+    echo "npm is missing: the emoji data set needs it once ('sudo apt-get install npm', then 'diffdis emoji install')." >&2
 fi

@@ -132,7 +132,11 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a saved pipeline on a whole evaluation suite")
     e.add_argument("--model", required=True, help="folder of a saved pipeline (a run's model/)")
-    e.add_argument("--suite", default="default", help="named suite (default, fashion, shapes) or sets joined by ','")
+    e.add_argument(
+        "--suite",
+        default="default",
+        help="named suite (default, fashion, shapes, emoji, emoji-val) or sets joined by ','",
+    )
     e.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST IDX files (default: Debian's)")
     e.add_argument("--num-images", type=_positive, default=None, help="at most this many images per set (fixed subset)")
     e.add_argument("--steps", type=_positive, default=None, help="text-query denoising steps (default: the pipeline's)")
@@ -196,10 +200,24 @@ def _parser() -> argparse.ArgumentParser:
     en.add_argument("--batch-size", type=int, default=64, help="images per encoder batch (default 64)")
     en.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
-    d = sub.add_parser("demo", help="train the tiny preset on Fashion-MNIST, then generate, classify, retrieve")
-    d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    d = sub.add_parser("demo", help="train the tiny preset on built-in data, then generate, classify, retrieve")
+    d.add_argument(
+        "--data",
+        choices=("fashion-mnist", "emoji"),
+        default="fashion-mnist",
+        help="fashion-mnist (ten classes, seen-class figures) or emoji (zero-shot on held-out concepts)",
+    )
+    d.add_argument("--out", default=None, help="output folder (default runs/demo-fashion or runs/demo-emoji)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    em = sub.add_parser("emoji", help="install the emoji art from the npm registry (pinned, hash-checked) and build it")
+    em.add_argument(
+        "action",
+        choices=("install", "build", "info"),
+        help="install the packages; build a resolution's cache (installs first); info: what is installed and built",
+    )
+    em.add_argument("--resolution", type=_positive, default=16, help="image side of the cache to build (default 16)")
 
     a = sub.add_parser("app", help="serve the web app (generate, classify, retrieve in the browser; the app extra)")
     a.add_argument("--model", required=True, help="a saved pipeline folder (e.g. runs/demo/model)")
@@ -231,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.disable_progress_bar()
     from .config import ConfigError
+    from .data.emoji import EmojiDataError
     from .training import TrainingStopped
     from .training.checkpoint import CheckpointError
 
@@ -245,10 +264,11 @@ def main(argv: list[str] | None = None) -> int:
             "pack": _pack,
             "encode": _encode,
             "demo": _demo,
+            "emoji": _emoji,
             "app": _app,
         }
         return handlers[args.command](args)
-    except (ConfigError, FileNotFoundError, ValueError) as error:
+    except (ConfigError, FileNotFoundError, ValueError, EmojiDataError) as error:
         print(f"diffdis {args.command}: error: {error}", file=sys.stderr)
         return 2
     except (TrainingStopped, CheckpointError) as error:
@@ -578,9 +598,38 @@ def _encode(args) -> int:
 
 
 def _demo(args) -> int:
-    from .experiments.demo import run_demo
+    if args.data == "emoji":
+        from .experiments.emoji_demo import run_emoji_demo
 
-    run_demo(args.out, args.set, progress=not args.no_progress)
+        run_emoji_demo(args.out or "runs/demo-emoji", args.set, progress=not args.no_progress)
+    else:
+        from .experiments.demo import run_demo
+
+        run_demo(args.out or "runs/demo-fashion", args.set, progress=not args.no_progress)
+    return 0
+
+
+def _emoji(args) -> int:
+    from .data.emoji import EmojiData, build_cache, install_packages
+    from .data.emoji.images import cache_paths
+    from .data.emoji.packages import emoji_root, missing_packages
+
+    if args.action == "info":
+        missing = missing_packages()
+        state = f"missing {', '.join(p.spec for p in missing)}" if missing else "installed"
+        print(f"emoji art in {emoji_root()}: {state}")
+        for path in sorted((emoji_root() / "built").glob("*.json")):
+            print(f"  built: {path.with_suffix('.npy').name}")
+        return 0
+    installed = install_packages()
+    print(
+        f"emoji: installed {', '.join(p.spec for p in installed)}" if installed else "emoji: packages already installed"
+    )
+    if args.action == "build":
+        if cache_paths(args.resolution)[1].exists():
+            print(f"emoji: {EmojiData.load(args.resolution).record()}")
+        else:
+            build_cache(args.resolution)
     return 0
 
 

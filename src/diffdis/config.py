@@ -29,7 +29,8 @@ DEFAULT_GUIDANCE = 3.0  # classifier-free guidance of generation; 1 = none
 DEFAULT_QUERY_STEPS = 2  # text-query denoising steps (accuracy is flat from 1 to 50 steps: README, Speed)
 DEFAULT_QUERY_GUIDANCE = 1.0
 FROM_INIT = "from-init"  # model.text_encoder / model.autoencoder: taken from train.init_from
-BUILTIN_SOURCES = ("fashion-mnist", "shapes")
+BUILTIN_SOURCES = ("fashion-mnist", "shapes", "emoji")  # the registry is data/builtin.py
+RGB_SOURCES = ("shapes", "emoji")  # built-in sets whose captions name colours
 FILE_SOURCES = ("wds", "folder", "csv")  # webdataset shards, image folder + metadata.jsonl, CSV of path,caption
 VALIDATION_SOURCES = ("folder", "idx")  # train.val_data: the user's own labelled images
 
@@ -82,9 +83,9 @@ def parse_data(spec: str) -> tuple[DataSource, ...]:
 
 def data_overrides(data: str) -> list[str]:
     """The overrides for training on `data`: `train.data` and what that data needs (RGB images when it includes
-    the shapes set, whose captions name colours). Later overrides can still change either."""
+    a set whose captions name colours). Later overrides can still change either."""
     overrides = [f"train.data={data}"]
-    if any(source.kind == "shapes" for source in parse_data(data)):
+    if any(source.kind in RGB_SOURCES for source in parse_data(data)):
         overrides.append("model.image_channels=3")
     return overrides
 
@@ -263,10 +264,11 @@ class TrainConfig:
         if self.checkpoint_every < 1:
             raise ConfigError(f"train.checkpoint_every={self.checkpoint_every}; it must be at least 1")
         self.sources  # noqa: B018 (parsing refuses what cannot be read)
-        if self.holdout_classes and any(s.kind == "shapes" for s in self.sources):
+        if self.holdout_classes and any(s.kind in ("shapes", "emoji") for s in self.sources):
             raise ConfigError(
-                "train.holdout_classes applies to fashion-mnist and file sources; the shapes set has no classes "
-                "(its held-out colour-shape compositions are the `shapes-heldout-*` evaluation sets)"
+                "train.holdout_classes applies to fashion-mnist and file sources; the shapes set holds out "
+                "colour-shape compositions (the `shapes-heldout-*` evaluation sets) and the emoji set a fixed 15% "
+                "of its concepts (`emoji-unseen`, `emoji-unseen-val`), whatever this key says"
             )
         if self.val_data and self.val_data.partition(":")[0] not in VALIDATION_SOURCES:
             raise ConfigError(
@@ -306,8 +308,11 @@ class Config:
                 "--init-from SD_FOLDER_OR_FILE (train.init_from), or set model.text_encoder and model.autoencoder "
                 "to folders"
             )
-        if "shapes" in [source.kind for source in self.train.sources] and self.model.image_channels != 3:
-            raise ConfigError("train.data includes shapes, whose captions name colours: set model.image_channels=3")
+        colour = [s.kind for s in self.train.sources if s.kind in RGB_SOURCES]
+        if colour and self.model.image_channels != 3:
+            raise ConfigError(
+                f"train.data includes {colour[0]}, whose captions name colours: set model.image_channels=3"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from .config import Config
+from .data.emoji.packages import PACKAGES
 
 CARD_NAME = "README.md"
 MEASURED_NAME = "measured.json"  # {"source": ..., "figures": [{"name", "value", "how"}, ...]}
@@ -115,12 +116,40 @@ def _table(rows: list[tuple[str, str]], header: tuple[str, str] = ("", "")) -> l
 
 def _data_lines(config: Config, data: str, vocabulary: dict | None) -> list[str]:
     t = config.train
+    if vocabulary and vocabulary.get("data") == "emoji":
+        return _emoji_lines(vocabulary)
     lines = [f"`{data}`, captions `{t.captions}`; {t.val_size} training examples held out for validation."]
     if t.holdout_classes:
         lines.append(f"Held out of training entirely (images and captions): {', '.join(map(str, t.holdout_classes))}.")
     if vocabulary:
         lines += ["", "Class names its training captions used:", ""]
         lines += [f"- {name}: {', '.join(words)}" for name, words in vocabulary["classes"].items()]
+    return lines
+
+
+def _emoji_lines(vocabulary: dict) -> list[str]:
+    """The emoji set: what was held out, and the licences and attributions its art requires."""
+    record = vocabulary["data_record"]
+    counts = record["concepts"]
+    lines = [
+        f"The built-in `emoji` set (data checksum `{record['checksum'][:16]}`, split seed {record['split_seed']}): "
+        f"{counts['train']} concepts trained on, drawn in the styles {', '.join(record['training_styles'])}; "
+        f"{counts['test']} concepts held out for zero-shot testing and {counts['val']} for validation (no image "
+        "and no caption of theirs, and no caption containing their names, was trained on); the "
+        f"{record['unseen_style']} style was never trained on. `vocabulary.json` lists every concept by name.",
+        "",
+        "Art and names used under these licences (required attribution included):",
+        "",
+    ]
+    lines += [
+        f"- {p.spec}: {p.licence}" + (f". Attribution: {p.attribution}" if p.attribution else "") for p in PACKAGES
+    ]
+    lines += [
+        "",
+        "The Twemoji (CC BY 4.0) and OpenMoji (CC BY-SA 4.0) art requires attribution; images this model generates "
+        "are derived from training on them. Apple, Facebook and JoyPixels art was not used (unclear or restrictive "
+        "licences).",
+    ]
     return lines
 
 

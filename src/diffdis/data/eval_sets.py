@@ -1,6 +1,7 @@
 """Labelled evaluation sets by name, converted to a model's resolution and channels.
 
-Names: `fashion-mnist` (real, 10k test), `digits` (scikit-learn's real 8x8 digits, 1,797 images),
+Names: `fashion-mnist` (real, 10k test), the emoji sets (`emoji-unseen`, `emoji-unseen-val`, `emoji-style`,
+`emoji-seen-val`: data/emoji/splits.py), `digits` (scikit-learn's real 8x8 digits, 1,797 images),
 `shapes-colour`, `shapes-shape`, `shapes-count`, `shapes-place` (procedural test split), the same on the
 held-out compositions as `shapes-heldout-colour` and `shapes-heldout-shape`, `folder:PATH` (an image folder laid
 out as class_name/xxx.png) and `idx:IMAGES,LABELS` (an IDX pair; classes are named by their index).
@@ -17,6 +18,9 @@ from PIL import Image
 
 from .captions import EVAL_TEMPLATES_BY_SET
 from .datasets import FASHION_MNIST_DIR, LabelledImages, load_fashion_mnist, load_idx_pair
+from .emoji import EVAL_SETS as EMOJI_EVAL_SETS
+from .emoji import EVAL_TEMPLATES as EMOJI_EVAL_TEMPLATES
+from .emoji import EmojiData
 from .files import IMAGE_EXTENSIONS, is_image_file
 from .shapes import load_shapes
 from .transforms import image_to_uint8
@@ -71,6 +75,11 @@ def load_eval_set(
     if name == "fashion-mnist":
         data = load_fashion_mnist("test", resolution, channels, data_dir)
         return EvalSet(name, data, EVAL_TEMPLATES_BY_SET[name], f"Fashion-MNIST test split, {data_dir}")
+    if name in EMOJI_EVAL_SETS:
+        emoji = EmojiData.load(resolution)
+        data = emoji.eval_set(name)
+        data = LabelledImages(convert(data.images, resolution, channels), data.labels, data.class_names)
+        return EvalSet(name, data, EMOJI_EVAL_TEMPLATES, f"emoji {name}, data checksum {emoji.index['checksum'][:12]}")
     if name == "digits":
         return EvalSet(name, load_digits(resolution, channels), EVAL_TEMPLATES_BY_SET[name], "scikit-learn load_digits")
     if name.startswith("shapes-"):
@@ -90,6 +99,7 @@ def load_eval_set(
         names = tuple(str(k) for k in range(int(labels.max()) + 1))
         return EvalSet(name, LabelledImages(images, labels, names), EVAL_TEMPLATES_BY_SET["generic"], name[4:])
     raise ValueError(
-        f"unknown evaluation set {name!r}; use fashion-mnist, digits, shapes-colour, shapes-shape, shapes-count, "
+        f"unknown evaluation set {name!r}; use fashion-mnist, {', '.join(EMOJI_EVAL_SETS)}, digits, shapes-colour, "
+        "shapes-shape, shapes-count, "
         "shapes-place, shapes-heldout-colour, shapes-heldout-shape, folder:PATH or idx:IMAGES,LABELS"
     )

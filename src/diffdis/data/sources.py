@@ -6,47 +6,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
-
-from ..config import Config, ConfigError
+from ..config import Config
 from .batches import BatchPosition, ShuffledBatches
-from .datasets import (
-    FASHION_MNIST_CLASSES,
-    FASHION_MNIST_FILES,
-    CaptionedImages,
-    LabelledImages,
-    find_idx,
-    load_fashion_mnist,
-    train_val_split,
-)
+from .builtin import builtin
+from .datasets import CaptionedImages, LabelledImages
 from .eval_sets import load_eval_set
 from .files import file_source
-from .shapes import load_shapes
 from .stream import FileBatches
-from .vocabulary import fashion_mnist_captions
 
 # Per optimizer step: the micro-batches, each {"images": (B, C, R, R) uint8, "captions": [...]}, or with
 # encodings precomputed by `diffdis encode`: {"latent": VAE moments, "c", "e", "captions"}.
 Step = list[dict]
 
 
-def _builtin(name: str, config: Config) -> tuple[CaptionedImages, LabelledImages]:
-    m, t = config.model, config.train
-    if name == "fashion-mnist":
-        full = load_fashion_mnist("train", m.resolution, m.image_channels, t.data_dir)
-        train, val = train_val_split(full, t.val_size, t.seed)
-        held = holdout_indices(t.holdout_classes, full.class_names)
-        train = train.subset(torch.nonzero(~torch.isin(train.labels, torch.tensor(held, dtype=torch.long))).flatten())
-        return CaptionedImages.from_labelled(train, fashion_mnist_captions(t.captions, held)), val
-    train = load_shapes("train", t.shapes_size, m.resolution, t.seed)
-    val = load_shapes("val", t.val_size, m.resolution, t.seed).attribute_set("shape")
-    return CaptionedImages.from_captions(train.images, train.captions), val
-
-
 def training_data(config: Config) -> tuple[CaptionedImages, LabelledImages]:
     """Built-in sources: the training set (all sources concatenated) and the validation set of the first
     source (held out from training; the test splits are never loaded here)."""
-    parts = [_builtin(source.kind, config) for source in config.train.sources]
+    parts = [builtin(source.kind).load(config) for source in config.train.sources]
     if len(parts) == 1:
         return parts[0]
     return CaptionedImages.concatenate([p[0] for p in parts]), parts[0][1]
@@ -83,34 +59,14 @@ class MemoryBatches:
         return {}  # built-in sets are decoded and checked once, when loaded
 
 
-def holdout_indices(holdout: tuple[str, ...], class_names: tuple[str, ...]) -> list[int]:
-    """train.holdout_classes (class names, or indices into `class_names`) -> sorted class indices."""
-    indices = []
-    for item in holdout:
-        if item.isdigit() and int(item) < len(class_names):
-            indices.append(int(item))
-        elif item in class_names:
-            indices.append(class_names.index(item))
-        else:
-            raise ConfigError(
-                f"train.holdout_classes: {item!r} is not a class of the training set; use names among "
-                f"{', '.join(class_names)}, or indices 0-{len(class_names) - 1}"
-            )
-    if len(set(indices)) >= len(class_names) - 1:
-        raise ConfigError("train.holdout_classes leaves fewer than two classes to train on")
-    return sorted(set(indices))
-
-
 def check_data(config: Config) -> None:
     """Refuse missing data before any compute: the built-in files, every file source (its shards or list) and
     the validation set's folder must be there."""
     t = config.train
     for source in t.sources:
-        if source.kind == "fashion-mnist":
-            for stem in FASHION_MNIST_FILES["train"]:
-                find_idx(Path(t.data_dir), stem)  # names the missing file and how to get it
-            holdout_indices(t.holdout_classes, FASHION_MNIST_CLASSES)
-        elif not source.builtin:
+        if source.builtin:
+            builtin(source.kind).check(config)
+        else:
             file_source(source.kind, source.target)
     kind, _, target = t.val_data.partition(":")
     for path in target.split(",") if kind in ("folder", "idx") else []:

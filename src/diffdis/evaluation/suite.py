@@ -33,9 +33,11 @@ SUITES: dict[str, tuple[str, ...]] = {
     "default": ("fashion-mnist", "digits", *SHAPES_SETS),
     "fashion": ("fashion-mnist",),
     "shapes": SHAPES_SETS,
+    "emoji": ("emoji-unseen", "emoji-style", "emoji-seen-val"),
+    "emoji-val": ("emoji-unseen-val", "emoji-seen-val"),
 }
 RETRIEVAL_IMAGES = 1000
-RELATIONS = ("trained", "held-out compositions", "not trained on")
+RELATIONS = ("trained", "held-out compositions", "seen concepts, unseen style", "not trained on")
 
 
 def relation(set_name: str, config) -> str:
@@ -47,6 +49,10 @@ def relation(set_name: str, config) -> str:
         return "held-out compositions"
     if set_name.startswith("shapes") and "shapes" in sources:
         return "trained"
+    if set_name == "emoji-seen-val" and "emoji" in sources:
+        return "trained"
+    if set_name == "emoji-style" and "emoji" in sources:
+        return "seen concepts, unseen style"
     return "not trained on"
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..config import Config
+from ..data.builtin import holdout_indices
 from ..data.captions import EVAL_TEMPLATES_BY_SET, TRAIN_TEMPLATES
 from ..data.datasets import (
     FASHION_MNIST_CLASSES,
@@ -32,7 +33,7 @@ from ..data.datasets import (
 )
 from ..data.eval_sets import convert, load_eval_set
 from ..data.shapes import Shapes, load_shapes
-from ..data.sources import holdout_indices, training_data
+from ..data.sources import training_data
 from ..data.transforms import uint8_to_model
 from ..evaluation.diffusion_classifier import diffusion_classifier_scores, spaced_timesteps
 from ..evaluation.fid import InceptionFeatures, fid_kid

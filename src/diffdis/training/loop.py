@@ -38,9 +38,9 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 from ..config import FROM_INIT, Config
-from ..data.datasets import FASHION_MNIST_CLASSES, LabelledImages
-from ..data.sources import check_data, holdout_indices, training_batches
-from ..data.vocabulary import vocabulary_record
+from ..data.builtin import builtin
+from ..data.datasets import LabelledImages
+from ..data.sources import check_data, training_batches
 from ..model_card import write_model_card
 from ..models.encoders import MINILM
 from ..models.stable_diffusion import sd_model_config, stable_diffusion_folder
@@ -416,11 +416,9 @@ def _finish(run: _Run) -> Path:
 
 
 def _vocabulary(config: Config) -> dict | None:
-    """What the model's training captions called each class, for built-in Fashion-MNIST data."""
-    t = config.train
-    if t.sources[0].kind != "fashion-mnist":
-        return None
-    return vocabulary_record(t.captions, holdout_indices(t.holdout_classes, FASHION_MNIST_CLASSES))
+    """What the model's training captions called each class or concept, for built-in data."""
+    source = config.train.sources[0]
+    return builtin(source.kind).vocabulary(config) if source.builtin else None
 
 
 @torch.no_grad()

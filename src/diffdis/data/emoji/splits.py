@@ -117,37 +117,36 @@ class EmojiData:
     def held_out_names(self) -> NamesAny:
         return NamesAny(tuple(self.names[c] for c in self.concepts("test") + self.concepts("val")))
 
-    def training_set(self) -> tuple[CaptionedImages, dict]:
-        """The training images (seen concepts, training styles, seen-validation drawings removed) with their
-        captions after the held-out-name rule, and the counts of what the rule removed."""
-        seen = set(self.concepts("train"))
-        held = set(self.seen_validation_images)
-        rows = [
+    def training_rows(self) -> list[int]:
+        """Cache rows that may be trained on: seen concepts, training styles, seen-validation drawings removed
+        (before the held-out-name rule, which may remove more)."""
+        seen, held = set(self.concepts("train")), set(self.seen_validation_images)
+        return [
             i
             for i, r in enumerate(self._records)
             if r["concept"] in seen and r["style"] in TRAIN_STYLES and i not in held
         ]
-        sets, removed, emptied, keep = {}, 0, 0, []
+
+    def training_set(self) -> tuple[CaptionedImages, dict]:
+        """The training images with their captions after the held-out-name rule, and the counts of what the
+        rule removed. Drawings that share a name (the same concept in several styles) share one caption set."""
+        rows = self.training_rows()
+        by_name: dict[str, tuple[str, ...]] = {}
         for i in rows:
             record = self._records[i]
-            concept = self.index["concepts"][record["concept"]]
-            key = (record["name"], record["concept"])
-            if key not in sets:
-                captions = concept_captions(record["name"], tuple(concept["keywords"]))
-                allowed = tuple(c for c in captions if not self.held_out_names(c))
-                removed += len(captions) - len(allowed)
-                emptied += not allowed
-                sets[key] = allowed
-            if sets[key]:
-                keep.append(i)
-        unique = list(dict.fromkeys(sets[(self._records[i]["name"], self._records[i]["concept"])] for i in keep))
-        position = {s: k for k, s in enumerate(unique)}
-        caption_ids = [position[sets[(self._records[i]["name"], self._records[i]["concept"])]] for i in keep]
-        data = CaptionedImages(torch.from_numpy(self.images[keep]), torch.tensor(caption_ids), tuple(unique))
+            if record["name"] not in by_name:
+                keywords = tuple(self.index["concepts"][record["concept"]]["keywords"])
+                by_name[record["name"]] = concept_captions(record["name"], keywords)
+        allowed = {name: tuple(c for c in captions if not self.held_out_names(c)) for name, captions in by_name.items()}
+        keep = [i for i in rows if allowed[self._records[i]["name"]]]
+        names = list(dict.fromkeys(self._records[i]["name"] for i in keep))
+        position = {name: k for k, name in enumerate(names)}
+        caption_ids = torch.tensor([position[self._records[i]["name"]] for i in keep])
+        data = CaptionedImages(torch.from_numpy(self.images[keep]), caption_ids, tuple(allowed[n] for n in names))
         rule = {
             "rule": "training captions containing a held-out concept's full name (test or validation) are removed",
-            "captions_removed": removed,
-            "drawing_names_left_without_captions": emptied,
+            "captions_removed": sum(len(by_name[n]) - len(allowed[n]) for n in by_name),
+            "drawing_names_left_without_captions": sum(not allowed[n] for n in by_name),
             "images_removed": len(rows) - len(keep),
         }
         return data, rule
@@ -188,6 +187,7 @@ class EmojiData:
             "unseen_style": UNSEEN_STYLE,
             "training_styles": list(TRAIN_STYLES),
             "seen_validation_images": len(self.seen_validation_images),
+            "held_out_name_rule": self.training_set()[1],
         }
 
     def vocabulary(self) -> dict:

@@ -1,0 +1,154 @@
+"""The emoji figures: zero-shot on concepts no training caption named, the same among every concept name
+(generalised), caption retrieval, seen concepts in a style never trained on, and generation judged by a
+classifier that is not the model under test.
+
+Every set is a held-out split of data/emoji/splits.py. The validation figures (`split="val"`) are the ones to
+choose settings on; the test figures are read once per reported result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS
+from ..data.datasets import LabelledImages
+from ..data.emoji import EVAL_TEMPLATES, GENERATION_TEMPLATE, UNSEEN_STYLE, EmojiData
+from ..data.transforms import uint8_to_model
+from ..metrics import recall_at_k
+from .judge import Judge, accuracy, pil_to_uint8, train_judge
+from .zero_shot import unseen_class_accuracy
+
+DEFAULT_QUERY = {"num_inference_steps": DEFAULT_QUERY_STEPS, "guidance_scale": DEFAULT_QUERY_GUIDANCE, "seed": 0}
+JUDGE_TEST_FRACTION = 0.15  # real drawings the judge never trains on, for its own accuracy
+JUDGE_EPOCHS = 12
+
+
+def _queries(pipe, data: LabelledImages, query: dict) -> torch.Tensor:
+    return pipe.encode_image(uint8_to_model(data.images), **query).cpu()  # (N, D) unit queries
+
+
+def _classification(queries: torch.Tensor, classes: torch.Tensor, labels: torch.Tensor) -> dict:
+    scores = queries @ classes.T  # (N, K)
+    k = scores.shape[1]
+    top5 = (scores.topk(min(5, k), dim=1).indices == labels[:, None]).any(1).float().mean().item()
+    return {
+        "top1": 100.0 * (scores.argmax(1) == labels).float().mean().item(),
+        "top5": 100.0 * top5,
+        "chance_top1": 100.0 / k,
+        "chance_top5": 100.0 * min(5, k) / k,
+        "images": len(labels),
+        "classes": k,
+    }
+
+
+def _retrieval(pipe, queries: torch.Tensor, data: LabelledImages) -> dict:
+    """Images against one caption per concept (the first evaluation template); an image's relevant caption is
+    its concept's, and names are unique per concept, so paired recall is meaningful."""
+    captions = [EVAL_TEMPLATES[0].format(n) for n in data.class_names]
+    similarity = queries @ pipe.encode_text(captions).cpu().T
+    relevance = data.labels[:, None] == torch.arange(len(captions))[None]
+    return {
+        "captions": f"'{EVAL_TEMPLATES[0]}' per concept",
+        "texts": len(captions),
+        **recall_at_k(similarity, relevance),
+    }
+
+
+def emoji_zero_shot(pipe, emoji: EmojiData, split: str = "val", query: dict | None = None) -> dict:
+    """The discrimination figures on the unseen concepts of `split` ("val" or "test"); with "test" also the
+    unseen style (seen concepts drawn by OpenMoji, among every seen concept)."""
+    if split not in ("val", "test"):
+        raise ValueError(f"split={split!r}; use 'val' (to choose settings) or 'test' (to report)")
+    query = {**DEFAULT_QUERY, **(query or {})}
+    unseen = emoji.eval_set("emoji-unseen" if split == "test" else "emoji-unseen-val")
+    seen = emoji.eval_set("emoji-seen-val")
+    q_unseen, q_seen = _queries(pipe, unseen, query), _queries(pipe, seen, query)
+    out = {
+        "split": split,
+        "query": query,
+        "templates": list(EVAL_TEMPLATES),
+        "unseen": {
+            "setting": "concepts no training caption named, drawn in the training styles; among those concepts",
+            **_classification(q_unseen, pipe.class_embeddings(unseen.class_names, EVAL_TEMPLATES).cpu(), unseen.labels),
+        },
+        "unseen_retrieval": _retrieval(pipe, q_unseen, unseen),
+        "seen_heldout_drawings": {
+            "setting": "held-out drawings of seen concepts, training styles; among those concepts",
+            **_classification(q_seen, pipe.class_embeddings(seen.class_names, EVAL_TEMPLATES).cpu(), seen.labels),
+        },
+    }
+    out["generalized"] = _generalized(pipe, emoji, unseen, seen, q_unseen, q_seen)
+    if split == "test":
+        style = emoji.eval_set("emoji-style")
+        q_style = _queries(pipe, style, query)
+        classes = pipe.class_embeddings(style.class_names, EVAL_TEMPLATES).cpu()
+        out["unseen_style"] = {
+            "setting": f"seen concepts drawn by {UNSEEN_STYLE} (a style never trained on); among every seen concept",
+            **_classification(q_style, classes, style.labels),
+            "retrieval": _retrieval(pipe, q_style, style),
+        }
+    return out
+
+
+def _generalized(pipe, emoji, unseen, seen, q_unseen, q_seen) -> dict:
+    """Unseen and seen images together, every seen concept and the split's unseen concepts as candidates."""
+    names = tuple(emoji.names[c] for c in emoji.concepts("train")) + unseen.class_names
+    position = {n: k for k, n in enumerate(names)}
+    labels = torch.tensor(
+        [position[unseen.class_names[y]] for y in unseen.labels] + [position[seen.class_names[y]] for y in seen.labels]
+    )
+    scores = torch.cat([q_unseen, q_seen]) @ pipe.class_embeddings(names, EVAL_TEMPLATES).cpu().T
+    first_unseen = len(names) - len(unseen.class_names)
+    return {
+        "setting": "every seen concept and the unseen ones as candidates",
+        **unseen_class_accuracy(scores, labels, list(range(first_unseen, len(names)))),
+    }
+
+
+def emoji_judge(emoji: EmojiData, seed: int = 0) -> tuple[Judge, dict]:
+    """A CNN trained on real drawings of every concept in every style (unseen concepts and OpenMoji included: it
+    judges generations, it is not the model under test), its accuracy measured on a seeded 15% it never saw."""
+    images = torch.from_numpy(emoji.images)
+    labels = torch.tensor([r["concept"] for r in emoji.index["images"]])
+    order = np.random.default_rng(seed).permutation(len(labels))
+    cut = round(JUDGE_TEST_FRACTION * len(labels))
+    test = LabelledImages(images[order[:cut]], labels[order[:cut]], emoji.names)
+    judge = train_judge(LabelledImages(images[order[cut:]], labels[order[cut:]], emoji.names), JUDGE_EPOCHS)
+    record = {
+        "judge": f"small CNN on {len(labels) - cut} real emoji drawings of all {len(emoji.names)} concepts, all four "
+        f"styles ({JUDGE_EPOCHS} epochs, seed {seed})",
+        "test_accuracy": accuracy(judge, test),
+        "test_images": cut,
+        "chance": 100.0 / len(emoji.names),
+    }
+    return judge, record
+
+
+def emoji_generation(
+    pipe,
+    emoji: EmojiData,
+    judge: Judge,
+    concepts: list[int],
+    per_concept: int = 2,
+    seed: int = 0,
+    num_inference_steps: int = DEFAULT_GENERATION_STEPS,
+    guidance_scale: float = DEFAULT_GUIDANCE,
+) -> tuple[torch.Tensor, dict]:
+    """Samples prompted with each concept's name; judged correct when the judge names the prompted concept among
+    all 1,426. Returns the images (N, 3, R, R) uint8 and the record."""
+    prompts = [GENERATION_TEMPLATE.format(emoji.names[c]) for c in concepts for _ in range(per_concept)]
+    images = pil_to_uint8(pipe.generate(prompts, num_inference_steps, guidance_scale, seed), 3)
+    target = torch.tensor(concepts).repeat_interleave(per_concept)
+    predicted = judge.predict(images)
+    return images, {
+        "prompt": GENERATION_TEMPLATE,
+        "concepts": len(concepts),
+        "images": len(prompts),
+        "sampler": "ddim",
+        "num_inference_steps": num_inference_steps,
+        "guidance_scale": guidance_scale,
+        "seed": seed,
+        "judged_correct": 100.0 * (predicted == target).float().mean().item(),
+        "chance": 100.0 / len(emoji.names),
+    }

@@ -1,0 +1,144 @@
+"""The emoji data set on the installed packages (`diffdis emoji install`, run by the set-up): the installer's
+checks, the catalogue, the cache, and the holdouts that keep "zero-shot" honest."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import numpy as np
+import pytest
+
+from diffdis.data.captions import NamesAny
+from diffdis.data.emoji import EmojiData, EmojiDataError, load_catalogue, require_packages
+from diffdis.data.emoji.catalogue import kebab
+from diffdis.data.emoji.images import _render_or_error, render
+from diffdis.data.emoji.packages import PACKAGES, Package, install_packages, integrity_of, package_dir, unpack
+from diffdis.data.emoji.splits import EVAL_TEMPLATES, NAME_TEMPLATES, TRAIN_STYLES, UNSEEN_STYLE, concept_captions
+
+
+@pytest.fixture(scope="module")
+def emoji():
+    return EmojiData.load(16)
+
+
+def _tarball(path):
+    data = b'{"name": "x"}'
+    with tarfile.open(path, "w:gz") as archive:
+        info = tarfile.TarInfo("package/package.json")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_a_tarball_that_differs_from_its_pin_is_refused_and_deleted(tmp_path):
+    tarball = _tarball(tmp_path / "x-1.0.0.tgz")
+    wrong = Package("x", "1.0.0", "sha512-" + "A" * 86 + "==", "MIT", "")
+    with pytest.raises(EmojiDataError, match="not the pinned"):
+        unpack(wrong, tarball, tmp_path / "x")
+    assert not tarball.exists() and not (tmp_path / "x").exists()
+
+
+def test_a_tarball_that_matches_its_pin_is_unpacked_and_marked_verified(tmp_path):
+    tarball = _tarball(tmp_path / "x-1.0.0.tgz")
+    right = Package("x", "1.0.0", integrity_of(tarball), "MIT", "")
+    unpack(right, tarball, tmp_path / "x")
+    assert (tmp_path / "x" / "package" / "package.json").exists()
+    assert (tmp_path / "x" / ".verified").read_text().strip() == right.integrity
+
+
+def test_missing_npm_and_missing_packages_say_what_to_do(tmp_path):
+    with pytest.raises(EmojiDataError, match="diffdis emoji install"):
+        require_packages(tmp_path)
+    with pytest.raises(EmojiDataError, match="apt-get install npm"):
+        install_packages(tmp_path, npm="no-such-npm-here")
+
+
+def test_every_package_is_pinned_with_a_licence_and_the_cc_ones_with_attribution():
+    for p in PACKAGES:
+        assert p.version.count(".") == 2 and p.integrity.startswith("sha512-") and p.licence
+        assert (package_dir(p) / ".verified").read_text().strip() == p.integrity
+    assert {p.name for p in PACKAGES if "CC-BY" in p.licence} == {"emoji-datasource-twitter", "openmoji"}
+    assert all(p.attribution for p in PACKAGES if "CC-BY" in p.licence)
+    assert not any(word in p.name for p in PACKAGES for word in ("apple", "facebook", "joypixels"))
+
+
+def test_the_catalogue_of_core_concepts():
+    catalogue = load_catalogue()
+    names = [c.name for c in catalogue.concepts]
+    assert len(names) == 1426 and len(set(names)) == len(names)  # names identify concepts
+    assert not any("," in n for n in names)
+    assert catalogue.dropped["flags"] == 270 and catalogue.dropped["name with a comma (ZWJ family)"] == 4
+    styles = {s: {d.concept for d in catalogue.drawings if d.style == s and not d.tone} for s in TRAIN_STYLES}
+    assert len(styles["google"]) == len(styles["twitter"]) == len(names)
+    assert len(styles["fluent"]) >= 1390
+    assert {"red apple", "dog face", "waving hand", "first quarter moon face"} <= set(names)
+    toned = [catalogue.drawing_name(d) for d in catalogue.drawings if d.tone]
+    assert "waving hand: medium skin tone" in toned
+    assert load_catalogue() == catalogue  # deterministic
+    assert kebab("woman’s hat") == "womans-hat" and kebab("piñata") == "pinata"
+
+
+def test_the_cache_decodes_and_is_checked(emoji):
+    assert emoji.images.shape == (8891, 3, 16, 16) and emoji.images.dtype == np.uint8
+    per_image_spread = emoji.images.reshape(len(emoji.images), -1).std(1)
+    assert per_image_spread.min() > 5  # every image holds a drawing, none is blank
+    assert emoji.index["failed_drawings"] == []
+    assert set(emoji.index["packages"]) == {p.name for p in PACKAGES}
+    assert EmojiData.load(16).index["checksum"] == emoji.index["checksum"]
+
+
+def test_a_drawing_that_fails_to_render_is_reported_not_fatal(tmp_path):
+    broken = tmp_path / "broken.svg"
+    broken.write_text("<svg this is not")
+    assert isinstance(_render_or_error((str(broken), 16)), str)
+    empty = tmp_path / "empty.svg"
+    empty.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>')
+    with pytest.raises(ValueError, match="no opaque pixel"):
+        render(str(empty), 16)
+
+
+def test_the_splits_are_disjoint_fixed_and_sized(emoji):
+    test, val, train = (set(emoji.concepts(s)) for s in ("test", "val", "train"))
+    assert not (test & val or test & train or val & train)
+    assert len(test | val | train) == 1426 and len(test) == 143 and len(val) == 71
+    # A snapshot: the held-out concepts must never move between versions (models record them by name).
+    first = [emoji.names[c] for c in sorted(test)[:3]]
+    assert first == ["smiling face with smiling eyes", "disguised face", "downcast face with sweat"]
+
+
+def test_no_image_or_caption_of_a_held_out_concept_or_style_is_trained_on(emoji):
+    rows = emoji.training_rows()
+    records = [emoji.index["images"][i] for i in rows]
+    held = set(emoji.concepts("test")) | set(emoji.concepts("val"))
+    assert not any(r["concept"] in held for r in records)
+    assert not any(r["style"] == UNSEEN_STYLE for r in records)
+    assert not set(rows) & set(emoji.seen_validation_images)
+    data, rule = emoji.training_set()
+    names_held = NamesAny(tuple(emoji.names[c] for c in held))
+    captions = [c for s in data.caption_sets for c in s]
+    assert not any(names_held(c) for c in captions)
+    assert rule["captions_removed"] > 0 and len(data) == len(rows) - rule["images_removed"]
+    prompts = {t.format(n) for t in EVAL_TEMPLATES for n in emoji.names}
+    assert not prompts & set(captions)  # no evaluation prompt is a training caption
+
+
+def test_captions_name_the_concept_and_its_keywords():
+    captions = concept_captions("red apple", ("apple", "fruit", "red", "food"))
+    assert captions[: len(NAME_TEMPLATES)] == tuple(t.format("red apple") for t in NAME_TEMPLATES)
+    assert "red apple: apple, fruit, red." in captions
+
+
+def test_evaluation_sets(emoji):
+    unseen = emoji.eval_set("emoji-unseen")
+    drawn = sum(s in emoji.default_drawings[c] for c in emoji.concepts("test") for s in TRAIN_STYLES)
+    assert len(unseen.class_names) == 143 and len(unseen) == drawn > 2 * 143  # one default drawing per style
+    style = emoji.eval_set("emoji-style")
+    assert len(style.class_names) == 1212 and len(style) == 1212
+    seen = emoji.eval_set("emoji-seen-val")
+    assert set(seen.class_names) <= {emoji.names[c] for c in emoji.concepts("train")}
+    vocabulary = emoji.vocabulary()
+    assert len(vocabulary["classes"]) == 1212 and len(vocabulary["held_out_test"]) == 143
+    assert not set(vocabulary["classes"]) & set(vocabulary["held_out_test"] + vocabulary["held_out_validation"])
+    with pytest.raises(ValueError, match="emoji-unseen"):
+        emoji.eval_set("emoji-nope")
