@@ -206,6 +206,7 @@ class TrainConfig:
     # as a word are skipped and counted). The validation images keep every class.
     holdout_classes: tuple[str, ...] = ()
     shapes_size: int = 20000  # images of the procedural `shapes` source, when it is used
+    emoji_skin_tones: bool = True  # train on the skin-tone variants of the `emoji` source too (data/emoji/splits.py)
     batch_size: int = 64  # global: summed over processes, per optimizer step (before accumulation)
     gradient_accumulation: int = 1  # micro-batches per optimizer step; each is batch_size / accumulation
     max_steps: int = 2000

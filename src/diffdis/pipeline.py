@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ CONFIG_NAME = "diffdis_config.json"
 STREAM_NAME = "text_stream.safetensors"
 VOCABULARY_NAME = "vocabulary.json"  # written by training on labelled built-in data: the class names it knows
 ImageBatch = Sequence[Image.Image] | torch.Tensor
+LABEL_CACHE_SIZE = 64  # label sets whose embeddings are kept (least recently used dropped): memory stays bounded
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -146,7 +148,7 @@ class DiffDisPipeline:
         self.scheduler = scheduler
         self.config = config
         self.query = QueryDiffusion(scheduler, config.model.gamma, config.model.text_prediction)
-        self._label_cache: dict[tuple, torch.Tensor] = {}
+        self._label_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self.dtype = torch.float32  # compute precision of inference (autocast); the weights stay float32
         self.vocabulary: dict | None = None  # what the training captions named (VOCABULARY_NAME), when known
         self._familiarity: tuple[list[str], torch.Tensor, float] | None = None
@@ -328,6 +330,9 @@ class DiffDisPipeline:
             prompts = [t.format(name) for name in class_names for t in templates]
             e = self.encode_text(prompts).view(len(class_names), len(templates), -1)  # (K, T, D)
             self._label_cache[key] = F.normalize(e.mean(1), dim=-1)
+            if len(self._label_cache) > LABEL_CACHE_SIZE:
+                self._label_cache.popitem(last=False)
+        self._label_cache.move_to_end(key)
         return self._label_cache[key]
 
     # ----------------------------------------------------------------------------------------------- images

@@ -4,6 +4,7 @@ takes checked inputs and returns plain Python values (PIL images, names, numbers
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 from ..config import DEFAULT_QUERY_STEPS
+from ..data.captions import GENERATION_PROMPT
 from ..data.datasets import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_DIR,
@@ -23,12 +25,16 @@ from ..data.datasets import (
     fixed_subset,
     load_fashion_mnist,
 )
+from ..data.emoji import EVAL_TEMPLATES as EMOJI_TEMPLATES
+from ..data.emoji import GENERATION_TEMPLATE as EMOJI_PROMPT
+from ..data.emoji import EmojiData
 from ..evaluation.folders import image_files, read_images
 from ..model_card import CARD_NAME, MEASURED_NAME
 from ..pipeline import DiffDisPipeline
 from .inputs import Limits
 
-GALLERY_SIZE = 500  # images of the default retrieval gallery (a fixed subset of the Fashion-MNIST test split)
+GALLERY_SIZE = 500  # images of the default retrieval gallery (a fixed subset of the test split)
+EMOJI_DISPLAY_SIZE = 64  # emoji examples and gallery are shown at this size (the model resizes what it reads)
 Progress = Callable[[int, int], None]
 
 
@@ -59,23 +65,34 @@ class AppService:
     ):
         self.pipe, self.model_dir, self.limits = pipe, Path(model_dir), limits or Limits()
         self.examples_dir = Path(tempfile.mkdtemp(prefix="diffdis-app-examples-"))
-        try:
-            test = load_fashion_mnist("test", 28, 1, data_dir)  # the original 28x28 images, for people to see
-        except FileNotFoundError:
-            test = None
+        self.emoji = (pipe.vocabulary or {}).get("data") == "emoji"
+        # An emoji model's labels and prompts are read with the emoji evaluation templates, and a label list may
+        # name every concept (the text encodings of one list are computed once and cached).
+        self.templates = EMOJI_TEMPLATES if self.emoji else None
+        if self.emoji:
+            self.limits = dataclasses.replace(
+                self.limits, labels=max(self.limits.labels, len(self.all_labels()))
+            )  # drawings of concepts the model never saw, at a size people can see
+            test = EmojiData.load(EMOJI_DISPLAY_SIZE).eval_set("emoji-unseen")
+        else:
+            try:
+                test = load_fashion_mnist("test", 28, 1, data_dir)  # the original 28x28 images, for people to see
+            except FileNotFoundError:
+                test = None
         self.examples = self._write_examples(test)
         self.gallery = self._gallery(gallery, test)
 
     # ------------------------------------------------------------------------------------------ start-up
     def _write_examples(self, test: LabelledImages | None) -> list[Path]:
-        """One Fashion-MNIST test image per class, as PNG files the Classify tab offers (none without the data)."""
+        """One test image per class (the first ten classes), as PNG files the Classify tab offers (none without
+        the data): Fashion-MNIST test images, or drawings of emoji concepts no training caption named."""
         if test is None:
             return []
         paths = []
-        for k, name in enumerate(test.class_names):
-            i = int((test.labels == k).nonzero()[0])
-            path = self.examples_dir / f"{name.replace(' ', '-')}.png"
-            Image.fromarray(test.images[i, 0].numpy()).save(path)
+        for k, name in enumerate(test.class_names[:10]):
+            i = int((test.labels == k).nonzero()[0, 0])
+            path = self.examples_dir / f"{name.replace(' ', '-').replace(':', '')}.png"
+            _to_pil(test.images[i]).save(path)
             paths.append(path)
         return paths
 
@@ -88,14 +105,30 @@ class AppService:
         if test is None:
             return None
         subset = fixed_subset(test, GALLERY_SIZE)
-        images = [Image.fromarray(a[0].numpy()) for a in subset.images]
+        images = [_to_pil(a) for a in subset.images]
+        if self.emoji:
+            names = [f"{subset.class_names[int(y)]} (a concept never trained on)" for y in subset.labels]
+            return Gallery(f"{len(images)} emoji drawings of concepts the model never saw", images, names)
         names = [f"test image, a {subset.class_names[int(y)]}" for y in subset.labels]
         return Gallery(f"{len(images)} Fashion-MNIST test images", images, names)
 
     def default_labels(self) -> list[str]:
-        """The class names the model was trained with (its vocabulary), else Fashion-MNIST's."""
+        """The labels the Classify tab starts with: the class names the model was trained with (its vocabulary),
+        else Fashion-MNIST's; for an emoji model, the concepts no training caption named (the zero-shot ones)."""
         vocabulary = self.pipe.vocabulary
+        if self.emoji:
+            return list(vocabulary["held_out_test"])
         return list(vocabulary["classes"]) if vocabulary else list(FASHION_MNIST_CLASSES)
+
+    def all_labels(self) -> list[str]:
+        """Every class or concept name the model's data has, trained on or held out."""
+        vocabulary = self.pipe.vocabulary or {"classes": {n: [] for n in FASHION_MNIST_CLASSES}}
+        held = [*vocabulary.get("held_out_test", []), *vocabulary.get("held_out_validation", [])]
+        return sorted({*vocabulary["classes"], *held, *vocabulary.get("held_out_classes", [])})
+
+    def prompt(self, name: str) -> str:
+        """A generation prompt for a class name, in the words the model was trained with."""
+        return (EMOJI_PROMPT if self.emoji else GENERATION_PROMPT).format(name)
 
     def close(self) -> None:
         """Delete the example files (safe to call more than once)."""
@@ -137,7 +170,7 @@ class AppService:
         self, images: list[Image.Image], labels: list[str], steps: int = DEFAULT_QUERY_STEPS, sampler: str = "ddim"
     ) -> list[dict[str, float]]:
         """Per image, every label's probability (softmax of the model's scaled cosines), most probable first."""
-        prediction = self.pipe.predict(images, labels, num_inference_steps=steps, sampler=sampler)
+        prediction = self.pipe.predict(images, labels, self.templates, num_inference_steps=steps, sampler=sampler)
         return [dict(best) for best in prediction.top_k(len(labels))]
 
     def search_gallery(self, query: str, top: int, steps: int = DEFAULT_QUERY_STEPS, sampler: str = "ddim"):
@@ -190,6 +223,12 @@ class AppService:
     def unfamiliar(self, texts: list[str]) -> list[str]:
         """Of `texts`, those unlike every training caption of the model (empty without its vocabulary)."""
         return [text for text, _, _ in self.pipe.unfamiliar(texts)]
+
+
+def _to_pil(image: torch.Tensor) -> Image.Image:
+    """(C, H, W) uint8 -> a PIL image ("L" for one channel)."""
+    array = image.numpy()
+    return Image.fromarray(array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
 
 
 def top_label(probabilities: dict[str, float]) -> str:

@@ -103,7 +103,7 @@ def _generate_tab(service: AppService, limits: Limits) -> None:
             )
             button = gr.Button("Generate", variant="primary", elem_id="generate-button")
         gallery = _gallery("images, each with the model's own score of it", "generate-gallery")
-    gr.Examples([[f"a photo of a {name}."] for name in service.default_labels()[:4]], inputs=[prompt])
+    gr.Examples([[service.prompt(name)] for name in service.default_labels()[:4]], inputs=[prompt])
 
     @friendly
     def run(prompt, num_images, steps, guidance, seed, randomize_seed, candidates, progress=gr.Progress()):  # noqa: B008
@@ -148,6 +148,9 @@ def _classify_tab(service: AppService, limits: Limits, labels_text: str) -> None
             gallery = _gallery("every image with its top label")
     if service.examples:
         gr.Examples([[[str(p)], labels_text] for p in service.examples[:5]], inputs=[files, labels])
+    if service.emoji:  # the same drawings against every concept name, trained on or not (1,426-way)
+        every = ", ".join(service.all_labels())
+        gr.Examples([[[str(p)], every] for p in service.examples[:3]], inputs=[files, labels], label="every concept")
 
     @friendly
     def run(images, labels, top_k, query_steps, query_sampler):
@@ -176,7 +179,8 @@ def _retrieve_tab(service: AppService, limits: Limits) -> None:
                 steps, sampler = _query_settings(limits)
                 button = gr.Button("Search", variant="primary")
             matches = _gallery("best matches, with cosine similarity")
-        gr.Examples([["a photo of a sandal."], ["a bag."], ["something to wear on the feet."]], inputs=[query])
+        names = service.default_labels()
+        gr.Examples([[service.prompt(names[0])], [names[1]], [names[2]]], inputs=[query])
 
         @friendly
         def search(query, matches, query_steps, query_sampler):
@@ -193,7 +197,9 @@ def _retrieve_tab(service: AppService, limits: Limits) -> None:
         with gr.Column():
             image = gr.File(label="image", file_types=["image"])
             captions = gr.Textbox(
-                "a photo of a dress.\na photo of a sandal.\na photo of a bag.", label="captions, one per line", lines=4
+                "\n".join(service.prompt(name) for name in service.default_labels()[:3]),
+                label="captions, one per line",
+                lines=4,
             )
             rank = gr.Button("Rank captions", variant="primary")
         ranked = gr.Label(label="captions by probability", num_top_classes=10)
@@ -220,7 +226,7 @@ def _round_trip_tab(service: AppService, limits: Limits, labels_text: str) -> No
         with gr.Column():
             gallery = _gallery("generated, with the label it was classified as")
             mean = gr.Label(label="mean probability over the images", num_top_classes=5)
-    gr.Examples([[f"a photo of a {name}."] for name in service.default_labels()[4:7]], inputs=[prompt])
+    gr.Examples([[service.prompt(name)] for name in service.default_labels()[4:7]], inputs=[prompt])
 
     @friendly
     def run(prompt, labels, num_images, seed, progress=gr.Progress()):  # noqa: B008

@@ -95,7 +95,7 @@ def _shapes_load(config: Config) -> tuple[CaptionedImages, LabelledImages]:
 
 def _emoji_load(config: Config) -> tuple[CaptionedImages, LabelledImages]:
     emoji = EmojiData.load(config.model.resolution)
-    return emoji.training_set()[0], emoji.eval_set("emoji-seen-val")
+    return emoji.training_set(config.train.emoji_skin_tones)[0], emoji.eval_set("emoji-seen-val")
 
 
 BUILTIN: dict[str, BuiltinSet] = {

@@ -117,20 +117,21 @@ class EmojiData:
     def held_out_names(self) -> NamesAny:
         return NamesAny(tuple(self.names[c] for c in self.concepts("test") + self.concepts("val")))
 
-    def training_rows(self) -> list[int]:
+    def training_rows(self, skin_tones: bool = True) -> list[int]:
         """Cache rows that may be trained on: seen concepts, training styles, seen-validation drawings removed
-        (before the held-out-name rule, which may remove more)."""
+        (before the held-out-name rule, which may remove more); without the skin-tone variants if not
+        `skin_tones` (they are 38% of the images, of 11% of the concepts)."""
         seen, held = set(self.concepts("train")), set(self.seen_validation_images)
         return [
             i
             for i, r in enumerate(self._records)
-            if r["concept"] in seen and r["style"] in TRAIN_STYLES and i not in held
+            if r["concept"] in seen and r["style"] in TRAIN_STYLES and i not in held and (skin_tones or not r["tone"])
         ]
 
-    def training_set(self) -> tuple[CaptionedImages, dict]:
+    def training_set(self, skin_tones: bool = True) -> tuple[CaptionedImages, dict]:
         """The training images with their captions after the held-out-name rule, and the counts of what the
         rule removed. Drawings that share a name (the same concept in several styles) share one caption set."""
-        rows = self.training_rows()
+        rows = self.training_rows(skin_tones)
         by_name: dict[str, tuple[str, ...]] = {}
         for i in rows:
             record = self._records[i]
@@ -194,6 +195,8 @@ class EmojiData:
         """For a model folder's vocabulary.json: the concepts it was trained on and those held out, by name."""
         return {
             "data": "emoji",
+            "captions": "CLDR names in templates, and keywords",
+            "templates": [GENERATION_TEMPLATE],  # what `pipe.unfamiliar` compares prompts with (one per concept)
             "classes": {self.names[c]: [self.names[c]] for c in self.concepts("train")},
             "held_out_test": [self.names[c] for c in self.concepts("test")],
             "held_out_validation": [self.names[c] for c in self.concepts("val")],
