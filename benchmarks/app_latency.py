@@ -2,7 +2,7 @@
 generating 4 images at 25 steps and of classifying one image against 10 labels (through the API, as the page
 calls it; median of 5 alternating rounds after one warm-up), and a screenshot of the page in Chromium.
 
-    python -m benchmarks.app_latency [--model runs/demo/model] [--screenshot docs/app.png]
+    python -m benchmarks.app_latency [--model runs/demo-fashion/model] [--screenshot docs/app.png]
 
 Absolute times on this machine, not ratios: they say what waiting for the app feels like here."""
 
@@ -73,7 +73,7 @@ def screenshot(url: str, path: Path, image: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="runs/demo/model")
+    parser.add_argument("--model", default="runs/demo-fashion/model")
     parser.add_argument("--screenshot", default="docs/app.png", help="where the page's screenshot goes ('' = none)")
     args = parser.parse_args()
     with socket.socket() as s:

@@ -23,7 +23,7 @@ def interleaved(contenders: dict[str, Callable[[], object]], repeats: int = 5, w
 
 
 def trained_model(path: str | None, train_steps: int) -> tuple[DiffDisPipeline, str]:
-    """The model to measure: `path` if given (e.g. the demo's runs/demo/model), else a `tiny` model trained
+    """The model to measure: `path` if given (e.g. the demo's runs/demo-fashion/model), else a `tiny` model trained
     here for `train_steps` steps (kept in runs/bench/model-train and reused by later runs)."""
     if path:
         return DiffDisPipeline.from_pretrained(path), str(path)

@@ -1,8 +1,8 @@
 """`make bench`: every benchmark in one run, each printing its table; results in runs/bench/results.json.
 
-    python -m benchmarks.run_all [--model runs/demo/model] [--train-steps 400] [--skip memory]
+    python -m benchmarks.run_all [--model runs/demo-fashion/model] [--train-steps 400] [--skip memory]
 
-Without --model it measures the demo's model when runs/demo/model exists, else a tiny model it trains first."""
+Without --model it measures the demo's model when runs/demo-fashion/model exists, else a tiny model it trains first."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ from .common import OUT, trained_model
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="saved pipeline to measure (default: runs/demo/model if present)")
+    parser.add_argument("--model", help="saved pipeline to measure (default: runs/demo-fashion/model if present)")
     parser.add_argument("--train-steps", type=int, default=400, help="steps of the fallback model (default 400)")
     parser.add_argument(
         "--skip", action="append", default=[], help="zero_shot, encoder, training, generation, profile, memory"
     )
     args = parser.parse_args()
-    model = args.model or ("runs/demo/model" if Path("runs/demo/model").exists() else None)
+    model = args.model or ("runs/demo-fashion/model" if Path("runs/demo-fashion/model").exists() else None)
     pipe, model_path = trained_model(model, args.train_steps)
     start = time.perf_counter()
     results = {"model": model_path, "environment": environment(), "device": "cpu", "dtype": "float32"}

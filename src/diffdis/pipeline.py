@@ -335,6 +335,11 @@ class DiffDisPipeline:
         self._label_cache.move_to_end(key)
         return self._label_cache[key]
 
+    def cached_label_sets(self) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """The (labels, templates) whose embeddings are kept, least recently used first (at most
+        LABEL_CACHE_SIZE)."""
+        return list(self._label_cache)
+
     # ----------------------------------------------------------------------------------------------- images
     def check_images(self, images: ImageBatch) -> ImageBatch:
         """Refuse what the model cannot read as meant, with the fix; a uint8 tensor (0-255) is converted."""

@@ -13,15 +13,15 @@ import torch
 
 from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS
 from ..data.datasets import LabelledImages
-from ..data.emoji import EVAL_TEMPLATES, GENERATION_TEMPLATE, UNSEEN_STYLE, EmojiData
+from ..data.emoji import EVAL_TEMPLATES, GENERATION_TEMPLATE, STYLES, UNSEEN_STYLE, EmojiData
 from ..data.transforms import uint8_to_model
 from ..metrics import recall_at_k
+from .fid import InceptionFeatures, fid_kid
 from .judge import Judge, accuracy, pil_to_uint8, train_judge
 from .zero_shot import unseen_class_accuracy
 
 DEFAULT_QUERY = {"num_inference_steps": DEFAULT_QUERY_STEPS, "guidance_scale": DEFAULT_QUERY_GUIDANCE, "seed": 0}
 JUDGE_TEST_FRACTION = 0.15  # real drawings the judge never trains on, for its own accuracy
-JUDGE_EPOCHS = 12
 
 
 def _queries(pipe, data: LabelledImages, query: dict) -> torch.Tensor:
@@ -106,7 +106,7 @@ def _generalized(pipe, emoji, unseen, seen, q_unseen, q_seen) -> dict:
     }
 
 
-def emoji_judge(emoji: EmojiData, seed: int = 0) -> tuple[Judge, dict]:
+def emoji_judge(emoji: EmojiData, seed: int = 0, epochs: int = 12) -> tuple[Judge, dict]:
     """A CNN trained on real drawings of every concept in every style (unseen concepts and OpenMoji included: it
     judges generations, it is not the model under test), its accuracy measured on a seeded 15% it never saw."""
     images = torch.from_numpy(emoji.images)
@@ -114,10 +114,10 @@ def emoji_judge(emoji: EmojiData, seed: int = 0) -> tuple[Judge, dict]:
     order = np.random.default_rng(seed).permutation(len(labels))
     cut = round(JUDGE_TEST_FRACTION * len(labels))
     test = LabelledImages(images[order[:cut]], labels[order[:cut]], emoji.names)
-    judge = train_judge(LabelledImages(images[order[cut:]], labels[order[cut:]], emoji.names), JUDGE_EPOCHS)
+    judge = train_judge(LabelledImages(images[order[cut:]], labels[order[cut:]], emoji.names), epochs)
     record = {
         "judge": f"small CNN on {len(labels) - cut} real emoji drawings of all {len(emoji.names)} concepts, all four "
-        f"styles ({JUDGE_EPOCHS} epochs, seed {seed})",
+        f"styles ({epochs} epochs, seed {seed})",
         "test_accuracy": accuracy(judge, test),
         "test_images": cut,
         "chance": 100.0 / len(emoji.names),
@@ -134,13 +134,19 @@ def emoji_generation(
     seed: int = 0,
     num_inference_steps: int = DEFAULT_GENERATION_STEPS,
     guidance_scale: float = DEFAULT_GUIDANCE,
+    extractor: InceptionFeatures | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """Samples prompted with each concept's name; judged correct when the judge names the prompted concept among
-    all 1,426. Returns the images (N, 3, R, R) uint8 and the record."""
+    all 1,426; with an Inception `extractor`, FID and KID against every real default-tone drawing of the same
+    concepts (all four styles). Returns the images (N, 3, R, R) uint8 and the record."""
     prompts = [GENERATION_TEMPLATE.format(emoji.names[c]) for c in concepts for _ in range(per_concept)]
     images = pil_to_uint8(pipe.generate(prompts, num_inference_steps, guidance_scale, seed), 3)
     target = torch.tensor(concepts).repeat_interleave(per_concept)
     predicted = judge.predict(images)
+    distances = {}
+    if extractor is not None:
+        real = torch.from_numpy(emoji.images[emoji.drawings_of(concepts, STYLES)])
+        distances = fid_kid(real, images, extractor=extractor)
     return images, {
         "prompt": GENERATION_TEMPLATE,
         "concepts": len(concepts),
@@ -151,4 +157,5 @@ def emoji_generation(
         "seed": seed,
         "judged_correct": 100.0 * (predicted == target).float().mean().item(),
         "chance": 100.0 / len(emoji.names),
+        "fid_kid": distances or None,
     }

@@ -14,10 +14,12 @@ import torch
 
 from ..config import DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS
 from ..data.datasets import FASHION_MNIST_DIR, fixed_subset
+from ..data.emoji import EmojiData
 from ..data.eval_sets import convert, load_eval_set
 from ..data.shapes import load_shapes
 from ..data.transforms import uint8_to_model
 from ..pipeline import DiffDisPipeline
+from .emoji import emoji_zero_shot
 from .report import environment
 from .zero_shot import zero_shot
 
@@ -109,7 +111,7 @@ def evaluate(
         if sets:
             means[kind] = {"mean_top1": sum(zero[n]["top1"] for n in sets) / len(sets), "sets": sets}
     t = pipe.config.train
-    return {
+    out = {
         "training_data": t.data,
         "held_out_classes": list(t.holdout_classes),
         "zero_shot": zero,
@@ -118,6 +120,12 @@ def evaluate(
         "query": query,
         "environment": environment(),
     }
+    emoji_sets = [n for n in names if n.startswith("emoji-") and "top1" in zero.get(n, {})]
+    if emoji_sets:  # the emoji figures in full: generalised, retrieval of held-out concepts, the unseen style
+        emoji = EmojiData.load(m.resolution)
+        split = "test" if any(n in ("emoji-unseen", "emoji-style") for n in emoji_sets) else "val"
+        out["emoji"] = {**emoji_zero_shot(pipe, emoji, split, query), "data": emoji.record()}
+    return out
 
 
 def summary_lines(result: dict) -> list[str]:
@@ -136,6 +144,14 @@ def summary_lines(result: dict) -> list[str]:
     r = result["retrieval"]
     i2t, t2i = r["image_to_text_R@1"], r["text_to_image_R@1"]
     lines.append(f"{'retrieval (shapes)':24s} R@1 image->text {i2t:.1f}, text->image {t2i:.1f}")
+    if "emoji" in result:
+        e = result["emoji"]
+        r, g = e["unseen_retrieval"], e["generalized"]
+        lines.append(
+            f"{'emoji unseen (' + e['split'] + ')':24s} top-5 {e['unseen']['top5']:6.2f}%, retrieval R@1 image->name "
+            f"{r['image_to_text_R@1']:.1f}, name->image {r['text_to_image_R@1']:.1f}; generalised harmonic mean "
+            f"{g['generalized_harmonic_mean']:.1f}"
+        )
     return lines
 
 

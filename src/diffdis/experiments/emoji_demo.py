@@ -20,6 +20,7 @@ from PIL import Image
 from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, data_overrides, preset
 from ..data.emoji import EmojiData
 from ..evaluation.emoji import emoji_generation, emoji_judge, emoji_zero_shot
+from ..evaluation.fid import InceptionFeatures
 from ..evaluation.figures import image_grid
 from ..evaluation.report import environment, table, write_json
 from ..model_card import write_model_card
@@ -36,9 +37,11 @@ EMOJI_DEMO_OVERRIDES = [
     "train.final_validation=false",
     "train.checkpoint_every=250",
 ]
+GENERATION = {"num_inference_steps": DEFAULT_GENERATION_STEPS, "guidance_scale": DEFAULT_GUIDANCE, "seed": 0}
 GRID_CONCEPTS = 8  # per group (seen, unseen) in samples.png
 GRID_SAMPLES = 6
 JUDGED_CONCEPTS = 48  # per group, two samples each
+JUDGE_EPOCHS = 12
 
 
 def run_emoji_demo(out: str | Path = "runs/demo-emoji", overrides: list[str] | None = None, progress: bool = True):
@@ -61,13 +64,14 @@ def run_emoji_demo(out: str | Path = "runs/demo-emoji", overrides: list[str] | N
 
     start = time.perf_counter()
     seen, unseen = _prompt_concepts(emoji)
-    judge, judge_record = emoji_judge(emoji)
+    judge, judge_record = emoji_judge(emoji, epochs=JUDGE_EPOCHS)
     timings["judge_train_s"] = time.perf_counter() - start
     start = time.perf_counter()
+    extractor = InceptionFeatures()
     generation = {
         "judge": judge_record,
-        "seen": emoji_generation(pipe, emoji, judge, seen[:JUDGED_CONCEPTS])[1],
-        "unseen": emoji_generation(pipe, emoji, judge, unseen[:JUDGED_CONCEPTS])[1],
+        "seen": emoji_generation(pipe, emoji, judge, seen[:JUDGED_CONCEPTS], extractor=extractor, **GENERATION)[1],
+        "unseen": emoji_generation(pipe, emoji, judge, unseen[:JUDGED_CONCEPTS], extractor=extractor, **GENERATION)[1],
         "grid": _grid(pipe, emoji, seen[:GRID_CONCEPTS], unseen[:GRID_CONCEPTS], out / "samples.png"),
     }
     timings["generate_s"] = time.perf_counter() - start
@@ -109,7 +113,7 @@ def _grid(pipe, emoji: EmojiData, seen: list[int], unseen: list[int], path: Path
     """samples.png: per concept a real drawing (Google style, left) and generated samples."""
     concepts = seen + unseen
     prompts = [f"an emoji of {emoji.names[c]}." for c in concepts for _ in range(GRID_SAMPLES)]
-    images = pipe.generate(prompts, DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, seed=0)
+    images = pipe.generate(prompts, GENERATION["num_inference_steps"], GENERATION["guidance_scale"], GENERATION["seed"])
     rows, labels = [], []
     for k, c in enumerate(concepts):
         real = Image.fromarray(emoji.images[emoji.default_drawings[c]["google"]].transpose(1, 2, 0))
@@ -123,9 +127,7 @@ def _grid(pipe, emoji: EmojiData, seen: list[int], unseen: list[int], path: Path
         "samples_per_concept": GRID_SAMPLES,
         "seen_concepts": [emoji.names[c] for c in seen],
         "unseen_concepts": [emoji.names[c] for c in unseen],
-        "num_inference_steps": DEFAULT_GENERATION_STEPS,
-        "guidance_scale": DEFAULT_GUIDANCE,
-        "seed": 0,
+        **GENERATION,
     }
 
 
@@ -200,6 +202,14 @@ def report(s: dict) -> str:
             f"(judge: {g['judge']['test_accuracy']:.1f}% on real held-out drawings, chance "
             f"{g['judge']['chance']:.2f}%)",
         ),
+        *[
+            (
+                f"generation FID / KID ({group} prompts)",
+                f"{g[group]['fid_kid']['fid']:.1f} / {g[group]['fid_kid']['kid_mean']:.4f}  ({g[group]['images']} "
+                f"samples against {g[group]['fid_kid']['real_images']} real drawings of the same concepts)",
+            )
+            for group in ("seen", "unseen")
+        ],
         *[(f"time: {k[:-2]}", f"{v:.0f} s") for k, v in t.items()],
         ("time: total", f"{sum(t.values()):.0f} s"),
     ]
