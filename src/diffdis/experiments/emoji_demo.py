@@ -27,10 +27,12 @@ from ..model_card import write_model_card
 from ..pipeline import DiffDisPipeline
 from ..training import train
 
-# Chosen on the unseen validation concepts (README, "The emoji demo": the runs that chose them).
+# Chosen on the unseen validation concepts (docs/emoji.md, "How the demo's settings were chosen").
 EMOJI_DEMO_OVERRIDES = [
     *data_overrides("emoji"),
     "model.attention_levels=false,false,true",
+    "train.lam=3",
+    "train.emoji_skin_tones=false",
     "train.max_steps=2000",
     "train.max_minutes=12",
     "train.validate_every=0",
