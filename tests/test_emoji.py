@@ -142,3 +142,17 @@ def test_evaluation_sets(emoji):
     assert not set(vocabulary["classes"]) & set(vocabulary["held_out_test"] + vocabulary["held_out_validation"])
     with pytest.raises(ValueError, match="emoji-unseen"):
         emoji.eval_set("emoji-nope")
+
+
+def test_the_builtin_registry_and_the_config_name_the_same_sets():
+    from diffdis.config import BUILTIN_SOURCES, ConfigError, data_overrides, preset
+    from diffdis.data.builtin import BUILTIN, builtin
+
+    assert tuple(BUILTIN) == BUILTIN_SOURCES
+    assert "model.image_channels=3" in data_overrides("emoji")
+    with pytest.raises(ConfigError, match="image_channels=3"):
+        preset("tiny", ["train.data=emoji"]).validate()
+    with pytest.raises(ConfigError, match="emoji set"):
+        preset("tiny", [*data_overrides("emoji"), "train.holdout_classes=dog face"]).validate()
+    with pytest.raises(ConfigError, match="fashion-mnist, shapes, emoji"):
+        builtin("cifar")

@@ -53,4 +53,7 @@ def test_label_embeddings_stay_bounded(service):
     for k in range(LABEL_CACHE_SIZE + 10):
         pipe.class_embeddings([f"label {k}", f"other {k}"], EVAL_TEMPLATES)
     assert len(pipe.cached_label_sets()) == LABEL_CACHE_SIZE
-    assert (("label 0", "other 0"), EVAL_TEMPLATES) not in pipe.cached_label_sets()  # the least recently used went first
+    assert (
+        ("label 0", "other 0"),
+        EVAL_TEMPLATES,
+    ) not in pipe.cached_label_sets()  # the least recently used went first

@@ -19,7 +19,6 @@ every result found (compare_report.py).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import numpy as np
 from ..config import Config, data_overrides, preset
 from ..data.datasets import FASHION_MNIST_CLASSES
 from ..evaluation.fid import InceptionFeatures
-from ..evaluation.report import environment, write_json
+from ..evaluation.report import code_version, environment, write_json
 from ..pipeline import DiffDisPipeline
 from ..training import train
 from .compare_eval import Budget, Context, curve_scorer, evaluate_fashion, evaluate_shapes
@@ -191,7 +190,7 @@ def run_compare(
             "curve": summary["validation"],
             "config": config.to_dict(),
             "model_dir": str(model_dir.relative_to(out)),  # relative to the study folder, which may move
-            "code": _code_version(),
+            "code": code_version(),
             **figures,
         }
         write_json(run_dir / "result.json", record)
@@ -212,7 +211,7 @@ def run_compare(
         "overrides": extra,
         "evaluation_seed": ctx.seed,
         "this_invocation_seconds": time.perf_counter() - started,
-        "code": _code_version(),
+        "code": code_version(),
         "environment": environment(),
     }
     return write_report(out, settings, ctx.budget.cost_rounds, ctx.budget.cost_images)
@@ -220,12 +219,3 @@ def run_compare(
 
 def _indices(names: tuple[str, ...]) -> list[int]:
     return [FASHION_MNIST_CLASSES.index(n) for n in names]
-
-
-def _code_version() -> str:
-    """The commit of the code that wrote the report (results of earlier invocations record their own config)."""
-    try:
-        found = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return found.stdout.strip() or "unknown"

@@ -22,7 +22,7 @@ from ..data.emoji import EmojiData
 from ..evaluation.emoji import emoji_generation, emoji_judge, emoji_zero_shot
 from ..evaluation.fid import InceptionFeatures
 from ..evaluation.figures import image_grid
-from ..evaluation.report import environment, table, write_json
+from ..evaluation.report import code_version, environment, table, write_json
 from ..model_card import write_model_card
 from ..pipeline import DiffDisPipeline
 from ..training import train
@@ -80,6 +80,8 @@ def run_emoji_demo(out: str | Path = "runs/demo-emoji", overrides: list[str] | N
 
     training = json.loads((out / "train_summary.json").read_text())
     summary = {
+        "command": f"diffdis demo --data emoji --out {out}" + "".join(f" --set {o}" for o in overrides or []),
+        "code": code_version(),
         "model": {
             "path": str(model_dir.relative_to(out)),
             "preset": "tiny",
