@@ -94,7 +94,19 @@ def _help(*command: str) -> str:
 
 
 def test_every_option_is_documented():
-    commands = {"train", "generate", "classify", "retrieve", "evaluate", "compare", "pack", "encode", "demo", "app"}
+    commands = {
+        "train",
+        "generate",
+        "classify",
+        "retrieve",
+        "evaluate",
+        "compare",
+        "pack",
+        "encode",
+        "demo",
+        "emoji",
+        "app",
+    }
     listed = _help().split("{", 1)[1].split("}", 1)[0]
     assert set(listed.split(",")) == commands
     for name in sorted(commands):

@@ -29,7 +29,8 @@ def test_held_out_classes_never_reach_training_in_memory(idx_dir):
     names = NamesAny(("sandal", "shirt"))
     captions = [c for step in itertools.islice(iter(batches), 20) for micro in step for c in micro["captions"]]
     assert len(captions) == 320 and not any(names(c) for c in captions)
-    assert any("t-shirt" in c for c in captions)  # a hyphenated name is another class
+    assert not any("t-shirt" in c.lower() for c in captions)  # a hyphen separates words: "t-shirt" says "shirt"
+    assert any("jersey" in c for c in captions)  # the t-shirt class keeps its other names
     assert torch.isin(val.labels, torch.tensor(held)).any()  # validation keeps them (unseen-class tuning)
 
 
@@ -43,11 +44,19 @@ def test_held_out_classes_never_reach_training_from_shards(tmp_path):
     assert stream.skipped().get("held-out class", 0) > 0  # skipped and counted, like any unusable sample
 
 
+def test_a_class_left_without_captions_is_not_trained_on(idx_dir):
+    overrides = run_overrides(idx_dir, "train.holdout_classes=shirt", "train.captions=fixed")
+    with pytest.warns(UserWarning, match="t-shirt"):
+        batches, _ = training_batches(preset("tiny", overrides), 0, 1)
+    t_shirt = FASHION_MNIST_CLASSES.index("t-shirt")  # its one name says "shirt": every caption of it is removed
+    assert not (batches.data.caption_ids == t_shirt).any()
+
+
 def test_holdout_is_checked_before_any_compute(idx_dir):
     with pytest.raises(ConfigError, match="not a class of the training set.*ankle boot"):
         check_data(preset("tiny", run_overrides(idx_dir, "train.holdout_classes=hat")))
     with pytest.raises(ConfigError, match="fewer than two classes"):
         check_data(preset("tiny", run_overrides(idx_dir, "train.holdout_classes=0,1,2,3,4,5,6,7,8")))
-    with pytest.raises(ConfigError, match="shapes set has no classes"):
+    with pytest.raises(ConfigError, match="shapes set holds out"):
         preset("tiny", ["train.data=shapes", "model.image_channels=3", "train.holdout_classes=red"])
     assert refused("train.holdout_classes")  # a resume cannot change which classes were never trained on

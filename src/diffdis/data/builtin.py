@@ -7,6 +7,7 @@ the same sets for validation (config sits below data and cannot import it; a tes
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,12 +68,24 @@ def holdout_indices(holdout: tuple[str, ...], class_names: tuple[str, ...]) -> l
 
 
 def _fashion_load(config: Config) -> tuple[CaptionedImages, LabelledImages]:
+    """Held-out classes lose their images; a class whose every caption names a held-out class (with one name
+    per class, "t-shirt" when "shirt" is held out) loses its images too, with a warning: an image cannot be
+    trained on without a caption."""
     m, t = config.model, config.train
     full = load_fashion_mnist("train", m.resolution, m.image_channels, t.data_dir)
     train, val = train_val_split(full, t.val_size, t.seed)
     held = holdout_indices(t.holdout_classes, full.class_names)
-    train = train.subset(torch.nonzero(~torch.isin(train.labels, torch.tensor(held, dtype=torch.long))).flatten())
-    return CaptionedImages.from_labelled(train, fashion_mnist_captions(t.captions, held)), val
+    captions = fashion_mnist_captions(t.captions, held)
+    emptied = [k for k, s in enumerate(captions) if not s and k not in held]
+    if emptied:
+        warnings.warn(
+            f"every training caption of {', '.join(full.class_names[k] for k in emptied)} names a held-out class, "
+            "so its images are not trained on either (train.captions=varied gives classes more names)",
+            stacklevel=2,
+        )
+    dropped = torch.tensor(held + emptied, dtype=torch.long)
+    train = train.subset(torch.nonzero(~torch.isin(train.labels, dropped)).flatten())
+    return CaptionedImages.from_labelled(train, captions), val
 
 
 def _fashion_check(config: Config) -> None:
