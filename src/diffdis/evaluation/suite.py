@@ -13,6 +13,7 @@ import time
 import torch
 
 from ..config import DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS
+from ..data.builtin import BUILTIN
 from ..data.datasets import FASHION_MNIST_DIR, fixed_subset
 from ..data.emoji import EmojiData
 from ..data.eval_sets import convert, load_eval_set
@@ -23,14 +24,7 @@ from .emoji import emoji_zero_shot
 from .report import environment
 from .zero_shot import zero_shot
 
-SHAPES_SETS = (
-    "shapes-colour",
-    "shapes-shape",
-    "shapes-count",
-    "shapes-place",
-    "shapes-heldout-colour",
-    "shapes-heldout-shape",
-)
+SHAPES_SETS = BUILTIN["shapes"].eval_sets
 SUITES: dict[str, tuple[str, ...]] = {
     "default": ("fashion-mnist", "digits", *SHAPES_SETS),
     "fashion": ("fashion-mnist",),

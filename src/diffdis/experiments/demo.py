@@ -106,21 +106,26 @@ def _recall(confusion) -> list[float]:
     return (100.0 * confusion.diag() / confusion.sum(1).clamp_min(1)).tolist()
 
 
-def json_summary(config, model_dir, out, full, official, sweep, retrieval, judged, timings) -> dict:
+def model_record(config, model_dir: Path, out: Path) -> dict:
+    """What a demo's result file says about the model it trained (read from the run's train_summary.json)."""
     training = json.loads((out / "train_summary.json").read_text())
     return {
-        "model": {
-            "path": str(model_dir.relative_to(out)),  # beside results.json
-            "preset": "tiny",
-            "config": config.to_dict(),
-            "weights": "EMA",
-            "steps_asked": config.train.max_steps,
-            "steps_trained": training["steps"],
-            "minutes_cap": config.train.max_minutes,
-            "captions": config.train.captions,
-            "vocabulary": "model/vocabulary.json",
-            "training": training,
-        },
+        "path": str(model_dir.relative_to(out)),  # beside results.json
+        "preset": "tiny",
+        "config": config.to_dict(),
+        "weights": "EMA",
+        "steps_asked": config.train.max_steps,
+        "steps_trained": training["steps"],
+        "minutes_cap": config.train.max_minutes,
+        "captions": config.train.captions,
+        "vocabulary": "model/vocabulary.json",
+        "training": training,
+    }
+
+
+def json_summary(config, model_dir, out, full, official, sweep, retrieval, judged, timings) -> dict:
+    return {
+        "model": model_record(config, model_dir, out),
         "data": {
             "train": f"Fashion-MNIST train minus {config.train.val_size} held out for validation",
             "test": "Fashion-MNIST test split (10,000 real images), never used in training or tuning",

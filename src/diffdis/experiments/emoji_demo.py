@@ -10,7 +10,6 @@ once, here, and reported.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from ..evaluation.report import code_version, environment, table, write_json
 from ..model_card import write_model_card
 from ..pipeline import DiffDisPipeline
 from ..training import train
+from .demo import model_record
 
 # Chosen on the unseen validation concepts (docs/emoji.md, "How the demo's settings were chosen").
 EMOJI_DEMO_OVERRIDES = [
@@ -78,21 +78,10 @@ def run_emoji_demo(out: str | Path = "runs/demo-emoji", overrides: list[str] | N
     }
     timings["generate_s"] = time.perf_counter() - start
 
-    training = json.loads((out / "train_summary.json").read_text())
     summary = {
         "command": f"diffdis demo --data emoji --out {out}" + "".join(f" --set {o}" for o in overrides or []),
         "code": code_version(),
-        "model": {
-            "path": str(model_dir.relative_to(out)),
-            "preset": "tiny",
-            "config": config.to_dict(),
-            "weights": "EMA",
-            "steps_asked": config.train.max_steps,
-            "steps_trained": training["steps"],
-            "minutes_cap": config.train.max_minutes,
-            "vocabulary": "model/vocabulary.json",
-            "training": training,
-        },
+        "model": model_record(config, model_dir, out),
         "data": emoji.record(),
         "discrimination": figures,
         "generation": generation,

@@ -188,7 +188,10 @@ class EmojiData:
             "unseen_style": UNSEEN_STYLE,
             "training_styles": list(TRAIN_STYLES),
             "seen_validation_images": len(self.seen_validation_images),
-            "held_out_name_rule": self.training_set()[1],
+            "held_out_name_rule": {
+                **self.training_set()[1],
+                "counted_on": "every training drawing, skin tones included",
+            },
         }
 
     def vocabulary(self) -> dict:
