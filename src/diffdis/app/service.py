@@ -70,9 +70,8 @@ class AppService:
         # name every concept (the text encodings of one list are computed once and cached).
         self.templates = EMOJI_TEMPLATES if self.emoji else None
         if self.emoji:
-            self.limits = dataclasses.replace(
-                self.limits, labels=max(self.limits.labels, len(self.all_labels()))
-            )  # drawings of concepts the model never saw, at a size people can see
+            self.limits = dataclasses.replace(self.limits, labels=max(self.limits.labels, len(self.all_labels())))
+            # drawings of concepts the model never saw, at a size people can see
             test = EmojiData.load(EMOJI_DISPLAY_SIZE).eval_set("emoji-unseen")
         else:
             try:

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, data_overrides, preset
-from ..data.emoji import EmojiData
+from ..data.emoji import GENERATION_TEMPLATE, EmojiData
 from ..evaluation.emoji import emoji_generation, emoji_judge, emoji_zero_shot
 from ..evaluation.fid import InceptionFeatures
 from ..evaluation.figures import image_grid
@@ -105,7 +105,7 @@ def _prompt_concepts(emoji: EmojiData) -> tuple[list[int], list[int]]:
 def _grid(pipe, emoji: EmojiData, seen: list[int], unseen: list[int], path: Path) -> dict:
     """samples.png: per concept a real drawing (Google style, left) and generated samples."""
     concepts = seen + unseen
-    prompts = [f"an emoji of {emoji.names[c]}." for c in concepts for _ in range(GRID_SAMPLES)]
+    prompts = [GENERATION_TEMPLATE.format(emoji.names[c]) for c in concepts for _ in range(GRID_SAMPLES)]
     images = pipe.generate(prompts, GENERATION["num_inference_steps"], GENERATION["guidance_scale"], GENERATION["seed"])
     rows, labels = [], []
     for k, c in enumerate(concepts):
@@ -116,7 +116,7 @@ def _grid(pipe, emoji: EmojiData, seen: list[int], unseen: list[int], path: Path
     return {
         "png": path.name,
         "layout": "per row: a real Google drawing, then generated samples",
-        "prompts": "an emoji of {name}.",
+        "prompts": GENERATION_TEMPLATE,
         "samples_per_concept": GRID_SAMPLES,
         "seen_concepts": [emoji.names[c] for c in seen],
         "unseen_concepts": [emoji.names[c] for c in unseen],
