@@ -66,7 +66,7 @@ def test_rows_are_grouped_and_compared_with_diffdis_and_its_same_classifier(repo
     # FID by seed: diffdis 120, 130; gen 110, 114 -> differences 10 and 16
     fid = paired["gen"]["FID"]
     assert fid["reference"] == "diffdis" and fid["mean_difference"] == pytest.approx(13.0)
-    assert fid["method"] == "paired t-interval over seeds" and fid["low"] < 13.0 < fid["high"]
+    assert fid["method"] == "seed-level paired t-interval, df = 1" and fid["low"] < 13.0 < fid["high"]
 
 
 def test_the_validation_kid_is_the_chosen_guidance_and_settings_report_what_they_measured(report):

@@ -159,8 +159,18 @@ def _parser() -> argparse.ArgumentParser:
         help="equal wall-clock instead: each model trains the steps its measured speed fits into this many minutes",
     )
     k.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (default 0,1,2)")
-    k.add_argument("--blocks", default="", help="run only these blocks: fashion, unseen-A, unseen-B, shapes")
+    k.add_argument(
+        "--blocks",
+        default="",
+        help="run only these blocks: fashion, unseen-A, unseen-B, shapes, emoji-pretrain, emoji-query, "
+        "emoji-pretrained, emoji-scratch",
+    )
     k.add_argument("--models", default="", help="run only these models (diffdis, gen, dis, clip, or an ablation)")
+    k.add_argument(
+        "--pretrain-steps", type=int, default=1500, help="steps of the emoji blocks' generative pretraining (1500)"
+    )
+    k.add_argument("--emoji-steps", type=int, default=200, help="steps of every other emoji run (default 200)")
+    k.add_argument("--emoji-seeds", default="0,1,2,3,4", help="training seeds of the emoji blocks (default 0-4)")
     k.add_argument(
         "--report-only", action="store_true", help="train nothing: rebuild the report from the results found"
     )
@@ -523,16 +533,20 @@ def _evaluate(args) -> int:
 
 
 def _compare(args) -> int:
-    from .experiments.compare import BLOCKS, MODELS, run_compare
+    from .experiments.compare import ALL_BLOCKS, ALL_MODELS, run_compare
+    from .experiments.compare_emoji import EmojiPlan
     from .experiments.compare_eval import Budget
 
     blocks = tuple(b.strip() for b in args.blocks.split(",") if b.strip())
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    unknown = [b for b in blocks if b not in BLOCKS] + [m for m in models if m not in MODELS]
+    unknown = [b for b in blocks if b not in ALL_BLOCKS] + [m for m in models if m not in ALL_MODELS]
     if unknown:
-        raise SystemExit(f"compare: unknown {unknown}; blocks are {', '.join(BLOCKS)}, models {', '.join(MODELS)}")
-    if args.steps < 1:
-        raise SystemExit(f"compare: --steps {args.steps}; give at least 1")
+        raise SystemExit(
+            f"compare: unknown {unknown}; blocks are {', '.join(ALL_BLOCKS)}, models {', '.join(ALL_MODELS)}"
+        )
+    for flag in ("steps", "pretrain_steps", "emoji_steps"):
+        if getattr(args, flag) < 1:
+            raise SystemExit(f"compare: --{flag.replace('_', '-')} {getattr(args, flag)}; give at least 1")
     budget = Budget(
         eval_images=args.eval_images,
         fid_images=args.fid_images,
@@ -553,6 +567,11 @@ def _compare(args) -> int:
         overrides=args.set,
         progress=not args.no_progress,
         report_only=args.report_only,
+        emoji=EmojiPlan(
+            pretrain_steps=args.pretrain_steps,
+            steps=args.emoji_steps,
+            seeds=tuple(int(s) for s in args.emoji_seeds.split(",") if s.strip()),
+        ),
     )
     return 0
 

@@ -234,6 +234,7 @@ class TrainConfig:
     final_validation: bool = True  # validate at the last step too (false: short runs skip its cost)
     val_images: int = 500
     val_steps: int = 2  # text-denoising steps for in-training zero-shot validation
+    sample_rows: int = 10  # classes (or prompts) in the sample grid of each validation; 0 = no grid
     seed: int = 0
 
     def validate(self) -> None:

@@ -8,6 +8,8 @@ choose settings on; the test figures are read once per reported result.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -24,17 +26,22 @@ DEFAULT_QUERY = {"num_inference_steps": DEFAULT_QUERY_STEPS, "guidance_scale": D
 JUDGE_TEST_FRACTION = 0.15  # real drawings the judge never trains on, for its own accuracy
 
 
-def _queries(pipe, data: LabelledImages, query: dict) -> torch.Tensor:
+def queries(pipe, data: LabelledImages, query: dict) -> torch.Tensor:
+    """The unit text queries (N, D) the model answers for each image."""
     return pipe.encode_image(uint8_to_model(data.images), **query).cpu()  # (N, D) unit queries
 
 
-def _classification(queries: torch.Tensor, classes: torch.Tensor, labels: torch.Tensor) -> dict:
+def classification(queries: torch.Tensor, classes: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Top-1 and top-5 of unit queries (N, D) against class embeddings (K, D), with each image's top-1
+    correctness (for paired comparisons on the same images)."""
     scores = queries @ classes.T  # (N, K)
     k = scores.shape[1]
+    correct = scores.argmax(1) == labels
     top5 = (scores.topk(min(5, k), dim=1).indices == labels[:, None]).any(1).float().mean().item()
     return {
-        "top1": 100.0 * (scores.argmax(1) == labels).float().mean().item(),
+        "top1": 100.0 * correct.float().mean().item(),
         "top5": 100.0 * top5,
+        "correct": correct.int().tolist(),
         "chance_top1": 100.0 / k,
         "chance_top5": 100.0 * min(5, k) / k,
         "images": len(labels),
@@ -42,11 +49,34 @@ def _classification(queries: torch.Tensor, classes: torch.Tensor, labels: torch.
     }
 
 
-def _retrieval(pipe, queries: torch.Tensor, data: LabelledImages) -> dict:
+class TextCache:
+    """Class and caption embeddings of a frozen text encoder, kept across the models that share it (a study's
+    runs): the first model asked computes them, the others read them back. Keyed by the encoder's name, so
+    models with different text encoders never share an entry."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple, torch.Tensor] = {}
+
+    def classes(self, pipe, names: tuple[str, ...]) -> torch.Tensor:
+        """(K, D) class embeddings averaged over EVAL_TEMPLATES."""
+        key = (pipe.config.model.text_encoder, "classes", tuple(names))
+        if key not in self._kept:
+            self._kept[key] = pipe.class_embeddings(names, EVAL_TEMPLATES).cpu()
+        return self._kept[key]
+
+    def captions(self, pipe, captions: list[str]) -> torch.Tensor:
+        """(N, D) unit caption embeddings."""
+        key = (pipe.config.model.text_encoder, "captions", tuple(captions))
+        if key not in self._kept:
+            self._kept[key] = pipe.encode_text(captions).cpu()
+        return self._kept[key]
+
+
+def _retrieval(pipe, q: torch.Tensor, data: LabelledImages, texts: TextCache) -> dict:
     """Images against one caption per concept (the first evaluation template); an image's relevant caption is
     its concept's, and names are unique per concept, so paired recall is meaningful."""
     captions = [EVAL_TEMPLATES[0].format(n) for n in data.class_names]
-    similarity = queries @ pipe.encode_text(captions).cpu().T
+    similarity = q @ texts.captions(pipe, captions).T
     relevance = data.labels[:, None] == torch.arange(len(captions))[None]
     return {
         "captions": f"'{EVAL_TEMPLATES[0]}' per concept",
@@ -55,50 +85,54 @@ def _retrieval(pipe, queries: torch.Tensor, data: LabelledImages) -> dict:
     }
 
 
-def emoji_zero_shot(pipe, emoji: EmojiData, split: str = "val", query: dict | None = None) -> dict:
+def emoji_zero_shot(
+    pipe, emoji: EmojiData, split: str = "val", query: dict | None = None, texts: TextCache | None = None
+) -> dict:
     """The discrimination figures on the unseen concepts of `split` ("val" or "test"); with "test" also the
-    unseen style (seen concepts drawn by OpenMoji, among every seen concept)."""
+    unseen style (seen concepts drawn by OpenMoji, among every seen concept). `texts` shares the candidates'
+    embeddings across calls (and models)."""
     if split not in ("val", "test"):
         raise ValueError(f"split={split!r}; use 'val' (to choose settings) or 'test' (to report)")
     query = {**DEFAULT_QUERY, **(query or {})}
+    texts = texts or TextCache()
     unseen = emoji.eval_set("emoji-unseen" if split == "test" else "emoji-unseen-val")
     seen = emoji.eval_set("emoji-seen-val")
-    q_unseen, q_seen = _queries(pipe, unseen, query), _queries(pipe, seen, query)
+    q_unseen, q_seen = queries(pipe, unseen, query), queries(pipe, seen, query)
     out = {
         "split": split,
         "query": query,
         "templates": list(EVAL_TEMPLATES),
         "unseen": {
             "setting": "concepts no training caption named, drawn in the training styles; among those concepts",
-            **_classification(q_unseen, pipe.class_embeddings(unseen.class_names, EVAL_TEMPLATES).cpu(), unseen.labels),
+            **classification(q_unseen, texts.classes(pipe, unseen.class_names), unseen.labels),
         },
-        "unseen_retrieval": _retrieval(pipe, q_unseen, unseen),
+        "unseen_retrieval": _retrieval(pipe, q_unseen, unseen, texts),
         "seen_heldout_drawings": {
             "setting": "held-out drawings of seen concepts, training styles; among those concepts",
-            **_classification(q_seen, pipe.class_embeddings(seen.class_names, EVAL_TEMPLATES).cpu(), seen.labels),
+            **classification(q_seen, texts.classes(pipe, seen.class_names), seen.labels),
         },
     }
-    out["generalized"] = _generalized(pipe, emoji, unseen, seen, q_unseen, q_seen)
+    out["generalized"] = _generalized(pipe, emoji, unseen, seen, torch.cat([q_unseen, q_seen]), texts)
     if split == "test":
         style = emoji.eval_set("emoji-style")
-        q_style = _queries(pipe, style, query)
-        classes = pipe.class_embeddings(style.class_names, EVAL_TEMPLATES).cpu()
+        q_style = queries(pipe, style, query)
         out["unseen_style"] = {
             "setting": f"seen concepts drawn by {UNSEEN_STYLE} (a style never trained on); among every seen concept",
-            **_classification(q_style, classes, style.labels),
-            "retrieval": _retrieval(pipe, q_style, style),
+            **classification(q_style, texts.classes(pipe, style.class_names), style.labels),
+            "retrieval": _retrieval(pipe, q_style, style, texts),
         }
     return out
 
 
-def _generalized(pipe, emoji, unseen, seen, q_unseen, q_seen) -> dict:
-    """Unseen and seen images together, every seen concept and the split's unseen concepts as candidates."""
+def _generalized(pipe, emoji, unseen, seen, q: torch.Tensor, texts: TextCache) -> dict:
+    """Unseen and seen images together (`q`: their queries, unseen first), every seen concept and the split's
+    unseen concepts as candidates."""
     names = tuple(emoji.names[c] for c in emoji.concepts("train")) + unseen.class_names
     position = {n: k for k, n in enumerate(names)}
     labels = torch.tensor(
         [position[unseen.class_names[y]] for y in unseen.labels] + [position[seen.class_names[y]] for y in seen.labels]
     )
-    scores = torch.cat([q_unseen, q_seen]) @ pipe.class_embeddings(names, EVAL_TEMPLATES).cpu().T
+    scores = q @ texts.classes(pipe, names).T
     first_unseen = len(names) - len(unseen.class_names)
     return {
         "setting": "every seen concept and the unseen ones as candidates",
@@ -135,10 +169,12 @@ def emoji_generation(
     num_inference_steps: int = DEFAULT_GENERATION_STEPS,
     guidance_scale: float = DEFAULT_GUIDANCE,
     extractor: InceptionFeatures | None = None,
+    cache_dir: Path | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """Samples prompted with each concept's name; judged correct when the judge names the prompted concept among
     all 1,426; with an Inception `extractor`, FID and KID against every real default-tone drawing of the same
-    concepts (all four styles). Returns the images (N, 3, R, R) uint8 and the record."""
+    concepts (all four styles; their features cached in `cache_dir` when given). Returns the images
+    (N, 3, R, R) uint8 and the record."""
     prompts = [GENERATION_TEMPLATE.format(emoji.names[c]) for c in concepts for _ in range(per_concept)]
     images = pil_to_uint8(pipe.generate(prompts, num_inference_steps, guidance_scale, seed), 3)
     target = torch.tensor(concepts).repeat_interleave(per_concept)
@@ -146,7 +182,7 @@ def emoji_generation(
     distances = {}
     if extractor is not None:
         real = torch.from_numpy(emoji.images[emoji.drawings_of(concepts, STYLES)])
-        distances = fid_kid(real, images, extractor=extractor)
+        distances = fid_kid(real, images, cache_dir=cache_dir, real_key="emoji", extractor=extractor)
     return images, {
         "prompt": GENERATION_TEMPLATE,
         "concepts": len(concepts),

@@ -1,5 +1,12 @@
 """Is a difference between two models real? Paired comparisons: both models trained with the same seeds and
-scored on the same evaluation images, so each seed gives one difference."""
+scored on the same evaluation images, so each seed gives one difference.
+
+The unit of replication is the training seed: a model's figure varies from seed to seed far more than the test
+images' sampling makes it vary, so the interval is a Student-t interval over the per-seed differences with
+seeds - 1 degrees of freedom (with 3 seeds its quantile is 4.30, not 1.96). Image sampling enters only as the
+precision of one seed's figure (`image_standard_error`). A report that tests several differences at once
+corrects them as a family with Holm-Bonferroni (`holm`).
+"""
 
 from __future__ import annotations
 
@@ -11,43 +18,51 @@ from scipy import stats
 
 
 def paired_interval(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict:
-    """The mean of the per-seed differences a_s - b_s and its two-sided Student-t interval. The difference is
-    called significant when the interval excludes 0. One seed gives a difference but no interval."""
+    """The mean of the per-seed differences a_s - b_s, its two-sided Student-t interval (df = seeds - 1) and
+    the two-sided p-value of "no difference". The difference is called significant (before any correction for
+    multiple tests) when the interval excludes 0. One seed gives a difference but no interval."""
     if len(a) != len(b):
         raise ValueError(f"paired figures need one value per seed on both sides, got {len(a)} and {len(b)}")
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    out = {"mean_difference": float(d.mean()), "seeds": len(d), "confidence": confidence}
-    if len(d) < 2:
-        return {**out, "low": None, "high": None, "significant": None}
-    half = stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
-    low, high = out["mean_difference"] - half, out["mean_difference"] + half
-    return {**out, "low": float(low), "high": float(high), "significant": bool(low > 0 or high < 0)}
-
-
-def paired_bootstrap(
-    a: np.ndarray, b: np.ndarray, samples: int = 2000, confidence: float = 0.95, seed: int = 0
-) -> dict:
-    """Per-image scores (seeds, images) of two models on the same seeds and images -> the mean difference in
-    percent and a percentile interval from resampling seeds and images together (both models keep the same
-    draws, so the pairing is kept at both levels)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"paired scores need the same seeds and images, got shapes {a.shape} and {b.shape}")
-    rng = np.random.default_rng(seed)
-    d = a - b  # (S, N)
-    s, n = d.shape
-    means = np.empty(samples)
-    for i in range(samples):
-        rows = rng.integers(s, size=s)
-        means[i] = d[rows][:, rng.integers(n, size=n)].mean()
-    low, high = np.quantile(100 * means, [0.5 - confidence / 2, 0.5 + confidence / 2])
-    return {
-        "mean_difference": float(100 * d.mean()),
-        "low": float(low),
-        "high": float(high),
-        "significant": bool(low > 0 or high < 0),
-        "seeds": s,
-        "images": n,
+    out = {
+        "mean_difference": float(d.mean()),
+        "per_seed": d.tolist(),
+        "seeds": len(d),
         "confidence": confidence,
-        "method": "bootstrap over seeds and images",
+        "method": f"seed-level paired t-interval, df = {len(d) - 1}",
     }
+    if len(d) < 2:
+        return {**out, "low": None, "high": None, "p_value": None, "significant": None}
+    sd = d.std(ddof=1)
+    half = stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * sd / math.sqrt(len(d))
+    if sd == 0:  # every seed agrees exactly: no spread to test against
+        p = 1.0 if d[0] == 0 else 0.0
+    else:
+        p = float(2 * stats.t.sf(abs(d.mean()) / (sd / math.sqrt(len(d))), len(d) - 1))
+    low, high = out["mean_difference"] - half, out["mean_difference"] + half
+    return {**out, "low": float(low), "high": float(high), "p_value": p, "significant": bool(low > 0 or high < 0)}
+
+
+def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[list[float], list[bool]]:
+    """Holm-Bonferroni over a family of tests: the adjusted p-values (in the given order) and whether each test
+    is rejected at family-wise error `alpha`. The k-th smallest p is multiplied by (m - k + 1), the adjusted
+    values made non-decreasing in that order, and capped at 1."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist(), (adjusted <= alpha).tolist()
+
+
+def image_standard_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Per-image 0/1 scores (seeds, images) of two models on the same images -> the standard error, in points,
+    of one seed's difference from the sampling of test images alone (mean over seeds): the precision of a
+    single seed's figure, not an interval for the models."""
+    d = 100.0 * (np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
+    if d.shape[1] < 2:
+        return float("nan")
+    return float(np.mean(d.std(axis=1, ddof=1) / math.sqrt(d.shape[1])))

@@ -20,8 +20,8 @@ from ..data.eval_sets import convert, load_eval_set
 from ..data.shapes import load_shapes
 from ..data.transforms import uint8_to_model
 from ..pipeline import DiffDisPipeline
+from ..provenance import environment
 from .emoji import emoji_zero_shot
-from .report import environment
 from .zero_shot import zero_shot
 
 SHAPES_SETS = BUILTIN["shapes"].eval_sets

@@ -11,6 +11,10 @@ length. The study's blocks, in the order they run (each seed in turn, every mode
               at all, λ = 0.3 and 3, per-loss gradient clipping (Fashion-MNIST; regression also unseen-A, shapes)
   settings    DiffDis with the query scale γ = 0.3 and 3, and ε-prediction of the query (Fashion-MNIST)
 
+and, second edition, the emoji blocks (compare_emoji.py): a generation-only model pretrained on the emoji
+training split, then DiffDis and its baselines fine-tuned from its UNet and trained from scratch, and the query
+scale γ with diffusion against regression, on 1,212 seen and 143 unseen concept names.
+
 A run's figures go to OUT/runs/BLOCK/MODEL-seedS/result.json as soon as it is measured; a restarted study
 skips runs with a result and resumes a half-trained run from its checkpoint. The tables are rebuilt from
 every result found (compare_report.py).
@@ -18,10 +22,10 @@ every result found (compare_report.py).
 
 from __future__ import annotations
 
+import itertools
 import json
-import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +33,23 @@ import numpy as np
 from ..config import Config, data_overrides, preset
 from ..data.datasets import FASHION_MNIST_CLASSES
 from ..evaluation.fid import InceptionFeatures
-from ..evaluation.report import code_version, environment, write_json
+from ..evaluation.report import write_json
 from ..pipeline import DiffDisPipeline
+from ..provenance import provenance
 from ..training import train
+from .compare_emoji import (
+    EMOJI_BLOCKS,
+    EMOJI_MODELS,
+    EMOJI_SETTINGS,
+    GAMMAS,
+    INITIALISED,
+    EmojiEvaluation,
+    EmojiPlan,
+    chosen_gamma,
+    gamma_name,
+    query_overrides,
+    query_rows,
+)
 from .compare_eval import Budget, Context, curve_scorer, evaluate_fashion, evaluate_shapes
 from .compare_report import write_report
 
@@ -61,6 +79,8 @@ QUERY_ONLY = (
     *SETTINGS,
 )  # change the query path alone: no generation figures
 CURVE_POINTS = 5  # validations per run (learning curves)
+ALL_BLOCKS = (*BLOCKS, *EMOJI_BLOCKS)
+ALL_MODELS = (*MODELS, *(row for row in query_rows() if row not in MODELS))
 
 
 def holdout_triples() -> dict[str, tuple[str, ...]]:
@@ -74,23 +94,37 @@ def holdout_triples() -> dict[str, tuple[str, ...]]:
 
 @dataclass(frozen=True)
 class StudyRun:
-    block: str  # fashion, unseen-A, unseen-B, shapes
-    model: str  # a key of MODELS
+    block: str  # fashion, unseen-A, unseen-B, shapes, or an emoji block (EMOJI_BLOCKS)
+    model: str  # a key of MODELS, or of emoji-query's rows
     seed: int
 
     @property
     def name(self) -> str:
         return f"{self.block}/{self.model}-seed{self.seed}"
 
-    def overrides(self) -> list[str]:
+    @property
+    def emoji(self) -> bool:
+        return self.block in EMOJI_BLOCKS
+
+    def overrides(self, out: Path) -> list[str]:
+        """This run's changes to the tiny preset; `out` is the study folder (emoji runs start from its
+        pretrained model)."""
+        if self.emoji:
+            model = query_overrides(self.model) if self.model not in MODELS else MODELS[self.model]
+            init = [f"train.init_from={out / 'runs' / PRETRAIN.name / 'model'}"] if self.block in INITIALISED else []
+            return [*EMOJI_SETTINGS, *model, *init]
         data = "shapes" if self.block == "shapes" else "fashion-mnist"
         held = holdout_triples().get(self.block)
         extra = [f"train.holdout_classes={','.join(held)}"] if held else []
         return [*data_overrides(data), *MODELS[self.model], *extra]
 
 
+PRETRAIN = StudyRun("emoji-pretrain", "gen", 0)
+
+
 def study_runs(seeds: tuple[int, ...], blocks: tuple[str, ...] = (), models: tuple[str, ...] = ()) -> list[StudyRun]:
-    """The study in the order it runs (module docstring); `blocks` and `models` keep only the named ones."""
+    """The first edition's runs in the order they run (module docstring); `blocks` and `models` keep only the
+    named ones."""
     plan = [
         ("fashion", BASELINES),
         ("unseen-A", ("diffdis", "dis", "clip", "gen")),
@@ -111,14 +145,41 @@ def study_runs(seeds: tuple[int, ...], blocks: tuple[str, ...] = (), models: tup
     ]
 
 
-def run_config(run: StudyRun, steps: int, extra: list[str]) -> Config:
+def emoji_runs(plan: EmojiPlan, out: Path, blocks: tuple[str, ...] = (), models: tuple[str, ...] = ()):
+    """The emoji blocks in the order they run, yielded one at a time: the pretraining, the query block, then per
+    seed the pretrained and from-scratch models, so that every seed measured is a complete pairing. The
+    pretrained block's query-scale rows wait for the query block's validation choice of γ."""
+    keep = lambda run: (not blocks or run.block in blocks) and (not models or run.model in models)  # noqa: E731
+    if not blocks or set(blocks) & {PRETRAIN.block, *INITIALISED}:  # what the initialised blocks start from
+        yield PRETRAIN
+    for seed in plan.query_seeds:  # γ = 1 is the pretrained block's own DiffDis and regression: run those first
+        yield from filter(keep, (StudyRun("emoji-pretrained", row, seed) for row in ("diffdis", "regression")))
+        yield from filter(keep, (StudyRun("emoji-query", row, seed) for row in query_rows() if row not in MODELS))
+    for seed in plan.seeds:
+        gamma = chosen_gamma({**_measured(out, "emoji-pretrained"), **_measured(out, "emoji-query")})
+        extra = (gamma_name(gamma),) if gamma not in (None, 1.0) else ()
+        pretrained = ("diffdis", "clip", *extra, "regression", "dis", "gen")
+        for block, rows in (("emoji-pretrained", pretrained), ("emoji-scratch", EMOJI_MODELS)):
+            yield from filter(keep, (StudyRun(block, row, seed) for row in rows))
+
+
+def _measured(out: Path, block: str) -> dict[str, list[dict]]:
+    """row -> its result records in `block` so far."""
+    found: dict[str, list[dict]] = {}
+    for path in sorted((out / "runs" / block).glob("*/result.json")):
+        record = json.loads(path.read_text())
+        found.setdefault(record["model"], []).append(record)
+    return found
+
+
+def run_config(run: StudyRun, steps: int, extra: list[str], out: Path) -> Config:
     """The tiny preset as this run trains: warm-up 5% of the run, the cosine ending at its last step, a
     validation (learning-curve point) and a checkpoint every fifth of it."""
     every = max(1, steps // CURVE_POINTS)
     return preset(
         "tiny",
         [
-            *run.overrides(),
+            *run.overrides(out),
             f"train.seed={run.seed}",
             f"train.max_steps={steps}",
             f"train.warmup_steps={max(1, round(0.05 * steps))}",
@@ -136,7 +197,7 @@ def budget_steps(run: StudyRun, minutes: float, out: Path, extra: list[str], pro
     and validation excluded), so that each model's schedule still ends at its last step under an equal
     wall-clock budget."""
     probe_dir = out / "probe" / run.block / run.model
-    config = run_config(run, probe, [*extra, "train.validate_every=0", "train.checkpoint_every=1000000"])
+    config = run_config(run, probe, [*extra, "train.validate_every=0", "train.checkpoint_every=1000000"], out)
     if not (probe_dir / "train_summary.json").exists():
         train(config, probe_dir, progress=False)
     last = json.loads((probe_dir / "train_log.jsonl").read_text().splitlines()[-1])
@@ -156,26 +217,39 @@ def run_compare(
     overrides: list[str] | None = None,
     progress: bool = True,
     report_only: bool = False,
+    emoji: EmojiPlan | None = None,
 ) -> dict:
     """Train and measure every run of the study not yet measured (none with `report_only`), then write the report
-    from all results found."""
-    out, extra = Path(out), list(overrides or [])
+    from all results found. `steps`, `budget_minutes` and `seeds` are the first edition's; `emoji` plans the
+    emoji blocks (default EmojiPlan())."""
+    out, extra, emoji = Path(out), list(overrides or []), emoji or EmojiPlan()
     ctx = Context(budget or Budget(), out / "cache", InceptionFeatures(inception))
+    evaluation: EmojiEvaluation | None = None
     started = time.perf_counter()
-    for run in () if report_only else study_runs(seeds, blocks, models):
+    runs = itertools.chain(study_runs(seeds, blocks, models), emoji_runs(emoji, out, blocks, models))
+    for run in () if report_only else runs:
         run_dir = out / "runs" / run.name
         if (run_dir / "result.json").exists():
             continue
-        n = budget_steps(run, budget_minutes, out, extra) if budget_minutes else steps
-        config = run_config(run, n, extra)
-        unseen = () if run.block in ("fashion", "shapes") else config.train.holdout_classes
-        scorers = () if run.block == "shapes" else (curve_scorer(config, ctx, _indices(unseen)),)
+        if run.emoji:
+            n = emoji.pretrain_steps if run == PRETRAIN else emoji.steps
+        else:
+            n = budget_steps(run, budget_minutes, out, extra) if budget_minutes else steps
+        config = run_config(run, n, extra, out)
+        if run.emoji:
+            evaluation = evaluation or EmojiEvaluation(ctx, config.model.resolution, emoji.judge_epochs)
+            scorers = (evaluation.curve_scorer(),)
+        else:
+            unseen = () if run.block in ("fashion", "shapes") else config.train.holdout_classes
+            scorers = () if run.block == "shapes" else (curve_scorer(config, ctx, _indices(unseen)),)
         print(f"[compare] {run.name}: training {n} steps", flush=True)
         began = time.perf_counter()
         model_dir = train(config, run_dir, progress=progress, scorers=scorers)
         trained = time.perf_counter() - began
         pipe = DiffDisPipeline.from_pretrained(model_dir)
-        if run.block == "shapes":
+        if run.emoji:
+            figures = evaluation.evaluate(pipe, config, run_dir)
+        elif run.block == "shapes":
             figures = evaluate_shapes(pipe, config, ctx)
         else:
             figures = evaluate_fashion(pipe, config, ctx, run_dir, generation=run.model not in QUERY_ONLY)
@@ -188,33 +262,49 @@ def run_compare(
             "train_seconds": summary["train_seconds"],
             "wall_seconds": {"train": trained, "evaluate": time.perf_counter() - began - trained},
             "curve": summary["validation"],
+            "training_log": log_summary(run_dir),
+            "trained_by": summary["trained_by"],
             "config": config.to_dict(),
             "model_dir": str(model_dir.relative_to(out)),  # relative to the study folder, which may move
-            "code": code_version(),
+            "evaluated_by": provenance(),
             **figures,
         }
         write_json(run_dir / "result.json", record)
         print(f"[compare] {run.name}: done in {time.perf_counter() - began:.0f} s", flush=True)
     settings = {
-        "command": " ".join(["diffdis", *sys.argv[1:]])
-        if Path(sys.argv[0]).stem in ("diffdis", "cli")
-        else "run_compare",
+        **provenance(),
         "steps": steps,
         "budget_minutes": budget_minutes,
         "seeds": list(seeds),
+        "emoji": {**asdict(emoji), "gammas": list(GAMMAS), "settings": list(EMOJI_SETTINGS)},
         "blocks": list(blocks) or "all",
         "models": list(models) or "all",
         "holdout_triples": holdout_triples(),
-        "groups": {"models": BASELINES, "ablations": ABLATIONS, "settings": SETTINGS},
+        "groups": {
+            "models": BASELINES,
+            "ablations": ABLATIONS,
+            "settings": SETTINGS,
+            "query": tuple(row for row in query_rows() if row not in MODELS),
+        },
         "budget": vars(ctx.budget),
         "inception": inception,
         "overrides": extra,
         "evaluation_seed": ctx.seed,
         "this_invocation_seconds": time.perf_counter() - started,
-        "code": code_version(),
-        "environment": environment(),
     }
     return write_report(out, settings, ctx.budget.cost_rounds, ctx.budget.cost_images)
+
+
+def log_summary(run_dir: Path, parts: int = CURVE_POINTS) -> list[dict]:
+    """The run's text log in `parts` consecutive stretches: per stretch its last step and the mean of every
+    logged scalar (losses, per-loss gradient norms where logged, logit scale, speed)."""
+    lines = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    out = []
+    for chunk in np.array_split(np.arange(len(lines)), min(parts, len(lines))):
+        rows = [lines[i] for i in chunk]
+        keys = [k for k in rows[0] if k != "step" and isinstance(rows[0][k], (int, float))]
+        out.append({"step": rows[-1]["step"], **{k: float(np.mean([r.get(k, np.nan) for r in rows])) for k in keys}})
+    return out
 
 
 def _indices(names: tuple[str, ...]) -> list[int]:

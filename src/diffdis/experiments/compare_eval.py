@@ -48,6 +48,7 @@ GUIDANCE_GRID = (1.5, 3.0, 5.0)  # classifier-free guidance of generation, chose
 GENERATION_STEPS = 25  # DDIM steps of every generated image in the study (the same for every model)
 DC_TIMESTEPS = (8, 32)
 T_E_BUCKETS = 4
+ITA_IMAGES = 256  # validation images (one batch) of the L_ITA-by-t_e measurement
 
 
 @dataclass
@@ -242,13 +243,16 @@ def _diffusion_classifier(pipe, test_set, unseen: Sequence[int], n: int, ctx: Co
     return {**out, "timesteps": list(timesteps), "unet_evaluations_per_image": n * len(data.class_names)}
 
 
-@torch.no_grad()
-def ita_by_timestep(pipe, config: Config, val: LabelledImages, run_dir: Path, batch: int = 256) -> dict:
-    """L_ITA on validation images with every text timestep pinned to the centre of each of T_E_BUCKETS buckets
-    (the run's final logit scale, one batch of training-template captions): how much the loss depends on t_e."""
-    data = fixed_subset(val, batch)
+def _training_captions(val: LabelledImages) -> list[str]:
+    """One training-template caption per image (seeded), as the model saw its classes named in training."""
     rng = np.random.default_rng(0)
-    captions = [TRAIN_TEMPLATES[rng.integers(len(TRAIN_TEMPLATES))].format(val.class_names[k]) for k in data.labels]
+    return [TRAIN_TEMPLATES[rng.integers(len(TRAIN_TEMPLATES))].format(val.class_names[k]) for k in val.labels]
+
+
+@torch.no_grad()
+def ita_by_timestep(pipe, config: Config, data: LabelledImages, captions: list[str], run_dir: Path) -> dict:
+    """L_ITA on one batch of validation images and their `captions` with every text timestep pinned to the
+    centre of each of T_E_BUCKETS buckets (the run's final logit scale): how much the loss depends on t_e."""
     objective = DiffDisObjective.from_pipeline(pipe, config.train)
     logged = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     objective.logit_scale.fill_(float(np.log(logged[-1]["logit_scale"])))

@@ -24,10 +24,11 @@ from ..data.vocabulary import FASHION_MNIST_OFFICIAL
 from ..evaluation.figures import confusion_figure, image_grid
 from ..evaluation.folders import retrieve_labelled
 from ..evaluation.judge import cached_judge, generation_accuracy
-from ..evaluation.report import environment, table, write_json
+from ..evaluation.report import table, write_json
 from ..evaluation.zero_shot import zero_shot
 from ..model_card import write_model_card
 from ..pipeline import DiffDisPipeline
+from ..provenance import environment
 from ..training import train
 
 DEMO_OVERRIDES = [

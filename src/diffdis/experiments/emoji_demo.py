@@ -21,9 +21,10 @@ from ..data.emoji import GENERATION_TEMPLATE, EmojiData
 from ..evaluation.emoji import emoji_generation, emoji_judge, emoji_zero_shot
 from ..evaluation.fid import InceptionFeatures
 from ..evaluation.figures import image_grid
-from ..evaluation.report import code_version, environment, table, write_json
+from ..evaluation.report import table, write_json
 from ..model_card import write_model_card
 from ..pipeline import DiffDisPipeline
+from ..provenance import code_version, environment
 from ..training import train
 from .demo import model_record
 

@@ -25,10 +25,11 @@ from ..data.shapes import load_shapes
 from ..evaluation.fid import InceptionFeatures, fid_kid
 from ..evaluation.figures import bar_chart
 from ..evaluation.judge import cached_judge, class_samples, pil_to_uint8, score_generations
-from ..evaluation.report import environment, write_json
+from ..evaluation.report import write_json
 from ..evaluation.shapes_judge import judge_scenes
 from ..evaluation.timing import alternating_times, per_item
 from ..pipeline import DiffDisPipeline
+from ..provenance import environment
 
 BASE = {"num_inference_steps": DEFAULT_GENERATION_STEPS, "guidance_scale": DEFAULT_GUIDANCE}
 SETTINGS: dict[str, dict] = {

@@ -47,6 +47,7 @@ class TrainState:
     history: list[dict] = field(default_factory=list)  # validation results
     prompts: list[str] = field(default_factory=list)  # sample-grid prompts when there is no labelled set
     config_changes: list[dict] = field(default_factory=list)  # accepted on resume: step, key, from, to
+    segments: list[dict] = field(default_factory=list)  # per invocation: its first step, command, code, versions
 
 
 def checkpoints(run_dir: Path) -> list[Path]:

@@ -22,7 +22,6 @@ with) and records no config change.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -43,10 +42,11 @@ from ..data.datasets import LabelledImages
 from ..data.sources import check_data, training_batches
 from ..model_card import write_model_card
 from ..models.encoders import MINILM
-from ..models.stable_diffusion import sd_model_config, stable_diffusion_folder
 from ..objective import DiffDisObjective
 from ..pipeline import CONFIG_NAME, DiffDisPipeline
+from ..provenance import provenance
 from .checkpoint import TrainState, checkpoints, resume, save_checkpoint
+from .init import build_pipeline, resolve_config
 from .optim import EMA, apply_recipe, lr_lambda, parameter_groups
 from .progress import LossMeter, Progress
 from .run_config import check_resume_config
@@ -135,24 +135,6 @@ def preflight(config: Config) -> None:
             raise FileNotFoundError(f"{key}={value!r} does not exist")
 
 
-def resolve_config(config: Config, run_dir: Path) -> Config:
-    """With train.init_from, the model's shapes, encoders and noise schedule as that Stable Diffusion model has
-    them (a single file is converted once, into run_dir/init)."""
-    t = config.train
-    if not t.init_from:
-        return config
-    folder = stable_diffusion_folder(t.init_from, run_dir / "init", t.trust_pickle)
-    return dataclasses.replace(config, model=sd_model_config(folder, config.model)).validate()
-
-
-def build_pipeline(config: Config, run_dir: Path) -> DiffDisPipeline:
-    """A fresh model, or one initialised from Stable Diffusion weights (train.init_from)."""
-    t = config.train
-    if not t.init_from:
-        return DiffDisPipeline.from_config(config)
-    return DiffDisPipeline.from_stable_diffusion(t.init_from, config, t.trust_pickle, run_dir / "init")
-
-
 def _hparams(config: Config) -> dict:
     """The config as flat scalars, for TensorBoard."""
     flat = {f"{section}.{k}": v for section in ("model", "train") for k, v in config.to_dict()[section].items()}
@@ -183,6 +165,7 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t.warmup_steps, t.max_steps))
     ema = EMA(objective, t.ema_decay)
     state, resumed_from = resume(run_dir, objective, optimizer, lr_schedule, ema)
+    state.segments.append({"from_step": state.step, **provenance()})  # which code trained which steps
     progress = Progress(progress, accelerator.is_main_process, t.max_steps, state.step, run_dir / "train.log")
     if resumed_from is not None:
         progress.write(f"resuming from {resumed_from} (step {state.step})")
@@ -351,7 +334,14 @@ def _validation(run: _Run) -> None:
     if acc.is_main_process:
         with run.ema.applied():
             record = validation_record(
-                run.pipe, run.val_set, state.prompts, t.val_images, t.val_steps, run.dir / "samples", state.step
+                run.pipe,
+                run.val_set,
+                state.prompts,
+                t.val_images,
+                t.val_steps,
+                run.dir / "samples",
+                state.step,
+                t.sample_rows,
             )
             for score in run.scorers:
                 record.update(score(run.pipe))
@@ -395,6 +385,7 @@ def _finish(run: _Run) -> Path:
             "processes": acc.num_processes,
             "parameter_checksums": checksums,
             "config_changes": state.config_changes,
+            "trained_by": state.segments,
             "validation": state.history,
         }
         for folder in (run.dir, model_dir):

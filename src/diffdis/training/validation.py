@@ -29,18 +29,20 @@ def validation_record(
     query_steps: int,
     samples_dir: Path,
     step: int,
+    sample_rows: int = 10,
 ) -> dict:
     """Accuracy on the first `images` validation images against the validation set's class names, and a grid
     of samples written to samples_dir/step_NNNNNNN.png: one row per class, or, without a labelled set, one row
-    per prompt (the first training captions of the run)."""
+    per prompt (the first training captions of the run), at most `sample_rows` rows (0: no grid)."""
     pipe.model.eval()
     record: dict = {"step": step}
     if pipe.can_discriminate and val_set is not None:
         subset = val_set.subset(torch.arange(min(images, len(val_set))))
         result = zero_shot(pipe, subset, num_inference_steps=query_steps, seed=0)
         record.update(val_top1=result.accuracy, val_images=len(subset), val_steps=query_steps)
-    if pipe.can_generate:
+    if pipe.can_generate and sample_rows > 0:
         labels = [GENERATION_PROMPT.format(n) for n in val_set.class_names] if val_set is not None else prompts
+        labels = labels[:sample_rows]
         samples = pipe.generate([p for p in labels for _ in range(SAMPLES_PER_ROW)], SAMPLE_STEPS, seed=0)
         rows = [samples[i * SAMPLES_PER_ROW : (i + 1) * SAMPLES_PER_ROW] for i in range(len(labels))]
         samples_dir.mkdir(parents=True, exist_ok=True)
