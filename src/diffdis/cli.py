@@ -174,6 +174,12 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument(
         "--report-only", action="store_true", help="train nothing: rebuild the report from the results found"
     )
+    k.add_argument(
+        "--dc-templates",
+        action="store_true",
+        help="retrain the fashion block's gen runs and score their Diffusion Classifier per template beside the "
+        "averaged condition (writes OUT/dc_templates.json), then stop",
+    )
     k.add_argument("--eval-images", type=int, default=2000, help="test images per classification set (default 2000)")
     k.add_argument("--fid-images", type=int, default=250, help="generated and real images for FID/KID (default 250)")
     k.add_argument(
@@ -533,7 +539,7 @@ def _evaluate(args) -> int:
 
 
 def _compare(args) -> int:
-    from .experiments.compare import ALL_BLOCKS, ALL_MODELS, run_compare
+    from .experiments.compare import ALL_BLOCKS, ALL_MODELS, dc_template_check, run_compare
     from .experiments.compare_emoji import EmojiPlan
     from .experiments.compare_eval import Budget
 
@@ -547,6 +553,10 @@ def _compare(args) -> int:
     for flag in ("steps", "pretrain_steps", "emoji_steps"):
         if getattr(args, flag) < 1:
             raise SystemExit(f"compare: --{flag.replace('_', '-')} {getattr(args, flag)}; give at least 1")
+    seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+    if args.dc_templates:
+        dc_template_check(args.out, seeds)
+        return 0
     budget = Budget(
         eval_images=args.eval_images,
         fid_images=args.fid_images,
@@ -559,7 +569,7 @@ def _compare(args) -> int:
         args.out,
         steps=args.steps,
         budget_minutes=args.budget_minutes,
-        seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()),
+        seeds=seeds,
         blocks=blocks,
         models=models,
         budget=budget,

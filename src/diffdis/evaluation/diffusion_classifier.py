@@ -28,13 +28,22 @@ def diffusion_classifier_scores(
     timesteps: Sequence[int] = DEFAULT_TIMESTEPS,
     seed: int = 0,
     batch_size: int = 32,
+    per_template: bool = False,
 ) -> torch.Tensor:
-    """(N, K) scores: minus the mean ε-prediction error per class. The condition of a class is its prompts'
-    token states averaged over the templates (as the query paths average their class embeddings), so the cost
-    stays K x timesteps passes; the noise of image i at timestep j depends only on (seed, i, j), and every class
-    sees the same noise."""
-    model, k = pipe.model, len(class_names)
+    """(N, K) scores: minus the mean ε-prediction error per class. By default the condition of a class is its
+    prompts' token states averaged over the templates (as the query paths average their class embeddings), so the
+    cost stays K x timesteps passes, but that average is a condition no model saw in training; `per_template`
+    conditions on each prompt as trained and averages the errors instead (templates times the cost). The noise
+    of image i at timestep j depends only on (seed, i, j), and every class sees the same noise."""
     templates = templates or EVAL_TEMPLATES
+    if per_template:
+        return torch.stack(
+            [
+                diffusion_classifier_scores(pipe, images, class_names, [t], timesteps, seed, batch_size)
+                for t in templates
+            ]
+        ).mean(0)
+    model, k = pipe.model, len(class_names)
     prompts = [template.format(name) for name in class_names for template in templates]
     context, _ = pipe.text_encoder(prompts)  # (K * templates, L, D)
     context = context.view(k, len(templates), *context.shape[1:]).mean(1)  # (K, L, D)

@@ -50,7 +50,7 @@ from .compare_emoji import (
     query_overrides,
     query_rows,
 )
-from .compare_eval import Budget, Context, curve_scorer, evaluate_fashion, evaluate_shapes
+from .compare_eval import Budget, Context, curve_scorer, evaluate_fashion, evaluate_shapes, per_template_check
 from .compare_report import write_report
 
 MODELS: dict[str, tuple[str, ...]] = {  # row name -> its overrides of the tiny preset
@@ -293,6 +293,26 @@ def run_compare(
         "this_invocation_seconds": time.perf_counter() - started,
     }
     return write_report(out, settings, ctx.budget.cost_rounds, ctx.budget.cost_images)
+
+
+def dc_template_check(out: str | Path = "runs/compare", seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
+    """Retrain the fashion block's gen runs (same config and seed, into OUT/dc-templates) and score their
+    Diffusion Classifier at 8 timesteps both ways (compare_eval.per_template_check): whether the averaged
+    condition the study used costs accuracy. Writes OUT/dc_templates.json."""
+    out = Path(out)
+    ctx = Context(Budget(), out / "cache", InceptionFeatures())
+    found = {}
+    for seed in seeds:
+        run = StudyRun("fashion", "gen", seed)
+        recorded = json.loads((out / "runs" / run.name / "result.json").read_text())
+        config = run_config(run, recorded["steps"], [], out)
+        model_dir = train(config, out / "dc-templates" / f"gen-seed{seed}", progress=False)
+        pipe = DiffDisPipeline.from_pretrained(model_dir)
+        found[seed] = per_template_check(pipe, config, ctx, recorded["diffusion_classifier"]["8"])
+    what = "Diffusion Classifier (8 timesteps) of the fashion gen runs, retrained: averaged condition vs per template"
+    record = {**provenance(), "what": what, "seeds": found}
+    write_json(out / "dc_templates.json", record)
+    return record
 
 
 def log_summary(run_dir: Path, parts: int = CURVE_POINTS) -> list[dict]:

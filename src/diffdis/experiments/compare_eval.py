@@ -229,6 +229,28 @@ def _generation(pipe, val: LabelledImages, test: LabelledImages, ctx: Context, c
     }
 
 
+def per_template_check(pipe, config: Config, ctx: Context, recorded: dict, n: int = 8) -> dict:
+    """The Diffusion Classifier of a retrained study model at n timesteps, on the same test images as its record:
+    conditioned on token states averaged over the templates (as the study scores it: `recorded` is its figure)
+    and on each template alone with the errors averaged."""
+    m = config.model
+    test_set = load_eval_set("fashion-mnist", m.resolution, m.image_channels, config.train.data_dir, ctx.seed)
+    data = fixed_subset(test_set.data, recorded["images"])
+    images, timesteps = uint8_to_model(data.images), spaced_timesteps(n, m.num_train_timesteps)
+    out = {
+        "timesteps": n,
+        "images": len(data),
+        "templates": list(test_set.templates),
+        "recorded_top1": recorded["top1"],
+    }
+    for name, per_template in (("averaged_condition", False), ("per_template_errors", True)):
+        scores = diffusion_classifier_scores(
+            pipe, images, data.class_names, test_set.templates, timesteps, seed=ctx.seed, per_template=per_template
+        )
+        out[name] = {"top1": 100.0 * (scores.argmax(1) == data.labels).float().mean().item()}
+    return out
+
+
 def _diffusion_classifier(pipe, test_set, unseen: Sequence[int], n: int, ctx: Context) -> dict:
     size = ctx.budget.dc_images if n <= 8 else max(1, ctx.budget.dc_images // 4)  # its cost grows with n
     data = fixed_subset(test_set.data, size)
