@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS
-from ..data.datasets import LabelledImages
+from ..data.datasets import LabelledImages, fixed_subset
 from ..data.emoji import EVAL_TEMPLATES, GENERATION_TEMPLATE, STYLES, UNSEEN_STYLE, EmojiData
 from ..data.transforms import uint8_to_model
 from ..metrics import recall_at_k
@@ -86,17 +86,22 @@ def _retrieval(pipe, q: torch.Tensor, data: LabelledImages, texts: TextCache) ->
 
 
 def emoji_zero_shot(
-    pipe, emoji: EmojiData, split: str = "val", query: dict | None = None, texts: TextCache | None = None
+    pipe,
+    emoji: EmojiData,
+    split: str = "val",
+    query: dict | None = None,
+    texts: TextCache | None = None,
+    images: int | None = None,
 ) -> dict:
     """The discrimination figures on the unseen concepts of `split` ("val" or "test"); with "test" also the
     unseen style (seen concepts drawn by OpenMoji, among every seen concept). `texts` shares the candidates'
-    embeddings across calls (and models)."""
+    embeddings across calls (and models); `images` reads a fixed subset of each set (quick checks only)."""
     if split not in ("val", "test"):
         raise ValueError(f"split={split!r}; use 'val' (to choose settings) or 'test' (to report)")
     query = {**DEFAULT_QUERY, **(query or {})}
     texts = texts or TextCache()
-    unseen = emoji.eval_set("emoji-unseen" if split == "test" else "emoji-unseen-val")
-    seen = emoji.eval_set("emoji-seen-val")
+    unseen = _subset(emoji.eval_set("emoji-unseen" if split == "test" else "emoji-unseen-val"), images)
+    seen = _subset(emoji.eval_set("emoji-seen-val"), images)
     q_unseen, q_seen = queries(pipe, unseen, query), queries(pipe, seen, query)
     out = {
         "split": split,
@@ -114,7 +119,7 @@ def emoji_zero_shot(
     }
     out["generalized"] = _generalized(pipe, emoji, unseen, seen, torch.cat([q_unseen, q_seen]), texts)
     if split == "test":
-        style = emoji.eval_set("emoji-style")
+        style = _subset(emoji.eval_set("emoji-style"), images)
         q_style = queries(pipe, style, query)
         out["unseen_style"] = {
             "setting": f"seen concepts drawn by {UNSEEN_STYLE} (a style never trained on); among every seen concept",
@@ -122,6 +127,10 @@ def emoji_zero_shot(
             "retrieval": _retrieval(pipe, q_style, style, texts),
         }
     return out
+
+
+def _subset(data: LabelledImages, images: int | None) -> LabelledImages:
+    return data if images is None else fixed_subset(data, images)
 
 
 def _generalized(pipe, emoji, unseen, seen, q: torch.Tensor, texts: TextCache) -> dict:

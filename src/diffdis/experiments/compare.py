@@ -43,6 +43,7 @@ from .compare_emoji import (
     EMOJI_SETTINGS,
     GAMMAS,
     INITIALISED,
+    QUICK_OVERRIDES,
     EmojiEvaluation,
     EmojiPlan,
     chosen_gamma,
@@ -235,9 +236,9 @@ def run_compare(
             n = emoji.pretrain_steps if run == PRETRAIN else emoji.steps
         else:
             n = budget_steps(run, budget_minutes, out, extra) if budget_minutes else steps
-        config = run_config(run, n, extra, out)
+        config = run_config(run, n, [*extra, *(QUICK_OVERRIDES if run.emoji and emoji.quick else ())], out)
         if run.emoji:
-            evaluation = evaluation or EmojiEvaluation(ctx, config.model.resolution, emoji.judge_epochs)
+            evaluation = evaluation or EmojiEvaluation(ctx, config.model.resolution, emoji)
             scorers = (evaluation.curve_scorer(),)
         else:
             unseen = () if run.block in ("fashion", "shapes") else config.train.holdout_classes

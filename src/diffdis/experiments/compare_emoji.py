@@ -52,6 +52,8 @@ EMOJI_BLOCKS = ("emoji-pretrain", "emoji-query", "emoji-pretrained", "emoji-scra
 INITIALISED = ("emoji-query", "emoji-pretrained")  # the blocks that start from the pretrained UNet
 EMOJI_MODELS = ("diffdis", "clip", "dis", "gen")
 GENERATED_CONCEPTS = 32  # per group (seen, unseen test concepts), two samples each
+QUICK_IMAGES, QUICK_CONCEPTS = 24, 4  # EmojiPlan.quick: per evaluation set, per generation group
+QUICK_OVERRIDES = ("train.sample_rows=0", "train.val_images=16")  # EmojiPlan.quick: cheap in-training validation
 
 
 def gamma_name(gamma: float, regression: bool = False) -> str:
@@ -80,6 +82,7 @@ class EmojiPlan:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     query_seeds: tuple[int, ...] = (0,)
     judge_epochs: int = 12  # of the generation judge, trained once per study process on real drawings
+    quick: bool = False  # tests: a few images per evaluation set and generated concepts, to check the plumbing
 
 
 def chosen_gamma(results: dict[str, list[dict]]) -> float | None:
@@ -98,13 +101,15 @@ def chosen_gamma(results: dict[str, list[dict]]) -> float | None:
 class EmojiEvaluation:
     """What every emoji run's measurement shares: the data, the judge, the candidates' text embeddings."""
 
-    def __init__(self, ctx: Context, resolution: int, judge_epochs: int = 12):
+    def __init__(self, ctx: Context, resolution: int, plan: EmojiPlan):
         self.ctx, self.emoji, self.texts = ctx, EmojiData.load(resolution), TextCache()
-        self.judge_epochs = judge_epochs
+        self.judge_epochs = plan.judge_epochs
+        self.images = QUICK_IMAGES if plan.quick else None  # per evaluation set; None: all of it
         self._judge = None
+        concepts = QUICK_CONCEPTS if plan.quick else GENERATED_CONCEPTS
         rng = np.random.default_rng(0)  # the generation prompts: the same seeded concepts for every model
-        self.seen_prompts = [int(c) for c in rng.permutation(self.emoji.concepts("train"))[:GENERATED_CONCEPTS]]
-        self.unseen_prompts = [int(c) for c in rng.permutation(self.emoji.concepts("test"))[:GENERATED_CONCEPTS]]
+        self.seen_prompts = [int(c) for c in rng.permutation(self.emoji.concepts("train"))[:concepts]]
+        self.unseen_prompts = [int(c) for c in rng.permutation(self.emoji.concepts("test"))[:concepts]]
 
     def judge(self):
         if self._judge is None:
@@ -113,7 +118,7 @@ class EmojiEvaluation:
 
     def curve_scorer(self):
         """A learning-curve point: unseen-validation top-1 with two query steps (one for one-step models)."""
-        val = self.emoji.eval_set("emoji-unseen-val")
+        val = self._validation()
 
         def score(pipe) -> dict[str, float]:
             if not pipe.can_discriminate:
@@ -145,8 +150,12 @@ class EmojiEvaluation:
             }
         return out
 
-    def _discrimination(self, pipe, config: Config, run_dir: Path) -> dict:
+    def _validation(self):
         val = self.emoji.eval_set("emoji-unseen-val")
+        return val if self.images is None else fixed_subset(val, self.images)
+
+    def _discrimination(self, pipe, config: Config, run_dir: Path) -> dict:
+        val = self._validation()
         classes = self.texts.classes(pipe, val.class_names)
         tried = {}
         for q in _query_grid(pipe):
@@ -159,7 +168,7 @@ class EmojiEvaluation:
             best = by_steps.get(q["num_inference_steps"])
             by_steps[q["num_inference_steps"]] = max(best or found["top1"], found["top1"])
         began = time.perf_counter()
-        test = emoji_zero_shot(pipe, self.emoji, "test", {**query, "seed": 0}, self.texts)
+        test = emoji_zero_shot(pipe, self.emoji, "test", {**query, "seed": 0}, self.texts, self.images)
         seconds = time.perf_counter() - began
         images = sum(test[k]["images"] for k in ("unseen", "seen_heldout_drawings", "unseen_style"))
         out = {

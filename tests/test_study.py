@@ -1,0 +1,150 @@
+"""The study's second edition: its statistics against hand-computed cases, the report's marks, provenance of
+every training segment, starting from a saved pipeline's UNet, L_ITA by t_e at a large query scale, and a quick
+pretrain -> fine-tune study."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_overrides
+
+from diffdis import DiffDisPipeline, preset
+from diffdis.evaluation.significance import holm, image_standard_error, paired_interval
+from diffdis.training import train
+
+
+def test_paired_interval_p_value_and_interval_by_hand():
+    # differences 1, 2, 3: mean 2, sd 1, t = 2 / (1 / sqrt 3) = 3.4641 on 2 df. For 2 df the t tail has the closed
+    # form sf(t) = (1 - t / sqrt(t^2 + 2)) / 2, so p = 1 - 3.4641 / sqrt(14) = 0.074180.
+    r = paired_interval([11.0, 12.0, 13.0], [10.0, 10.0, 10.0])
+    assert r["p_value"] == pytest.approx(1 - 3.4641016 / np.sqrt(14), abs=1e-6)
+    assert r["low"] == pytest.approx(2 - 2.484138, abs=1e-5) and r["significant"] is False
+    assert r["per_seed"] == [1.0, 2.0, 3.0] and r["method"] == "seed-level paired t-interval, df = 2"
+    # the bootstrap this replaced would have called a -13.4, -0.5, -4.7 gap significant; the t-interval does not
+    gap = paired_interval([0.0, 0.0, 0.0], [13.4, 0.5, 4.7])
+    assert gap["significant"] is False and 0.2 < gap["p_value"] < 0.3
+    assert paired_interval([3.0, 3.0], [1.0, 1.0])["p_value"] == 0.0  # every seed agrees: no spread to test against
+
+
+def test_holm_by_hand():
+    # sorted p: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> raised to 0.06 (monotone)
+    adjusted, rejected = holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert rejected == [True, False, False, True]
+    assert holm([0.5, 0.9])[0] == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_image_standard_error_by_hand():
+    a = np.array([[1, 1, 0, 0]])  # differences 1, 1, 0, 0 (x100): sd 57.735, / sqrt 4 = 28.868
+    b = np.zeros((1, 4))
+    assert image_standard_error(a, b) == pytest.approx(100 * np.std([1, 1, 0, 0], ddof=1) / 2)
+
+
+def _result(block: str, model: str, seed: int, top1: float) -> dict:
+    correct = [1] * round(top1) + [0] * (100 - round(top1))
+    return {
+        "block": block,
+        "model": model,
+        "seed": seed,
+        "steps": 10,
+        "train_seconds": 1.0,
+        "wall_seconds": {"train": 1.0, "evaluate": 1.0},
+        "model_dir": "unused",
+        "curve": [],
+        "classification": {"top1": top1, "correct": correct, "positions": list(range(100))},
+    }
+
+
+def test_the_report_marks_intervals_and_the_holm_correction(tmp_path):
+    """clip is ahead of DiffDis by 10.0, 10.2, 9.8 points over three seeds: the interval excludes 0 and the
+    difference survives Holm over the family; dis is ahead by 1, 9, 2: an interval that holds 0, no mark."""
+    from diffdis.experiments.compare_report import write_report
+
+    tops = {"diffdis": [60, 60, 60], "clip": [70, 70.2, 69.8], "dis": [61, 69, 62]}
+    for model, values in tops.items():
+        for seed, top1 in enumerate(values):
+            folder = tmp_path / "runs" / "fashion" / f"{model}-seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / "result.json").write_text(json.dumps(_result("fashion", model, seed, top1)))
+    groups = {"models": ("diffdis", "gen", "dis", "clip")}
+    report = write_report(tmp_path, {"holdout_triples": {}, "groups": groups, "command": "diffdis compare"})
+    paired = report["blocks"]["fashion"]["diffdis_minus_row"]
+    clip, dis = paired["clip"]["seen-class top-1"], paired["dis"]["seen-class top-1"]
+    assert clip["mean_difference"] == pytest.approx(-10.0) and clip["holm_significant"] is True
+    assert clip["images"] == 100 and clip["image_standard_error"] > 0
+    assert dis["significant"] is False and dis["holm_significant"] is False
+    family = report["families"]["first edition"]
+    assert family["tests"] == 2 and family["surviving"] == ["fashion: clip"]
+    text = (tmp_path / "compare.md").read_text()
+    assert "clip: seen-class top-1 -10.00" in text and "]*†" in text
+    assert "dis: seen-class top-1 -4.00" in text and "Surviving (†): fashion: clip." in text
+
+
+def test_every_training_segment_records_its_command_code_and_versions(tmp_path, idx_dir):
+    run = tmp_path / "run"
+    train(preset("tiny", run_overrides(idx_dir, "train.max_steps=2", "train.checkpoint_every=2")), run, progress=False)
+    train(preset("tiny", run_overrides(idx_dir, "train.max_steps=3", "train.checkpoint_every=2")), run, progress=False)
+    segments = json.loads((run / "train_summary.json").read_text())["trained_by"]
+    assert [s["from_step"] for s in segments] == [0, 2]  # the resume is its own segment
+    for segment in segments:
+        assert segment["command"] and segment["code"]
+        assert segment["environment"]["torch"] == torch.__version__ and "diffusers" in segment["environment"]
+
+
+def test_init_from_a_saved_pipeline_takes_its_unet_and_starts_the_rest_new(tmp_path, idx_dir):
+    gen = preset("tiny", run_overrides(idx_dir, "train.max_steps=2", "model.variant=gen"))
+    base = train(gen, tmp_path / "gen", progress=False)
+    config = preset("tiny", run_overrides(idx_dir, "train.max_steps=1", f"train.init_from={base}"))
+    from diffdis.training.init import build_pipeline, resolve_config
+
+    pipe = build_pipeline(resolve_config(config, tmp_path / "fine"), tmp_path / "fine")
+    saved = DiffDisPipeline.from_pretrained(base).model.unet.state_dict()
+    for key, value in pipe.model.unet.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    assert pipe.can_discriminate  # the text stream is new, built for the run's own variant
+
+
+def _ita_range(tmp_path, idx_dir, gamma: float) -> list[float]:
+    from diffdis.data.datasets import fixed_subset
+    from diffdis.experiments.compare_eval import _training_captions, ita_by_timestep, validation_set
+
+    config = preset("tiny", run_overrides(idx_dir, "train.max_steps=30", f"model.gamma={gamma}", "train.log_every=5"))
+    run = tmp_path / f"gamma-{gamma}"
+    pipe = DiffDisPipeline.from_pretrained(train(config, run, progress=False))
+    val = fixed_subset(validation_set(config), 32)
+    return list(ita_by_timestep(pipe, config, val, _training_captions(val), run).values())
+
+
+def test_l_ita_depends_on_the_text_timestep_at_a_large_query_scale(tmp_path, idx_dir):
+    """At γ = √D the noisy query still carries its caption at small t_e, so the loss rises with t_e; at γ = 1 the
+    curve is far flatter (the first edition's finding). A flat curve at γ = √D fails this test."""
+    large = _ita_range(tmp_path, idx_dir, 19.6)
+    small = _ita_range(tmp_path, idx_dir, 1.0)
+    assert large == sorted(large) and large[-1] - large[0] > 0.1, large
+    assert large[-1] - large[0] > 5 * abs(small[-1] - small[0]), (large, small)
+
+
+def test_a_quick_pretrain_then_fine_tune_study_writes_every_key(tmp_path):
+    from diffdis.experiments.compare import run_compare
+    from diffdis.experiments.compare_emoji import EmojiPlan
+    from diffdis.experiments.compare_eval import Budget
+
+    budget = Budget(fid_images=8, cost_rounds=1, cost_images=8)
+    plan = EmojiPlan(pretrain_steps=3, steps=3, seeds=(0, 1), query_seeds=(), judge_epochs=1, quick=True)
+    blocks = ("emoji-pretrain", "emoji-pretrained", "emoji-scratch")
+    report = run_compare(tmp_path, blocks=blocks, models=("diffdis",), budget=budget, emoji=plan, progress=False)
+    record = json.loads((tmp_path / "runs" / "emoji-pretrained" / "diffdis-seed1" / "result.json").read_text())
+    assert record["config"]["train"]["init_from"].endswith("emoji-pretrain/gen-seed0/model")
+    for key in ("trained_by", "evaluated_by", "training_log", "curve", "query", "validation", "test", "generation"):
+        assert record[key], key
+    assert set(record["test"]) >= {"unseen", "unseen_retrieval", "unseen_style", "seen_heldout_drawings"}
+    assert "curve_unseen_top1" in record["curve"][-1] and record["test_ms_per_image"] > 0
+    assert record["generation"]["unseen"]["fid_kid"]["fid"] > 0
+    pretrain = json.loads((tmp_path / "runs" / "emoji-pretrain" / "gen-seed0" / "result.json").read_text())
+    assert pretrain["generation"]["seen"]["judged_correct"] >= 0 and "test" not in pretrain  # gen: no discrimination
+    rows = report["blocks"]["emoji-pretrained"]["rows"]
+    assert rows["diffdis"]["unseen top-1"]["n"] == 2 and rows["diffdis"]["judged seen"]["n"] == 2
+    assert report["pretrained_minus_scratch"]["diffdis"]["unseen top-1"]["seeds"] == 2
+    assert report["families"]["second edition"]["tests"] == 1  # DiffDis pretrained - scratch
+    assert "## Emoji: each model pretrained minus the same model from scratch" in (tmp_path / "compare.md").read_text()
