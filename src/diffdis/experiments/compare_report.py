@@ -362,8 +362,8 @@ HISTORY = (
     "conclusion from that sweep. So test images were read to choose them; within this study, every setting was "
     "chosen on validation images only. The Diffusion Classifier rows (DC-n: n timesteps per class) scored 100 test "
     "images at 8 timesteps and 25 at 32; its class condition is each class's token states averaged over the five "
-    "evaluation templates, a condition no model saw in training (per-template scoring: the mean of per-template "
-    "errors, measured beside it in docs/study.md).",
+    "evaluation templates, a condition no model saw in training (`diffdis compare --dc-templates` scores it per "
+    "template beside the averaged condition, dc_templates.json).",
 )
 
 
