@@ -118,7 +118,9 @@ class ModelConfig:
     beta_schedule: str = "linear"  # any diffusers beta schedule: linear, scaled_linear, squaredcos_cap_v2
     beta_start: float = 0.0001
     beta_end: float = 0.02
-    gamma: float = 1.0  # scale of the clean text query before noising (paper Eq. 6)
+    # Scale of the clean text query before noising (paper Eq. 6; the paper keeps γ <= 1). The unit query has a
+    # per-coordinate std of 1/√D, so γ = √D (19.6 for MiniLM) matches the noise's scale: docs/study.md.
+    gamma: float = 1.0
     text_prediction: str = "sample"  # what the text head predicts: "sample" (ê_0, paper) or "epsilon"
     # Ablations of the paper's design (the defaults are the paper's). fusion: the text stream rides along every
     # attention block of the down path and the mid block ("all"), the mid block's only ("mid"), or none, the

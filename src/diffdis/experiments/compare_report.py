@@ -1,9 +1,9 @@
 """The comparison study's report, rebuilt from every result.json found: per block, each model's figures as mean
-± std over seeds, in three groups (DiffDis and its baselines, the ablations, the settings sweep); each row against
-DiffDis as a paired interval (accuracies: a bootstrap over seeds and the same test images; other figures: a
-paired t-interval over seeds), a Diffusion Classifier against the same classifier on DiffDis; the costs from one
-alternating timing; compare.md, compare.json, compare.png (the headline figures) and curves.png (learning
-curves)."""
+± std over seeds, in groups (DiffDis and its baselines, the ablations, the settings sweep, the query scale); each
+row against DiffDis, and a Diffusion Classifier against the same classifier on DiffDis, as a seed-level paired
+t-interval; each emoji model pretrained against from scratch; Holm-Bonferroni within each family of headline tests;
+the costs from one alternating timing; compare.json, compare.md (compare_markdown.py), compare.png (the headline
+figures) and curves.png (learning curves)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from ..evaluation.report import write_json
 from ..evaluation.significance import holm, image_standard_error, paired_interval
 from ..evaluation.timing import alternating_times, per_item
 from ..pipeline import DiffDisPipeline
+from .compare_markdown import markdown
 
 # (column, path into a row's record, path of per-image 0/1 scores or None, lower is better). Per-image scores
 # sit beside their test-set positions ("correct"/"positions", "unseen_correct"/"unseen_positions"), so that rows
@@ -240,6 +241,7 @@ def block_table(block: str, rows: dict[str, dict[int, dict]], groups: dict[str, 
             same_classifier[row] = _paired(rows[same], seeds, columns, same)
     return {
         "columns": [c[0] for c in columns],
+        "chance": CHANCE[kind(block)],
         "rows": table,
         "groups": {row: _group(row, groups) for row in table},
         "diffdis_minus_row": paired,
@@ -301,175 +303,6 @@ def ita_by_timestep(rows: dict[str, dict[int, dict]], order: list[str]) -> dict[
         if per_seed:
             out[row] = {bucket: _stat([p[bucket] for p in per_seed]) for bucket in per_seed[0]}
     return out
-
-
-def _fmt(stat: dict | None, digits: int) -> str:
-    if not stat:
-        return "-"
-    return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if stat["n"] > 1 else "") + f" ({stat['n']})"
-
-
-def _digits(column: str) -> int:
-    return 4 if "KID" in column else 1
-
-
-GROUP_TITLES = {
-    "models": "",
-    "ablations": "Ablations (each DiffDis with one change)",
-    "settings": "Settings sweep: the choice is read from the validation columns only",
-    "query": "The query scale γ (√D ≈ 19.6 for MiniLM), diffused and trained by regression",
-}
-
-
-def _group_lines(table: dict, members: list[str], columns: list[str]) -> list[str]:
-    """One group's table and each member against its reference."""
-    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for row in members:
-        stats = table["rows"][row]
-        lines.append(f"| {row} | " + " | ".join(_fmt(stats.get(c), _digits(c)) for c in columns) + " |")
-    pairs = [(row, kind) for row in members for kind in ("diffdis_minus_row", "same_classifier_on_diffdis_minus_row")]
-    compared = [(row, table[kind][row]) for row, kind in pairs if table[kind].get(row)]
-    if compared:
-        lines += ["", DIFFERENCE_LEGEND, ""]
-    for row, diffs in compared:
-        lines.append(f"- {next(iter(diffs.values()))['reference']} vs {row}: " + _differences(diffs))
-    return [*lines, ""]
-
-
-DIFFERENCE_LEGEND = (
-    "Reference minus each row: mean of the per-seed differences and its 95% seed-level paired t-interval "
-    "(df = seeds - 1); * = the interval excludes 0; † = the difference also survives Holm-Bonferroni over its "
-    "family of headline tests (see the end). Only † is called significant; an interval that holds 0 is not "
-    "distinguishable from no difference."
-)
-
-
-def _differences(diffs: dict[str, dict]) -> str:
-    parts = []
-    for column, d in diffs.items():
-        if d.get("low") is None:
-            parts.append(f"{column} {d['mean_difference']:+.2f} (one seed)")
-        else:
-            mark = ("*" if d["significant"] else "") + ("†" if d.get("holm_significant") else "")
-            parts.append(f"{column} {d['mean_difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]{mark}")
-    return "; ".join(parts)
-
-
-HISTORY = (
-    "How the first edition's settings came to be: the study's shared settings (γ = 1, λ = 1, x0-prediction of the "
-    "query) were those of an earlier sweep of γ, λ and ε-prediction that was scored on 1,000 Fashion-MNIST test "
-    "images, the first 1,000 of this study's 2,000 test images in the same seeded order, and an earlier README drew a "
-    "conclusion from that sweep. So test images were read to choose them; within this study, every setting was "
-    "chosen on validation images only. The Diffusion Classifier rows (DC-n: n timesteps per class) scored 100 test "
-    "images at 8 timesteps and 25 at 32; its class condition is each class's token states averaged over the five "
-    "evaluation templates, a condition no model saw in training (`diffdis compare --dc-templates` scores it per "
-    "template beside the averaged condition, dc_templates.json).",
-)
-
-
-def markdown(report: dict) -> str:
-    s = report["settings"]
-    command = s.get("command", "diffdis compare")
-    made = (
-        f"Runs made by `{command.replace(' --report-only', '')}`, report rebuilt by `{command}`"
-        if "--report-only" in command
-        else f"Made by `{command}`"
-    )
-    versions = ", ".join(report.get("run_code_versions", [])) or "not recorded"
-    lines = [
-        "# DiffDis and its baselines at equal steps",
-        "",
-        f"{made}: {report['runs_measured']} runs (code {versions}), "
-        f"{report['run_seconds_total'] / 3600:.2f} h of training and evaluation in all (this machine: "
-        f"{s.get('environment', {}).get('torch_threads', '?')} threads).",
-        "",
-        f"Runs trained for {'/'.join(map(str, report['steps_per_run']))} steps (warm-up 5%, cosine to the last "
-        f"step; the emoji blocks: see their section), seeds {report['seeds_measured']};"
-        " figures are mean ± std over seeds (number of seeds in brackets). Settings (query steps and guidance,"
-        " generation guidance) were chosen per model on its validation split; each test figure was read once.",
-        "",
-        *HISTORY,
-        "",
-    ]
-    for block, table in report["blocks"].items():
-        chance = CHANCE[kind(block)]
-        held = report["settings"]["holdout_triples"].get(block)
-        lines += [f"## {block}" + (f": held out of training {', '.join(held)}" if held else ""), ""]
-        lines += [f"Chance: {chance} (%).", ""]
-        for group, title in GROUP_TITLES.items():
-            members = [row for row, g in table["groups"].items() if g == group]
-            if not members:
-                continue
-            columns = [c for c in table["columns"] if any(c in table["rows"][row] for row in members)]
-            if group != "models":  # DiffDis on the first line, for reading the changes against it
-                lines += [f"### {title}", ""]
-                members = ["diffdis", *members] if "diffdis" in table["rows"] else members
-            lines += _group_lines(table, members, columns)
-        if "other" in table["groups"].values():
-            lines += ["The Diffusion Classifier was also run on each generating ablation: see compare.json.", ""]
-    if report.get("l_ita_by_t_e"):
-        buckets = list(next(iter(report["l_ita_by_t_e"].values())))
-        lines += [
-            "## Validation L_ITA by text timestep (fashion block)",
-            "",
-            "| model | " + " | ".join(buckets) + " |",
-            "|---" * (len(buckets) + 1) + "|",
-        ]
-        for row, stats in report["l_ita_by_t_e"].items():
-            lines.append(f"| {row} | " + " | ".join(_fmt(stats[b], 3) for b in buckets) + " |")
-        lines.append("")
-    lines += _emoji_lines(report)
-    lines += _family_lines(report)
-    if report.get("costs"):
-        lines += [
-            "## Cost per image (alternating timing, one process)",
-            "",
-            "| path | median ms / image | range |",
-            "|---|---|---|",
-        ]
-        for name, c in report["costs"].items():
-            if isinstance(c, dict):
-                lines.append(f"| {name} | {c['median_ms_per_image']:.2f} | {c['min']:.2f}-{c['max']:.2f} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _emoji_lines(report: dict) -> list[str]:
-    """Pretrained minus from scratch per model, and validation L_ITA by text timestep in emoji-query."""
-    lines = []
-    if report.get("pretrained_minus_scratch"):
-        lines += ["## Emoji: each model pretrained minus the same model from scratch", "", DIFFERENCE_LEGEND, ""]
-        for model, diffs in report["pretrained_minus_scratch"].items():
-            lines.append(f"- {model}: " + _differences(diffs))
-        lines.append("")
-    if report.get("emoji_l_ita_by_t_e"):
-        buckets = list(next(iter(report["emoji_l_ita_by_t_e"].values())))
-        lines += [
-            "## Validation L_ITA by text timestep (emoji-query: unseen validation concepts)",
-            "",
-            "| model | " + " | ".join(buckets) + " |",
-            "|---" * (len(buckets) + 1) + "|",
-        ]
-        for row, stats in report["emoji_l_ita_by_t_e"].items():
-            lines.append(f"| {row} | " + " | ".join(_fmt(stats[b], 3) for b in buckets) + " |")
-        lines.append("")
-    return lines
-
-
-def _family_lines(report: dict) -> list[str]:
-    lines = []
-    for name, family in report.get("families", {}).items():
-        if not family["tests"]:
-            continue
-        surviving = ", ".join(family["surviving"]) or "none"
-        lines += [
-            f"## Family of headline tests: {name}",
-            "",
-            f"{family['description']}: {family['tests']} tests, Holm-Bonferroni at family-wise α = {family['alpha']}. "
-            f"Surviving (†): {surviving}.",
-            "",
-        ]
-    return lines
 
 
 def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]], models: list[str]) -> Image.Image | None:
