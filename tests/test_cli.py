@@ -151,7 +151,7 @@ def test_compare_end_to_end(tmp_path, idx_dir):
     assert {"FID", "KID", "judged accuracy", "seen-class top-1"} <= set(fashion["rows"]["diffdis"])
     assert "FID" not in fashion["rows"]["clip"]
     paired = fashion["diffdis_minus_row"]["clip"]["seen-class top-1"]
-    assert paired["method"] == "bootstrap over seeds and images" and paired["low"] <= paired["high"]
+    assert paired["method"] == "seed-level paired t-interval, df = 1" and paired["low"] <= paired["high"]
     dc8 = fashion["diffdis_minus_row"]["diffdis + DC-8"]["seen-class top-1"]
     dc32 = fashion["diffdis_minus_row"]["diffdis + DC-32"]["seen-class top-1"]
     assert (dc8["images"], dc32["images"], dc32["seeds"]) == (20, 5, 2)  # paired on the test images both scored
