@@ -3,8 +3,8 @@ reported figure read once from a test split (or the shapes `heldout` split).
 
 - Fashion-MNIST: seen-class top-1; with classes held out of training, unseen-class top-1 (among the unseen
   classes only) and the generalized figures (all classes as candidates); per-image correctness is kept, so
-  that two models are compared on the images both scored. Generation: FID/KID and judged accuracy per class. Diffusion-Classifier scoring of
-  generating models at 8 and 32 timesteps. L_ITA by text timestep on validation images.
+  that two models are compared on the images both scored. Generation: FID/KID and judged accuracy per class.
+  Diffusion-Classifier scoring of generating models at 8 and 32 timesteps. L_ITA by text timestep on validation images.
 - shapes: colour and shape accuracy on held-out compositions and on the test scenes that no training scene
   equals (the overlap is reported), caption retrieval R@1/5/10 on held-out compositions, judged generation of
   held-out compositions.
