@@ -9,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 # The main demo stays the ten-class Fashion-MNIST one; demo-emoji measures zero-shot transfer to concepts no training
-# caption named, but misses its targets in 12 minutes of training (README, "The emoji demo, measured").
+# caption named, but misses its targets in 12 minutes of training (docs/demos.md, "The emoji demo, measured").
 demo: demo-fashion
 
 demo-emoji: setup

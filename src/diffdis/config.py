@@ -26,7 +26,7 @@ CAPTION_STYLES = ("varied", "fixed")  # TrainConfig.captions (data/vocabulary.py
 # Inference defaults (the pipeline, the CLI and the experiments read them from here).
 DEFAULT_GENERATION_STEPS = 50
 DEFAULT_GUIDANCE = 3.0  # classifier-free guidance of generation; 1 = none
-DEFAULT_QUERY_STEPS = 2  # text-query denoising steps (accuracy is flat from 1 to 50 steps: README, Speed)
+DEFAULT_QUERY_STEPS = 2  # text-query denoising steps (accuracy is flat from 1 to 50 steps: docs/speed.md)
 DEFAULT_QUERY_GUIDANCE = 1.0
 FROM_INIT = "from-init"  # model.text_encoder / model.autoencoder: taken from train.init_from
 BUILTIN_SOURCES = ("fashion-mnist", "shapes", "emoji")  # the registry is data/builtin.py

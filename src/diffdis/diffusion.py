@@ -134,7 +134,7 @@ def sample_query(
     e = noise.to(z.dtype)
     for i, t in enumerate(timesteps):
         direction = guide(unit_query, e, t, guidance_scale)
-        if guided:  # guidance mixes unit directions; the mix is renormalised (see README, choices)
+        if guided:  # guidance mixes unit directions; the mix is renormalised (docs/model.md, the choices made here)
             direction = F.normalize(direction, dim=-1)
         if i + 1 < len(timesteps):
             e = sched.step(query.gamma * direction.to(e.dtype), t, e, **step_kwargs).prev_sample
