@@ -31,6 +31,25 @@ def test_each_variant_builds_and_trains_only_what_it_uses(variant):
     assert pipe.can_generate == (variant in ("diffdis", "gen")) and pipe.can_discriminate == (variant != "gen")
 
 
+def test_a_new_variant_is_one_declaration(monkeypatch):
+    """A variant registered in config.VARIANTS alone (here: generation plus a pooled clip-style query) is built,
+    trained and served by what it declares, with no other change."""
+    from diffdis import config
+
+    toy = config.Variant(generates=True, discriminates=True, query="pooled", tasks="generates and pools (a toy)")
+    monkeypatch.setitem(config.VARIANTS, "gen-clip", toy)
+    torch.manual_seed(0)
+    pipe = DiffDisPipeline.from_config(preset("tiny", SMALL + ["model.variant=gen-clip"]))
+    objective = DiffDisObjective.from_pipeline(pipe, pipe.config.train)
+    c, e = pipe.text_encoder(["a dress", "a bag", "a coat"] * 2)
+    out = objective.loss(torch.randn(6, 1, 16, 16), c, e)
+    assert out["l_ig"] > 0 and out["l_ita"] > 0  # both tasks trained
+    assert hasattr(pipe.model, "clip_head") and not hasattr(pipe.model, "blocks")  # pooled, no text stream
+    assert pipe.can_generate and pipe.can_discriminate and pipe.config.model.one_step_query
+    assert pipe.encode_image(torch.zeros(2, 1, 16, 16)).shape == (2, pipe.model.text_dim)
+    assert len(pipe.generate(["a dress"], num_inference_steps=2)) == 1
+
+
 def test_baseline_pipelines_refuse_what_they_cannot_do(tmp_path):
     gen = DiffDisPipeline.from_config(preset("tiny", SMALL + ["model.variant=gen"]))
     with pytest.raises(ValueError, match="not trained to discriminate"):

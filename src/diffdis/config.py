@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_VERSION = 1
-VARIANTS = ("diffdis", "gen", "dis", "clip")  # the paper's model and the single-task baselines (ModelConfig.variant)
 QUERY_SAMPLERS = ("ddim", "dpm", "x0")  # text query; x0: the head's ê_0 read out at t = T-1 (DDIM with 1 step)
 QUERY_STARTS = ("noise", "fixed", "zero")  # e_T: Gaussian per image, one Gaussian for all images, or 0
 IMAGE_SAMPLERS = ("ddim", "dpm")
@@ -88,6 +87,39 @@ def data_overrides(data: str) -> list[str]:
     if any(source.kind in RGB_SOURCES for source in parse_data(data)):
         overrides.append("model.image_channels=3")
     return overrides
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a model variant is, declared once: the model builds, the objective trains, the pipeline serves and the
+    study compares what this says (ModelConfig.variant names one of VARIANTS)."""
+
+    generates: bool  # trains L_IG and runs the UNet's up path: text -> image
+    discriminates: bool  # trains L_ITA and answers image -> text
+    query: str  # how it answers: "diffused" (the text stream and unique transformer), "pooled" (clip), "" (none)
+    tasks: str  # in words, for the model card
+
+    @property
+    def text_stream(self) -> bool:
+        """Whether it has the dual-stream text modules (the diffused query)."""
+        return self.query == "diffused"
+
+
+VARIANTS: dict[str, Variant] = {  # the paper's model and the single-task baselines
+    "diffdis": Variant(
+        True,
+        True,
+        "diffused",
+        "generates images from text and scores images against text (both directions of one network)",
+    ),
+    "gen": Variant(True, False, "", "generates images from text only (the single-task generation baseline)"),
+    "dis": Variant(
+        False, True, "diffused", "scores images against text only (the single-task discrimination baseline)"
+    ),
+    "clip": Variant(
+        False, True, "pooled", "scores images against text with a CLIP-style image tower (the dual-encoder baseline)"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -175,6 +207,16 @@ class ModelConfig:
                 f"model.resolution={self.resolution} must be divisible by {downsamples} "
                 f"(the UNet halves it {levels - 1} times)"
             )
+
+    @property
+    def kind(self) -> Variant:
+        """The declaration of this model's variant."""
+        return VARIANTS[self.variant]
+
+    @property
+    def one_step_query(self) -> bool:
+        """Whether further query steps refine nothing: a pooled query (clip), or one trained at t_e = T-1 only."""
+        return self.kind.query == "pooled" or self.query_training == "regression"
 
     def heads_per_level(self) -> tuple[int, ...]:
         if self.attention_heads:

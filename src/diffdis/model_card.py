@@ -16,12 +16,6 @@ from .data.emoji.packages import PACKAGES
 
 CARD_NAME = "README.md"
 MEASURED_NAME = "measured.json"  # {"source": ..., "figures": [{"name", "value", "how"}, ...]}
-VARIANT_TASKS = {
-    "diffdis": "generates images from text and scores images against text (both directions of one network)",
-    "gen": "generates images from text only (the single-task generation baseline)",
-    "dis": "scores images against text only (the single-task discrimination baseline)",
-    "clip": "scores images against text with a CLIP-style image tower (the dual-encoder baseline)",
-}
 FUSION_WORDS = {"all": "every down and mid block", "mid": "the mid block only", "none": "no UNet block"}
 
 
@@ -52,7 +46,7 @@ def model_card(folder: Path) -> str:
         front += ["datasets:", "- fashion_mnist"]
     lines = [*front, "---", "", f"# DiffDis model: {folder.resolve().name}", ""]
     lines += [
-        f"A `{m.variant}` model: one latent-diffusion UNet that {VARIANT_TASKS[m.variant]}. Images are "
+        f"A `{m.variant}` model: one latent-diffusion UNet that {m.kind.tasks}. Images are "
         f"{m.resolution}x{m.resolution} with {m.image_channels} channel(s).",
         "",
         "## Model",

@@ -95,7 +95,7 @@ class DiffDisObjective(nn.Module):
         self.rank, self.world = rank, world
         self.query_regression = query_regression  # ablation: the text branch always at t_e = T-1
         self.model = model
-        self.variant = model.variant
+        self.kind = model.kind
         self.scheduler = scheduler
         self.query = query
         # A tuple, so that the frozen encoders are no submodules: never checkpointed, never wrapped by DDP.
@@ -103,7 +103,7 @@ class DiffDisObjective(nn.Module):
         self.lam = config.lam
         self.text_dropout = config.text_dropout
         self.image_dropout = config.image_dropout
-        if self.variant != "gen":
+        if self.kind.discriminates:
             self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
 
     @classmethod
@@ -116,18 +116,18 @@ class DiffDisObjective(nn.Module):
 
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters that Stable Diffusion does not have (they get their own learning rate)."""
-        own = [self.logit_scale] if self.variant != "gen" else []
+        own = [self.logit_scale] if self.kind.discriminates else []
         return [*self.model.new_parameters(), *own]
 
     @torch.no_grad()
     def clamp_logit_scale(self) -> None:
         """Keep the logit scale at most 100 after each optimizer step (as CLIP does). Clamping inside the forward
         pass instead would zero its gradient for good once it passed the bound."""
-        if self.variant != "gen":
+        if self.kind.discriminates:
             self.logit_scale.clamp_(max=LOGIT_SCALE_MAX)
 
     def logit_scale_value(self) -> float | None:
-        return self.logit_scale.exp().item() if self.variant != "gen" else None
+        return self.logit_scale.exp().item() if self.kind.discriminates else None
 
     def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """A micro-batch ({"images", "captions"} or precomputed {"latent", "c", "e"}) -> the losses."""
@@ -153,7 +153,7 @@ class DiffDisObjective(nn.Module):
         zero = torch.zeros((), device=device)
 
         l_ig = zero
-        if self.variant in ("diffdis", "gen"):  # generation pass (text query masked): Eq. 4
+        if self.kind.generates:  # generation pass (text query masked): Eq. 4
             eps_z = torch.randn(rows, *z.shape[1:], dtype=z.dtype, **rng)[mine]
             z_t = self.scheduler.add_noise(z, eps_z, t_z)
             drop_text = (torch.rand(rows, **rng)[mine] < self.text_dropout)[:, None, None]
@@ -161,13 +161,13 @@ class DiffDisObjective(nn.Module):
             l_ig = F.mse_loss(self.model(z_t, t_z, c_in).float(), eps_z.float())
 
         l_ita = zero
-        if self.variant in ("diffdis", "dis"):  # discrimination pass (caption masked): Eq. 6-8
+        if self.kind.query == "diffused":  # discrimination pass (caption masked): Eq. 6-8
             e_t = self.query.noise(e, t_e, torch.randn(rows, *e.shape[1:], dtype=z.dtype, **rng)[mine])
             drop_image = (torch.rand(rows, **rng)[mine] < self.image_dropout)[:, None, None, None]
             z_in = torch.where(drop_image, self.model.null_latents(z), z)
             e_hat = self.query.direction(self.model.predict_query(z_in, e_t, t_e), e_t, t_e)  # (B, D) unit
             l_ita = self.contrastive(e_hat, e)
-        elif self.variant == "clip":
+        elif self.kind.query == "pooled":
             l_ita = self.contrastive(F.normalize(self.model.clip_embed(z).float(), dim=-1), e)
 
         # "terms": the two summands with their graphs, for the trainer's per-loss gradients (L_IG, λ·L_ITA).

@@ -271,11 +271,11 @@ class DiffDisPipeline:
 
     @property
     def can_generate(self) -> bool:
-        return self.config.model.variant in ("diffdis", "gen")
+        return self.config.model.kind.generates
 
     @property
     def can_discriminate(self) -> bool:
-        return self.config.model.variant != "gen"
+        return self.config.model.kind.discriminates
 
     def _require(self, ability: bool, what: str) -> None:
         if not ability:
@@ -431,7 +431,7 @@ class DiffDisPipeline:
         if self.config.model.query_training == "regression":  # trained at t_e = T-1 only: one read-out
             sampler = "x0"
         with self._autocast():
-            if self.config.model.variant == "clip":  # one encoder pass, no query diffusion
+            if self.config.model.kind.query == "pooled":  # one encoder pass, no query diffusion
                 return F.normalize(self.model.clip_embed(z).float(), dim=-1)
             e = sample_query(
                 self.model, self.query, self.scheduler, z, noise.to(self.device), steps, guidance_scale, sampler

@@ -173,7 +173,7 @@ def _measured(out: Path, block: str) -> dict[str, list[dict]]:
     return found
 
 
-def run_config(run: StudyRun, steps: int, extra: list[str], out: Path) -> Config:
+def run_config(run: StudyRun, steps: int, extra: list[str], out: Path = Path("runs/compare")) -> Config:
     """The tiny preset as this run trains: warm-up 5% of the run, the cosine ending at its last step, a
     validation (learning-curve point) and a checkpoint every fifth of it."""
     every = max(1, steps // CURVE_POINTS)

@@ -126,7 +126,7 @@ class EmojiEvaluation:
         def score(pipe) -> dict[str, float]:
             if not pipe.can_discriminate:
                 return {}
-            query = {"num_inference_steps": 1 if _one_step(pipe) else 2, "seed": 0}
+            query = {"num_inference_steps": 1 if pipe.config.model.one_step_query else 2, "seed": 0}
             found = classification(queries(pipe, val, query), self.texts.classes(pipe, val.class_names), val.labels)
             return {"curve_unseen_top1": found["top1"]}
 
@@ -185,7 +185,7 @@ class EmojiEvaluation:
             "test": test,
             "test_ms_per_image": 1000 * seconds / images,  # the query path and scoring; text embeddings shared
         }
-        if config.model.variant != "clip":
+        if config.model.kind.text_stream:
             batch = fixed_subset(val, ITA_IMAGES)
             captions = [GENERATION_TEMPLATE.format(batch.class_names[k]) for k in batch.labels]
             out["l_ita_by_t_e"] = ita_by_timestep(pipe, config, batch, captions, run_dir)
@@ -194,9 +194,4 @@ class EmojiEvaluation:
 
 def _query_grid(pipe) -> tuple[dict, ...]:
     """Query settings worth trying: a model whose query is not diffused (clip, regression) answers in one step."""
-    return ({"num_inference_steps": 1, "guidance_scale": 1.0},) if _one_step(pipe) else QUERY_GRID
-
-
-def _one_step(pipe) -> bool:
-    m = pipe.config.model
-    return m.variant == "clip" or m.query_training == "regression"
+    return ({"num_inference_steps": 1, "guidance_scale": 1.0},) if pipe.config.model.one_step_query else QUERY_GRID

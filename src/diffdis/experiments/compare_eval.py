@@ -106,7 +106,7 @@ def _top1(pipe, data: LabelledImages, templates, query: dict) -> torch.Tensor:
 
 def choose_query(pipe, val: LabelledImages, seed: int) -> tuple[dict, dict]:
     """The query steps and guidance with the best validation top-1 (ties: the cheaper one), and every score."""
-    if pipe.config.model.variant == "clip" or pipe.config.model.query_training == "regression":
+    if pipe.config.model.one_step_query:
         return {"num_inference_steps": 1, "guidance_scale": 1.0}, {}
     tried = {}
     for query in QUERY_GRID:
@@ -138,12 +138,12 @@ def curve_scorer(config: Config, ctx: Context, unseen: Sequence[int]):
     """A learning-curve point for train(scorers=...), beside the validation's own seen-class top-1: with classes
     held out, seen and unseen validation accuracy; else judged accuracy of 10 samples per class."""
     val = fixed_subset(validation_set(config), ctx.budget.curve_images)
-    judge = ctx.judge(config)[0] if config.model.variant in ("diffdis", "gen") and not unseen else None
+    judge = ctx.judge(config)[0] if config.model.kind.generates and not unseen else None
 
     def score(pipe: DiffDisPipeline) -> dict[str, float]:
         out = {}
         if pipe.can_discriminate and unseen:
-            query = {"num_inference_steps": 1 if pipe.config.model.variant == "clip" else 2, "seed": ctx.seed}
+            query = {"num_inference_steps": 1 if pipe.config.model.kind.query == "pooled" else 2, "seed": ctx.seed}
             scores = pipe.scores(uint8_to_model(val.images), val.class_names, None, **query).cpu()
             figures = unseen_class_accuracy(scores, val.labels, unseen)
             out.update(curve_seen_top1=figures["generalized_seen_top1"], curve_unseen_top1=figures["unseen_top1"])
@@ -173,14 +173,14 @@ def evaluate_fashion(pipe, config: Config, ctx: Context, run_dir: Path, generati
         began = time.perf_counter()
         scores = pipe.scores(uint8_to_model(test.images), test.class_names, test_set.templates, **query, seed=ctx.seed)
         out["classification"] = _classification(scores.cpu(), test, unseen, time.perf_counter() - began, positions)
-        if m.variant != "clip":
+        if m.kind.text_stream:
             out["l_ita_by_t_e"] = ita_by_timestep(pipe, config, val, run_dir)
     if pipe.can_generate:
         # With classes held out the question is zero-shot transfer: the gen baseline's Diffusion Classifier at
         # 8 timesteps. Without, generation quality and both Diffusion-Classifier budgets.
         if not unseen and generation:
             out["generation"] = _generation(pipe, val, test_set.data, ctx, config)
-        if not unseen or m.variant == "gen":
+        if not unseen or not m.kind.discriminates:
             budgets = DC_TIMESTEPS if not unseen else DC_TIMESTEPS[:1]
             out["diffusion_classifier"] = {
                 str(n): _diffusion_classifier(pipe, test_set, unseen, n, ctx) for n in budgets

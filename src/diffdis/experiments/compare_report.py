@@ -250,11 +250,13 @@ def block_table(block: str, rows: dict[str, dict[int, dict]], groups: dict[str, 
 
 
 @torch.no_grad()
-def alternating_costs(out: Path, rows: dict[str, dict[int, dict]], rounds: int, images: int) -> dict:
+def alternating_costs(
+    out: Path, rows: dict[str, dict[int, dict]], models: tuple[str, ...], rounds: int, images: int
+) -> dict:
     """Milliseconds per image of each classification path of the fashion block's seed-0 models, timed in one
     process with the contenders alternating (a busy machine slows all alike): median and range over rounds."""
     contenders = {}  # name -> (pipe, what to time)
-    for model in ("diffdis", "dis", "clip", "gen"):
+    for model in models:
         record = rows.get(model, {}).get(0)
         model_dir = out / record["model_dir"] if record else None  # relative to the study folder
         if model_dir is None or not model_dir.exists():  # results of record travel without their models
@@ -439,7 +441,8 @@ def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) 
     """compare.json, compare.md and the figures from every result under out/runs; the classification paths of
     the fashion block's seed-0 models are timed alternately (`rounds`, `images`)."""
     blocks = load_results(out)
-    costs = alternating_costs(out, blocks["fashion"], rounds, images) if "fashion" in blocks else {}
+    fashion = blocks.get("fashion")
+    costs = alternating_costs(out, fashion, settings["groups"]["models"], rounds, images) if fashion else {}
     earlier = out / "compare.json"
     if not costs and earlier.exists():  # the models are not here (a clone holds only result files): keep the timing
         costs = json.loads(earlier.read_text()).get("costs", {})

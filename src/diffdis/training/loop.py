@@ -267,7 +267,8 @@ def _splits_losses(run: _Run) -> bool:
     """Whether this step takes the gradients of L_IG and λ·L_ITA separately: for per-loss clipping, and on
     logging steps to log each loss's gradient norm (joint model only; fp16's loss scaler needs one backward)."""
     t = run.config.train
-    joint = run.config.model.variant == "diffdis" and run.accelerator.scaler is None
+    kind = run.config.model.kind
+    joint = kind.generates and kind.discriminates and run.accelerator.scaler is None
     return joint and (t.clip_per_loss or (run.state.step + 1) % t.log_every == 0)
 
 
