@@ -84,3 +84,28 @@ def test_diffusion_classifier_batches_like_the_naive_loop(small_pipeline):
                     naive[i, k] -= (pipe.model(z_t, tt, c[k : k + 1]) - noise[j, i : i + 1]).square().mean() / 2
     assert torch.allclose(scores, naive, atol=1e-5)
     assert spaced_timesteps(4, 1000) == (125, 375, 625, 875)  # the centres of four equal parts of the schedule
+
+
+def test_a_new_sampler_is_one_registration(monkeypatch, small_pipeline):
+    """A sampler registered alone (here DDIM with leading spacing) serves both streams and the command line."""
+    from diffusers import DDIMScheduler
+
+    from diffdis import samplers
+    from diffdis.cli import _parser
+
+    def leading(base, prediction_type, clip_sample=False):
+        return DDIMScheduler.from_config(base.config, prediction_type=prediction_type, clip_sample=clip_sample), {}
+
+    monkeypatch.setattr(samplers, "SAMPLERS", dict(samplers.SAMPLERS))
+    samplers.register_sampler("ddim-leading", samplers.Sampler(leading, samplers.STREAMS, "DDIM, leading spacing"))
+    images = small_pipeline.generate(["a dress"], num_inference_steps=3, sampler="ddim-leading")
+    q = small_pipeline.encode_image(images, num_inference_steps=3, sampler="ddim-leading")
+    assert q.shape == (1, small_pipeline.model.text_dim)
+    args = _parser().parse_args(
+        ["generate", "--model", "m", "--prompt", "a", "--sampler", "ddim-leading", "--out", "o"]
+    )
+    assert args.sampler == "ddim-leading"
+    with pytest.raises(ValueError, match="available: ddim, dpm, ddim-leading"):
+        small_pipeline.generate(["a dress"], sampler="euler")
+    with pytest.raises(ValueError, match="registered already"):
+        samplers.register_sampler("ddim", samplers.SAMPLERS["ddim"])

@@ -8,7 +8,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, IMAGE_SAMPLERS, QUERY_SAMPLERS, QUERY_STARTS
+from .config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, QUERY_STARTS
+from .samplers import DEFAULT_SAMPLER, sampler_for, sampler_names
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -79,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_GUIDANCE,
         help="classifier-free guidance, 1 = none (default %(default)s)",
     )
-    g.add_argument("--sampler", choices=IMAGE_SAMPLERS, default="ddim", help="DDIM or DPM-Solver++ (default ddim)")
+    g.add_argument("--sampler", choices=sampler_names("image"), default=DEFAULT_SAMPLER, help=_sampler_help("image"))
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     g.add_argument(
         "--candidates",
@@ -245,10 +246,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sampler_help(stream: str) -> str:
+    described = "; ".join(f"{name}: {sampler_for(name, stream).description}" for name in sampler_names(stream))
+    return f"{stream} sampler ({described}; default {DEFAULT_SAMPLER})"
+
+
 def _query_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--sampler", choices=QUERY_SAMPLERS, default=None, help="text-query sampler; x0 = one evaluation"
-    )
+    parser.add_argument("--sampler", choices=sampler_names("query"), default=None, help=_sampler_help("query"))
     parser.add_argument(
         "--start",
         choices=QUERY_STARTS,

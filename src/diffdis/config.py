@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_VERSION = 1
-QUERY_SAMPLERS = ("ddim", "dpm", "x0")  # text query; x0: the head's ê_0 read out at t = T-1 (DDIM with 1 step)
 QUERY_STARTS = ("noise", "fixed", "zero")  # e_T: Gaussian per image, one Gaussian for all images, or 0
-IMAGE_SAMPLERS = ("ddim", "dpm")
 FUSIONS = ("all", "mid", "none")  # where the text stream joins the UNet (ModelConfig.fusion)
 QUERY_TRAINING = ("diffusion", "regression")  # ModelConfig.query_training
 CAPTION_STYLES = ("varied", "fixed")  # TrainConfig.captions (data/vocabulary.py)

@@ -1,7 +1,7 @@
 """The two diffusion processes and their samplers, on top of diffusers schedulers.
 
-- Image stream: ordinary DDPM noising of the latent z, ε-prediction (paper Eq. 4); sampled with DDIM or
-  DPM-Solver++ and classifier-free guidance on the caption (Algorithm 2).
+- Image stream: ordinary DDPM noising of the latent z, ε-prediction (paper Eq. 4); sampled by a registered
+  sampler (samplers.py: DDIM, DPM-Solver++) with classifier-free guidance on the caption (Algorithm 2).
 - Text stream: e_t = sqrt(ᾱ_t)·γ·e_0 + sqrt(1-ᾱ_t)·ε_e (Eq. 6). The head predicts ê_0 (x0, the paper's
   choice) or ε̂_e. Sampling starts from Gaussian noise, never from a caption's embedding (Algorithm 3).
 
@@ -15,10 +15,11 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDPMScheduler
 
-from .config import QUERY_SAMPLERS, ModelConfig
+from .config import ModelConfig
 from .models.diffdis import DiffDisModel
+from .samplers import DEFAULT_SAMPLER, sampler_for
 
 
 def training_scheduler(config: ModelConfig) -> DDPMScheduler:
@@ -33,37 +34,6 @@ def training_scheduler(config: ModelConfig) -> DDPMScheduler:
         clip_sample=config.autoencoder == "none",
         steps_offset=1,
     )
-
-
-def sampling_scheduler(base: DDPMScheduler, sampler: str, prediction_type: str, clip_sample: bool = False):
-    """A fresh sampler over `base`'s schedule and the keyword arguments its `step` needs (`x0` is DDIM).
-
-    Trailing spacing, so that step 1 starts at t = T-1 (pure noise). With `clip_sample` (pixel space) the
-    predicted x0 is kept in [-1, 1] and the noise estimate re-derived from it: at t near T the ε -> x0
-    conversion divides by sqrt(ᾱ_T) (about 0.006 for the linear schedule), and unclipped or half-clipped
-    estimates there make deterministic samplers diverge or ignore the prompt.
-    """
-    if sampler in ("ddim", "x0"):
-        scheduler = DDIMScheduler.from_config(
-            base.config,
-            prediction_type=prediction_type,
-            clip_sample=clip_sample,
-            set_alpha_to_one=True,
-            timestep_spacing="trailing",
-        )
-        return scheduler, {"use_clipped_model_output": clip_sample}
-    if sampler == "dpm":
-        scheduler = DPMSolverMultistepScheduler.from_config(
-            base.config,
-            prediction_type=prediction_type,
-            algorithm_type="dpmsolver++",
-            thresholding=clip_sample,
-            sample_max_value=1.0,
-            timestep_spacing="trailing",
-            final_sigmas_type="zero",
-        )
-        return scheduler, {}
-    raise ValueError(f"unknown sampler {sampler!r}; available: {', '.join(QUERY_SAMPLERS)}")
 
 
 class QueryDiffusion:
@@ -109,18 +79,19 @@ def sample_query(
     noise: torch.Tensor,  # (B, D) e_T
     steps: int,
     guidance_scale: float = 1.0,
-    sampler: str = "ddim",
+    sampler: str = DEFAULT_SAMPLER,
 ) -> torch.Tensor:
     """Algorithm 3: denoise a text query conditioned on each image; returns unit vectors (B, D).
 
     The image side of the pass that the query cannot influence is computed once, not once per step; with
-    guidance the conditional and the null-image passes run as one batch. One step (or the x0 sampler) is one
-    read-out at t = T-1, with no sampler to build; the sampler never steps past the last estimate."""
-    if sampler == "x0" or steps == 1:
+    guidance the conditional and the null-image passes run as one batch. One step (or a sampler without a build,
+    x0) is one read-out at t = T-1; the sampler never steps past the last estimate."""
+    build = sampler_for(sampler, "query").build
+    if build is None or steps == 1:
         sched, step_kwargs = None, {}
         timesteps = torch.tensor([scheduler.config.num_train_timesteps - 1], device=z.device)
     else:
-        sched, step_kwargs = sampling_scheduler(scheduler, sampler, prediction_type="sample")
+        sched, step_kwargs = build(scheduler, "sample")
         sched.set_timesteps(steps, device=z.device)
         timesteps = sched.timesteps
     guided = guidance_scale != 1.0
@@ -149,7 +120,7 @@ def sample_latents(
     noise: torch.Tensor,  # (B, C, H, W) z_T
     steps: int,
     guidance_scale: float,
-    sampler: str = "ddim",
+    sampler: str = DEFAULT_SAMPLER,
     clip_sample: bool = False,
     adjust: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     on_step: Callable[[], None] | None = None,
@@ -157,7 +128,7 @@ def sample_latents(
     """Algorithm 2: text-conditioned generation with classifier-free guidance; returns clean latents.
     `adjust(z_t, t, ε̂)` may change each step's guided noise estimate (the pipeline's self-guidance);
     `on_step()` is called after every step (progress reports)."""
-    sched, step_kwargs = sampling_scheduler(scheduler, sampler, prediction_type="epsilon", clip_sample=clip_sample)
+    sched, step_kwargs = sampler_for(sampler, "image").build(scheduler, "epsilon", clip_sample)
     sched.set_timesteps(steps, device=noise.device)
     if guidance_scale != 1.0:  # [caption; empty caption]
         context = torch.cat([context, model.null_context.to(context.dtype).expand_as(context)])

@@ -35,7 +35,6 @@ from .config import (
     DEFAULT_GUIDANCE,
     DEFAULT_QUERY_GUIDANCE,
     DEFAULT_QUERY_STEPS,
-    QUERY_SAMPLERS,
     QUERY_STARTS,
     Config,
     preset,
@@ -49,6 +48,7 @@ from .model_card import MEASURED_NAME, write_model_card
 from .models.diffdis import DiffDisModel, build_unet
 from .models.encoders import MINILM, CLIPTextEncoder, KLAutoencoder, PixelSpace, load_autoencoder, load_text_encoder
 from .models.stable_diffusion import sd_model_config, stable_diffusion_folder, write_model_index
+from .samplers import DEFAULT_SAMPLER, sampler_for
 
 CONFIG_NAME = "diffdis_config.json"
 STREAM_NAME = "text_stream.safetensors"
@@ -384,14 +384,15 @@ class DiffDisPipeline:
         num_inference_steps: int = DEFAULT_QUERY_STEPS,
         guidance_scale: float = DEFAULT_QUERY_GUIDANCE,
         seed: int = 0,
-        sampler: str = "ddim",
+        sampler: str = DEFAULT_SAMPLER,
         batch_size: int = 256,
         start: str = "noise",
     ) -> torch.Tensor:
         """(N, D) unit text queries denoised from e_T conditioned on each image (Algorithm 3).
 
         `images`: PIL images of any mode and size (converted like the training data), or a (N, C, R, R) tensor
-        already in [-1, 1]. `sampler`: ddim, dpm (DPM-Solver++) or x0 (one evaluation). `start`: e_T is
+        already in [-1, 1]. `sampler`: a query sampler of samplers.SAMPLERS (ddim, dpm, x0 = one evaluation, or one
+        you registered). `start`: e_T is
         Gaussian noise per image (noise; image i's depends only on (seed, i), not on the batching), one
         Gaussian vector shared by all images (fixed), or zero, the prior's mean (zero). Never a caption.
         A model trained with model.query_training=regression saw only t_e = T-1 and always reads out in one step.
@@ -399,10 +400,9 @@ class DiffDisPipeline:
         self._require(self.can_discriminate, "discriminate (score it with evaluation.diffusion_classifier)")
         images = self.check_images(images)
         _check_steps(num_inference_steps)
-        if sampler not in QUERY_SAMPLERS or start not in QUERY_STARTS:
-            raise ValueError(
-                f"sampler={sampler!r}, start={start!r}; use a sampler of {QUERY_SAMPLERS} and a start of {QUERY_STARTS}"
-            )
+        sampler_for(sampler, "query")  # refuses an unknown one, naming the registered ones
+        if start not in QUERY_STARTS:
+            raise ValueError(f"start={start!r}; use one of {QUERY_STARTS}")
         noise = self._query_noise(len(images), seed, start)
         out = []
         for i in range(0, len(images), batch_size):
@@ -425,11 +425,11 @@ class DiffDisPipeline:
         noise: torch.Tensor,
         steps: int = DEFAULT_QUERY_STEPS,
         guidance_scale: float = DEFAULT_QUERY_GUIDANCE,
-        sampler: str = "ddim",
+        sampler: str = DEFAULT_SAMPLER,
     ) -> torch.Tensor:
         """(B, D) float32 unit queries of clean latents z from starts `noise`."""
         if self.config.model.query_training == "regression":  # trained at t_e = T-1 only: one read-out
-            sampler = "x0"
+            steps = 1
         with self._autocast():
             if self.config.model.kind.query == "pooled":  # one encoder pass, no query diffusion
                 return F.normalize(self.model.clip_embed(z).float(), dim=-1)
@@ -504,7 +504,7 @@ class DiffDisPipeline:
         num_inference_steps: int = DEFAULT_GENERATION_STEPS,
         guidance_scale: float = DEFAULT_GUIDANCE,
         seed: int = 0,
-        sampler: str = "ddim",
+        sampler: str = DEFAULT_SAMPLER,
         batch_size: int = 64,
         candidates: int = 1,
         self_guidance: float = 0.0,
@@ -524,6 +524,7 @@ class DiffDisPipeline:
         `return_scores=True` returns a Generation with every candidate's score and the choice.
         `progress(done, total)` is called after every sampler step, counted over all batches."""
         self._require(self.can_generate, "generate images")
+        sampler_for(sampler, "image")  # refuses an unknown one before any work, naming the registered ones
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError(f"prompts={prompts!r}; give a prompt or a non-empty list of prompts (strings)")

@@ -31,6 +31,7 @@ from ..data.emoji import EmojiData
 from ..evaluation.folders import image_files, read_images
 from ..model_card import CARD_NAME, MEASURED_NAME
 from ..pipeline import DiffDisPipeline
+from ..samplers import DEFAULT_SAMPLER
 from .inputs import Limits
 
 GALLERY_SIZE = 500  # images of the default retrieval gallery (a fixed subset of the test split)
@@ -166,13 +167,17 @@ class AppService:
         return out
 
     def classify(
-        self, images: list[Image.Image], labels: list[str], steps: int = DEFAULT_QUERY_STEPS, sampler: str = "ddim"
+        self,
+        images: list[Image.Image],
+        labels: list[str],
+        steps: int = DEFAULT_QUERY_STEPS,
+        sampler: str = DEFAULT_SAMPLER,
     ) -> list[dict[str, float]]:
         """Per image, every label's probability (softmax of the model's scaled cosines), most probable first."""
         prediction = self.pipe.predict(images, labels, self.templates, num_inference_steps=steps, sampler=sampler)
         return [dict(best) for best in prediction.top_k(len(labels))]
 
-    def search_gallery(self, query: str, top: int, steps: int = DEFAULT_QUERY_STEPS, sampler: str = "ddim"):
+    def search_gallery(self, query: str, top: int, steps: int = DEFAULT_QUERY_STEPS, sampler: str = DEFAULT_SAMPLER):
         """The gallery's `top` images most like the text `query`: (image, name, cosine), best first."""
         gallery = self.gallery
         key = (steps, sampler)

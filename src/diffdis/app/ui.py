@@ -18,8 +18,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio i
 import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, DEFAULT_QUERY_STEPS, QUERY_SAMPLERS  # noqa: E402
+from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, DEFAULT_QUERY_STEPS  # noqa: E402
 from ..data.datasets import FASHION_MNIST_DIR  # noqa: E402
+from ..samplers import DEFAULT_SAMPLER, sampler_names  # noqa: E402
 from . import inputs  # noqa: E402
 from .inputs import InputError, Limits  # noqa: E402
 from .service import AppService, random_seed, top_label  # noqa: E402
@@ -129,7 +130,7 @@ def _generate_tab(service: AppService, limits: Limits) -> None:
 def _query_settings(limits: Limits):
     with gr.Accordion("advanced", open=False):
         steps = gr.Slider(1, min(limits.steps, 50), value=DEFAULT_QUERY_STEPS, step=1, label="query steps")
-        sampler = gr.Dropdown(list(QUERY_SAMPLERS), value="ddim", label="query sampler")
+        sampler = gr.Dropdown(list(sampler_names("query")), value=DEFAULT_SAMPLER, label="query sampler")
     return steps, sampler
 
 

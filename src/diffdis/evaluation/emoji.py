@@ -18,6 +18,7 @@ from ..data.datasets import LabelledImages, fixed_subset
 from ..data.emoji import EVAL_TEMPLATES, GENERATION_TEMPLATE, STYLES, UNSEEN_STYLE, EmojiData
 from ..data.transforms import uint8_to_model
 from ..metrics import recall_at_k
+from ..samplers import DEFAULT_SAMPLER
 from .fid import InceptionFeatures, fid_kid
 from .judge import Judge, accuracy, pil_to_uint8, train_judge
 from .zero_shot import unseen_class_accuracy
@@ -196,7 +197,7 @@ def emoji_generation(
         "prompt": GENERATION_TEMPLATE,
         "concepts": len(concepts),
         "images": len(prompts),
-        "sampler": "ddim",
+        "sampler": DEFAULT_SAMPLER,
         "num_inference_steps": num_inference_steps,
         "guidance_scale": guidance_scale,
         "seed": seed,

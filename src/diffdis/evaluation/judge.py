@@ -17,6 +17,7 @@ from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE
 from ..data.captions import GENERATION_PROMPT
 from ..data.datasets import LabelledImages
 from ..data.transforms import uint8_to_model
+from ..samplers import DEFAULT_SAMPLER
 
 JUDGE_EPOCHS = 4
 
@@ -129,7 +130,7 @@ def class_samples(
     target = torch.arange(len(class_names)).repeat_interleave(per_class)
     settings = {
         "prompt": GENERATION_PROMPT,
-        "sampler": "ddim",
+        "sampler": DEFAULT_SAMPLER,
         "num_inference_steps": num_inference_steps,
         "guidance_scale": guidance_scale,
         "seed": seed,

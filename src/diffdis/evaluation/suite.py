@@ -21,6 +21,7 @@ from ..data.shapes import load_shapes
 from ..data.transforms import uint8_to_model
 from ..pipeline import DiffDisPipeline
 from ..provenance import environment
+from ..samplers import DEFAULT_SAMPLER
 from .emoji import emoji_zero_shot
 from .zero_shot import zero_shot
 
@@ -60,7 +61,7 @@ def evaluate(
     guidance_scale: float = DEFAULT_QUERY_GUIDANCE,
     seed: int = 0,
     max_images: int | None = None,
-    sampler: str = "ddim",
+    sampler: str = DEFAULT_SAMPLER,
     start: str = "noise",
 ) -> dict:
     """Top-1 (and top-5 with more than 5 classes) per set with its relation to the training data, the mean

@@ -29,6 +29,7 @@ from ..evaluation.zero_shot import zero_shot
 from ..model_card import write_model_card
 from ..pipeline import DiffDisPipeline
 from ..provenance import environment
+from ..samplers import DEFAULT_SAMPLER
 from ..training import train
 
 DEMO_OVERRIDES = [
@@ -41,7 +42,7 @@ STEP_SWEEP = (1, 2, 5, 10, 50)
 SWEEP_IMAGES = 1000
 JUDGED_PER_CLASS = 20  # samples per class scored by the judge (a CNN trained on the real training split)
 GENERATION = {
-    "sampler": "ddim",
+    "sampler": DEFAULT_SAMPLER,
     "num_inference_steps": DEFAULT_GENERATION_STEPS,
     "guidance_scale": DEFAULT_GUIDANCE,
     "seed": 0,
@@ -137,7 +138,7 @@ def json_summary(config, model_dir, out, full, official, sweep, retrieval, judge
             "images": len(full.predictions),
             "top1": full.accuracy,
             "top5": full.top5,
-            "sampler": "ddim",
+            "sampler": DEFAULT_SAMPLER,
             "num_inference_steps": DEFAULT_QUERY_STEPS,
             "guidance_scale": DEFAULT_QUERY_GUIDANCE,
             "seed": 0,
@@ -158,7 +159,7 @@ def json_summary(config, model_dir, out, full, official, sweep, retrieval, judge
         "zero_shot_by_steps": {
             "images": SWEEP_IMAGES,
             "subset_seed": 0,
-            "sampler": "ddim",
+            "sampler": DEFAULT_SAMPLER,
             "guidance_scale": DEFAULT_QUERY_GUIDANCE,
             "seed": 0,
             "top1": {str(k): v for k, v in sweep.items()},
