@@ -174,7 +174,8 @@ def evaluate_fashion(pipe, config: Config, ctx: Context, run_dir: Path, generati
         scores = pipe.scores(uint8_to_model(test.images), test.class_names, test_set.templates, **query, seed=ctx.seed)
         out["classification"] = _classification(scores.cpu(), test, unseen, time.perf_counter() - began, positions)
         if m.kind.text_stream:
-            out["l_ita_by_t_e"] = ita_by_timestep(pipe, config, val, run_dir)
+            batch = fixed_subset(val, ITA_IMAGES)  # the images (and seeded captions) the first edition measured
+            out["l_ita_by_t_e"] = ita_by_timestep(pipe, config, batch, _training_captions(batch), run_dir)
     if pipe.can_generate:
         # With classes held out the question is zero-shot transfer: the gen baseline's Diffusion Classifier at
         # 8 timesteps. Without, generation quality and both Diffusion-Classifier budgets.
