@@ -107,13 +107,13 @@ def test_init_from_a_saved_pipeline_takes_its_unet_and_starts_the_rest_new(tmp_p
 
 def _ita_range(tmp_path, idx_dir, gamma: float) -> list[float]:
     from diffdis.data.datasets import fixed_subset
-    from diffdis.experiments.compare_eval import _training_captions, ita_by_timestep, validation_set
+    from diffdis.experiments.compare_eval import ita_by_timestep, training_captions, validation_set
 
     config = preset("tiny", run_overrides(idx_dir, "train.max_steps=30", f"model.gamma={gamma}", "train.log_every=5"))
     run = tmp_path / f"gamma-{gamma}"
     pipe = DiffDisPipeline.from_pretrained(train(config, run, progress=False))
     val = fixed_subset(validation_set(config), 32)
-    return list(ita_by_timestep(pipe, config, val, _training_captions(val), run).values())
+    return list(ita_by_timestep(pipe, config, val, training_captions(val), run).values())
 
 
 def test_l_ita_depends_on_the_text_timestep_at_a_large_query_scale(tmp_path, idx_dir):

@@ -301,7 +301,6 @@ def dc_template_check(out: str | Path = "runs/compare", seeds: tuple[int, ...] =
     Diffusion Classifier at 8 timesteps both ways (compare_eval.per_template_check): whether the averaged
     condition the study used costs accuracy. Writes OUT/dc_templates.json."""
     out = Path(out)
-    ctx = Context(Budget(), out / "cache", InceptionFeatures())
     found = {}
     for seed in seeds:
         run = StudyRun("fashion", "gen", seed)
@@ -309,7 +308,7 @@ def dc_template_check(out: str | Path = "runs/compare", seeds: tuple[int, ...] =
         config = run_config(run, recorded["steps"], [], out)
         model_dir = train(config, out / "dc-templates" / f"gen-seed{seed}", progress=False)
         pipe = DiffDisPipeline.from_pretrained(model_dir)
-        found[seed] = per_template_check(pipe, config, ctx, recorded["diffusion_classifier"]["8"])
+        found[seed] = per_template_check(pipe, config, recorded["diffusion_classifier"]["8"])
     what = "Diffusion Classifier (8 timesteps) of the fashion gen runs, retrained: averaged condition vs per template"
     record = {**provenance(), "what": what, "seeds": found}
     write_json(out / "dc_templates.json", record)

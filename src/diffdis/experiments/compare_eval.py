@@ -175,7 +175,7 @@ def evaluate_fashion(pipe, config: Config, ctx: Context, run_dir: Path, generati
         out["classification"] = _classification(scores.cpu(), test, unseen, time.perf_counter() - began, positions)
         if m.kind.text_stream:
             batch = fixed_subset(val, ITA_IMAGES)  # the images (and seeded captions) the first edition measured
-            out["l_ita_by_t_e"] = ita_by_timestep(pipe, config, batch, _training_captions(batch), run_dir)
+            out["l_ita_by_t_e"] = ita_by_timestep(pipe, config, batch, training_captions(batch), run_dir)
     if pipe.can_generate:
         # With classes held out the question is zero-shot transfer: the gen baseline's Diffusion Classifier at
         # 8 timesteps. Without, generation quality and both Diffusion-Classifier budgets.
@@ -230,12 +230,12 @@ def _generation(pipe, val: LabelledImages, test: LabelledImages, ctx: Context, c
     }
 
 
-def per_template_check(pipe, config: Config, ctx: Context, recorded: dict, n: int = 8) -> dict:
+def per_template_check(pipe, config: Config, recorded: dict, n: int = 8, seed: int = 0) -> dict:
     """The Diffusion Classifier of a retrained study model at n timesteps, on the same test images as its record:
     conditioned on token states averaged over the templates (as the study scores it: `recorded` is its figure)
     and on each template alone with the errors averaged."""
     m = config.model
-    test_set = load_eval_set("fashion-mnist", m.resolution, m.image_channels, config.train.data_dir, ctx.seed)
+    test_set = load_eval_set("fashion-mnist", m.resolution, m.image_channels, config.train.data_dir, seed)
     data = fixed_subset(test_set.data, recorded["images"])
     images, timesteps = uint8_to_model(data.images), spaced_timesteps(n, m.num_train_timesteps)
     out = {
@@ -246,7 +246,7 @@ def per_template_check(pipe, config: Config, ctx: Context, recorded: dict, n: in
     }
     for name, per_template in (("averaged_condition", False), ("per_template_errors", True)):
         scores = diffusion_classifier_scores(
-            pipe, images, data.class_names, test_set.templates, timesteps, seed=ctx.seed, per_template=per_template
+            pipe, images, data.class_names, test_set.templates, timesteps, seed=seed, per_template=per_template
         )
         out[name] = {"top1": 100.0 * (scores.argmax(1) == data.labels).float().mean().item()}
     return out
@@ -266,7 +266,7 @@ def _diffusion_classifier(pipe, test_set, unseen: Sequence[int], n: int, ctx: Co
     return {**out, "timesteps": list(timesteps), "unet_evaluations_per_image": n * len(data.class_names)}
 
 
-def _training_captions(val: LabelledImages) -> list[str]:
+def training_captions(val: LabelledImages) -> list[str]:
     """One training-template caption per image (seeded), as the model saw its classes named in training."""
     rng = np.random.default_rng(0)
     return [TRAIN_TEMPLATES[rng.integers(len(TRAIN_TEMPLATES))].format(val.class_names[k]) for k in val.labels]
