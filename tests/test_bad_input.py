@@ -184,7 +184,7 @@ def test_incompatible_sizes_are_refused():
         ("train.data=folder:{missing}", "metadata.jsonl does not exist"),
         ("train.data=csv:{missing}/pairs.csv", "does not exist"),
         ("train.init_from={missing}", "does not exist"),
-        ("train.val_data=folder:{missing}", "does not exist"),
+        ("train.val_data=classes:{missing}", "does not exist"),
     ],
 )
 def test_missing_paths_are_refused_before_any_compute(tmp_path, capsys, setting, message):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from diffdis.config import Config, ConfigError, data_overrides, preset
+from diffdis.config import Config, ConfigError, preset
+from diffdis.data.builtin import data_overrides
 from diffdis.experiments.compare import StudyRun, run_config
 
 

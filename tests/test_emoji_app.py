@@ -9,7 +9,7 @@ from conftest import SMALL
 from PIL import Image
 
 from diffdis import DiffDisPipeline, preset
-from diffdis.config import data_overrides
+from diffdis.data.builtin import data_overrides
 from diffdis.data.emoji import EVAL_TEMPLATES, EmojiData
 from diffdis.pipeline import LABEL_CACHE_SIZE
 

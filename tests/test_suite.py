@@ -25,7 +25,7 @@ def test_named_sets_load_in_the_model_format(tmp_path):
     for cls in ("ankle_boot", "bag"):
         (tmp_path / cls).mkdir()
         Image.new("RGB", (30, 20), "red").save(tmp_path / cls / "x.jpg")
-    folder = load_eval_set(f"folder:{tmp_path}", 16, 1).data
+    folder = load_eval_set(f"classes:{tmp_path}", 16, 1).data
     assert folder.class_names == ("ankle boot", "bag") and folder.labels.tolist() == [0, 1]
     with pytest.raises(ValueError, match="unknown evaluation set"):
         load_eval_set("cifar", 16, 1)

@@ -178,7 +178,7 @@ def test_validation_on_a_folder_of_the_users_own(tmp_path, idx_dir):
         (folder / name).mkdir(parents=True)
         for i in range(3):
             Image.fromarray(np.full((28, 28), 40 * i, np.uint8)).save(folder / name / f"{i}.png")
-    config = preset("tiny", run_overrides(idx_dir, "train.max_steps=1", f"train.val_data=folder:{folder}"))
+    config = preset("tiny", run_overrides(idx_dir, "train.max_steps=1", f"train.val_data=classes:{folder}"))
     train(config, tmp_path / "run", progress=False)
     record = json.loads((tmp_path / "run" / "train_summary.json").read_text())["validation"][-1]
     assert record["val_images"] == 6 and 0 <= record["val_top1"] <= 100

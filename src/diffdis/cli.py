@@ -301,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from .config import data_overrides, preset
+    from .config import preset
+    from .data.builtin import data_overrides
     from .training import train
 
     overrides = data_overrides(args.data) if args.data is not None else []  # before --set, which may change them

@@ -15,6 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .specs import LABELLED, DataSpec, SpecError, parse_data, parse_spec
+
 CONFIG_VERSION = 1
 QUERY_STARTS = ("noise", "fixed", "zero")  # e_T: Gaussian per image, one Gaussian for all images, or 0
 FUSIONS = ("all", "mid", "none")  # where the text stream joins the UNet (ModelConfig.fusion)
@@ -26,65 +28,10 @@ DEFAULT_GUIDANCE = 3.0  # classifier-free guidance of generation; 1 = none
 DEFAULT_QUERY_STEPS = 2  # text-query denoising steps (accuracy is flat from 1 to 50 steps: docs/speed.md)
 DEFAULT_QUERY_GUIDANCE = 1.0
 FROM_INIT = "from-init"  # model.text_encoder / model.autoencoder: taken from train.init_from
-BUILTIN_SOURCES = ("fashion-mnist", "shapes", "emoji")  # the registry is data/builtin.py
-RGB_SOURCES = ("shapes", "emoji")  # built-in sets whose captions name colours
-FILE_SOURCES = ("wds", "folder", "csv")  # webdataset shards, image folder + metadata.jsonl, CSV of path,caption
-VALIDATION_SOURCES = ("folder", "idx")  # train.val_data: the user's own labelled images
 
 
 class ConfigError(ValueError):
     """A configuration key or value that cannot be used; the message says which and what would work."""
-
-
-@dataclass(frozen=True)
-class DataSource:
-    kind: str  # a built-in name, or wds / folder / csv
-    target: str = ""  # shard pattern, folder or file (file sources)
-    weight: float = 1.0  # sampling weight among file sources
-
-    @property
-    def builtin(self) -> bool:
-        return self.kind in BUILTIN_SOURCES
-
-
-def parse_data(spec: str) -> tuple[DataSource, ...]:
-    """`train.data` -> its sources, refused unless each is known; built-in and file sources do not mix."""
-    sources = []
-    for part in (p.strip() for p in spec.split("+")):
-        if part in BUILTIN_SOURCES:
-            sources.append(DataSource(part))
-            continue
-        kind, colon, rest = part.partition(":")
-        if not colon or kind not in FILE_SOURCES or not rest:
-            raise ConfigError(
-                f"train.data={spec!r}: cannot read {part!r}; use {' or '.join(BUILTIN_SOURCES)}, or "
-                "wds:SHARD_PATTERN, folder:DIR, csv:FILE (several joined with '+', each optionally '@WEIGHT')"
-            )
-        target, weight = rest, 1.0
-        if "@" in rest:
-            target, _, raw = rest.rpartition("@")
-            try:
-                weight = float(raw)
-            except ValueError:
-                raise ConfigError(f"train.data: weight {raw!r} of {part!r} is not a number") from None
-            if weight <= 0:
-                raise ConfigError(f"train.data: weight {raw!r} of {part!r} must be positive")
-        sources.append(DataSource(kind, target, weight))
-    if len({s.builtin for s in sources}) > 1:
-        raise ConfigError(
-            f"train.data={spec!r} mixes built-in and file sources; write the built-in set to shards with "
-            "`diffdis pack` and mix the shards instead"
-        )
-    return tuple(sources)
-
-
-def data_overrides(data: str) -> list[str]:
-    """The overrides for training on `data`: `train.data` and what that data needs (RGB images when it includes
-    a set whose captions name colours). Later overrides can still change either."""
-    overrides = [f"train.data={data}"]
-    if any(source.kind in RGB_SOURCES for source in parse_data(data)):
-        overrides.append("model.image_channels=3")
-    return overrides
 
 
 @dataclass(frozen=True)
@@ -226,13 +173,13 @@ class ModelConfig:
 class TrainConfig:
     """Data, optimisation, the unified objective (paper Eq. 9) and bookkeeping."""
 
-    # Built-in sets (fashion-mnist, shapes; several joined with "+" are concatenated) or file sources
-    # wds:SHARDS (brace patterns), folder:DIR (with metadata.jsonl), csv:FILE (path,caption), several joined
-    # with "+" and mixed by optional weights: "wds:/cc3m/{00000..00331}.tar@3+csv:/extra.csv@1".
+    # Built-in sets (fashion-mnist, shapes, emoji; several joined with "+" are concatenated) or captioned files
+    # (specs.py: wds:SHARDS, folder:DIR with metadata.jsonl, csv:FILE), several joined with "+" and mixed by
+    # optional weights: "wds:/cc3m/{00000..00331}.tar@3+csv:/extra.csv@1".
     data: str = "fashion-mnist"
     data_dir: str = "/usr/share/datasets/fashion-mnist"
     # Labelled images for in-training validation: "" = the val_size images held out of a built-in training set;
-    # or folder:DIR (class_name/xxx.png) or idx:IMAGES,LABELS of your own. Never a test split.
+    # or classes:DIR (class_name/xxx.png) or idx:IMAGES,LABELS of your own. Never a test split.
     val_data: str = ""
     # Captions of labelled built-in data (data/vocabulary.py): "varied" = several names per class (ours, the
     # dataset's official ones, WordNet synonyms), singular and plural, in 16 templates; "fixed" = one name per
@@ -307,22 +254,22 @@ class TrainConfig:
             raise ConfigError("train.max_bad_steps and train.keep_checkpoints must be at least 1")
         if self.checkpoint_every < 1:
             raise ConfigError(f"train.checkpoint_every={self.checkpoint_every}; it must be at least 1")
-        self.sources  # noqa: B018 (parsing refuses what cannot be read)
-        if self.holdout_classes and any(s.kind in ("shapes", "emoji") for s in self.sources):
-            raise ConfigError(
-                "train.holdout_classes applies to fashion-mnist and file sources; the shapes set holds out "
-                "colour-shape compositions (the `shapes-heldout-*` evaluation sets) and the emoji set a fixed 15% "
-                "of its concepts (`emoji-unseen`, `emoji-unseen-val`), whatever this key says"
-            )
-        if self.val_data and self.val_data.partition(":")[0] not in VALIDATION_SOURCES:
+        try:
+            self.sources  # noqa: B018 (parsing refuses what cannot be read)
+            if self.val_data:
+                # Validation reads only data held out of training: a named set is a test split.
+                parse_spec(self.val_data, LABELLED, "train.val_data")
+        except SpecError as error:
+            raise ConfigError(str(error)) from None
+        if self.val_data and parse_spec(self.val_data).named:
             raise ConfigError(
                 f"train.val_data={self.val_data!r}: validation reads only data held out of training, never a test "
                 "split (the evaluation sets are test splits). Leave it empty to validate on the train.val_size images "
-                "held out of a built-in training set, or give folder:DIR (class_name/xxx.png) or idx:IMAGES,LABELS"
+                "held out of a built-in training set, or give classes:DIR (class_name/xxx.png) or idx:IMAGES,LABELS"
             )
 
     @cached_property
-    def sources(self) -> tuple[DataSource, ...]:
+    def sources(self) -> tuple[DataSpec, ...]:
         """`data`, parsed once."""
         return parse_data(self.data)
 
@@ -351,11 +298,6 @@ class Config:
                 "this configuration takes its text encoder and autoencoder from Stable Diffusion weights: pass "
                 "--init-from SD_FOLDER_OR_FILE (train.init_from), or set model.text_encoder and model.autoencoder "
                 "to folders"
-            )
-        colour = [s.kind for s in self.train.sources if s.kind in RGB_SOURCES]
-        if colour and self.model.image_channels != 3:
-            raise ConfigError(
-                f"train.data includes {colour[0]}, whose captions name colours: set model.image_channels=3"
             )
         return self
 

@@ -39,7 +39,7 @@ def model_card(folder: Path) -> str:
     vocabulary = _read_json(folder / "vocabulary.json")
     measured = _read_json(folder / MEASURED_NAME)
     m, t = config.model, config.train
-    data = " + ".join(s.kind if s.builtin else f"{s.kind}:{s.target}" for s in t.sources)
+    data = " + ".join(str(s) for s in t.sources)
     tags = ["diffdis", "text-to-image", "zero-shot-image-classification", "image-text-retrieval"]
     front = ["---", "library_name: diffdis", "tags:", *[f"- {tag}" for tag in tags]]
     if any(s.kind == "fashion-mnist" for s in t.sources):

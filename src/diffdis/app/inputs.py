@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..data.captions import split_labels
+from ..data.image_files import UnreadableImage, read_image
 
 
 class InputError(ValueError):
@@ -38,25 +39,14 @@ def open_image(path: str | Path, limits: Limits) -> Image.Image:
         raise InputError(
             f"{name} is {size / 2**20:.1f} MB; the app reads images up to {limits.upload_bytes / 2**20:.0f} MB"
         )
-    unreadable = InputError(f"{name} is not an image this app can read; use PNG, JPEG or WebP")
     try:
-        image = Image.open(path)  # reads the header only
-    except Image.DecompressionBombError:  # PIL's own refusal, far above our limit
-        raise InputError(f"{name} has far more pixels than the {limits.pixels / 1e6:.0f} MP the app reads") from None
-    except (OSError, ValueError):
-        raise unreadable from None
-    with image:
-        width, height = image.size
-        if width * height > limits.pixels:
+        return read_image(path, limits.pixels)
+    except UnreadableImage as error:
+        if error.reason == "image too large":
             raise InputError(
-                f"{name} is {width}x{height} pixels ({width * height / 1e6:.0f} MP); the app reads images up to "
-                f"{limits.pixels / 1e6:.0f} MP: scale it down first"
-            )
-        try:
-            image.load()
-        except (OSError, ValueError):
-            raise unreadable from None
-        return image.copy()
+                f"{error.detail}; the app reads images up to {limits.pixels / 1e6:.0f} MP: scale it down first"
+            ) from None
+        raise InputError(f"{name} is not an image this app can read; use PNG, JPEG or WebP") from None
 
 
 def open_images(paths: Sequence[str | Path] | None, limits: Limits) -> list[Image.Image]:

@@ -1,8 +1,8 @@
 """The built-in data sets, one registry: name -> how to load its training and validation images, what to check
 before any compute, what its model folder records about the words it learned, and its evaluation sets.
 
-`train.data`, `diffdis evaluate`, the demo and the CLI's choices read from BUILTIN; config.BUILTIN_SOURCES names
-the same sets for validation (config sits below data and cannot import it; a test checks that both agree).
+Adding one is one `register_builtin` call: `train.data`, the checks before training, the demo and the CLI's
+choices read BUILTIN. (specs.py reads the words of `train.data`; whether a name is registered is checked here.)
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..config import Config, ConfigError
+from ..specs import CAPTIONED, forms, parse_data
 from .datasets import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_FILES,
@@ -24,19 +25,9 @@ from .datasets import (
     load_fashion_mnist,
     train_val_split,
 )
-from .emoji import EVAL_SETS as EMOJI_EVAL_SETS
 from .emoji import EmojiData, require_packages
-from .shapes import load_shapes
+from .shapes import SHAPES_EVAL_SETS, load_shapes
 from .vocabulary import fashion_mnist_captions, vocabulary_record
-
-SHAPES_EVAL_SETS = (
-    "shapes-colour",
-    "shapes-shape",
-    "shapes-count",
-    "shapes-place",
-    "shapes-heldout-colour",
-    "shapes-heldout-shape",
-)
 
 
 @dataclass(frozen=True)
@@ -45,8 +36,12 @@ class BuiltinSet:
     load: Callable[[Config], tuple[CaptionedImages, LabelledImages]]  # (training set, validation set)
     check: Callable[[Config], None]  # refuses missing data, naming how to get it
     vocabulary: Callable[[Config], dict | None]  # the model folder's vocabulary.json
-    eval_sets: tuple[str, ...]  # evaluation sets drawn from the same data (test splits)
+    # Evaluation sets drawn from the same data (test splits; data/eval_sets.py) -> what training on this set makes
+    # of each, for the suite's means: one of evaluation/suite.py's RELATIONS
+    eval_sets: dict[str, str]
     description: str
+    colour: bool = False  # its captions name colours, so a model trained on it needs RGB images
+    holdout_classes: bool = True  # train.holdout_classes applies (else the set holds out concepts of its own)
 
 
 def holdout_indices(holdout: tuple[str, ...], class_names: tuple[str, ...]) -> list[int]:
@@ -111,39 +106,85 @@ def _emoji_load(config: Config) -> tuple[CaptionedImages, LabelledImages]:
     return emoji.training_set(config.train.emoji_skin_tones)[0], emoji.eval_set("emoji-seen-val")
 
 
-BUILTIN: dict[str, BuiltinSet] = {
-    s.name: s
-    for s in (
-        BuiltinSet(
-            "fashion-mnist",
-            _fashion_load,
-            _fashion_check,
-            _fashion_vocabulary,
-            ("fashion-mnist",),
-            "Fashion-MNIST (Debian dataset-fashion-mnist): 60k real greyscale clothing images, ten classes",
-        ),
-        BuiltinSet(
-            "shapes",
-            _shapes_load,
-            lambda config: None,
-            lambda config: None,
-            SHAPES_EVAL_SETS,
-            "procedural coloured shapes with compositional captions; two colour-shape pairs held out",
-        ),
-        BuiltinSet(
-            "emoji",
-            _emoji_load,
-            lambda config: require_packages(),
-            lambda config: EmojiData.load(config.model.resolution).vocabulary(),
-            EMOJI_EVAL_SETS,
-            "emoji art (Noto, Twemoji, Fluent; OpenMoji held out as an unseen style): 1,426 CLDR-named concepts, "
-            "10% held out as unseen test concepts and 5% as unseen validation concepts",
-        ),
-    )
-}
+BUILTIN: dict[str, BuiltinSet] = {}
+
+
+def register_builtin(data_set: BuiltinSet) -> None:
+    """Offer `data_set` as `train.data=NAME` (and in the CLI's choices) under its name."""
+    if data_set.name in BUILTIN or ":" in data_set.name or "+" in data_set.name:
+        raise ValueError(f"cannot register a built-in data set named {data_set.name!r}: taken, or not a plain name")
+    BUILTIN[data_set.name] = data_set
+
+
+for _set in (
+    BuiltinSet(
+        "fashion-mnist",
+        _fashion_load,
+        _fashion_check,
+        _fashion_vocabulary,
+        {"fashion-mnist": "trained"},
+        "Fashion-MNIST (Debian dataset-fashion-mnist): 60k real greyscale clothing images, ten classes",
+    ),
+    BuiltinSet(
+        "shapes",
+        _shapes_load,
+        lambda config: None,
+        lambda config: None,
+        {s: "held-out compositions" if "heldout" in s else "trained" for s in SHAPES_EVAL_SETS},
+        "procedural coloured shapes with compositional captions; two colour-shape pairs held out",
+        colour=True,
+        holdout_classes=False,
+    ),
+    BuiltinSet(
+        "emoji",
+        _emoji_load,
+        lambda config: require_packages(),
+        lambda config: EmojiData.load(config.model.resolution).vocabulary(),
+        {
+            "emoji-unseen": "not trained on",
+            "emoji-unseen-val": "not trained on",
+            "emoji-style": "seen concepts, unseen style",
+            "emoji-seen-val": "trained",
+        },
+        "emoji art (Noto, Twemoji, Fluent; OpenMoji held out as an unseen style): 1,426 CLDR-named concepts, "
+        "10% held out as unseen test concepts and 5% as unseen validation concepts",
+        colour=True,
+        holdout_classes=False,
+    ),
+):
+    register_builtin(_set)
 
 
 def builtin(name: str) -> BuiltinSet:
     if name not in BUILTIN:
-        raise ConfigError(f"unknown built-in data set {name!r}; use one of {', '.join(BUILTIN)}")
+        raise ConfigError(
+            f"unknown built-in data set {name!r}; use one of {', '.join(BUILTIN)}, or files of your own: "
+            f"{forms(CAPTIONED)}"
+        )
     return BUILTIN[name]
+
+
+def check_builtin(config: Config) -> None:
+    """Refuse, before any compute, built-in sources that are not registered, or that this config cannot train on:
+    colour captions on greyscale images, train.holdout_classes on a set that holds out concepts of its own."""
+    for source in config.train.sources:
+        data_set = builtin(source.kind)
+        if data_set.colour and config.model.image_channels != 3:
+            raise ConfigError(
+                f"train.data includes {data_set.name}, whose captions name colours: set model.image_channels=3"
+            )
+        if config.train.holdout_classes and not data_set.holdout_classes:
+            raise ConfigError(
+                f"train.holdout_classes does not apply to {data_set.name}, which holds out concepts of its own "
+                f"(its evaluation sets: {', '.join(data_set.eval_sets)}); it applies to fashion-mnist and file sources"
+            )
+        data_set.check(config)
+
+
+def data_overrides(data: str) -> list[str]:
+    """The overrides for training on `data`: `train.data` and what that data needs (RGB images when it includes
+    a set whose captions name colours). Later overrides can still change either."""
+    overrides = [f"train.data={data}"]
+    if any(s.named and s.kind in BUILTIN and BUILTIN[s.kind].colour for s in parse_data(data)):
+        overrides.append("model.image_channels=3")
+    return overrides

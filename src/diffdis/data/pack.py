@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import parse_data
+from ..specs import parse_data, parse_spec
 from .captions import TRAIN_TEMPLATES, caption
 from .datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist, load_idx_pair
 from .files import SampleError, decode_sample, file_source, image_folder
@@ -95,30 +95,32 @@ def pack_samples(
     data_dir: str = FASHION_MNIST_DIR,
 ) -> Iterator[Sample]:
     """Samples of `source`: fashion-mnist[:train|test] (captions as train.captions=varied), shapes (procedural
-    train split; needs `limit`), idx:IMAGES,LABELS (with `class_names`, else the label numbers), or folder:DIR
-    with metadata.jsonl."""
-    if source.startswith("fashion-mnist"):
-        split = source.partition(":")[2] or "train"
-        data = load_fashion_mnist(split, resolution, 1, data_dir)
+    train split; needs `limit`), idx:IMAGES,LABELS (with `class_names`, else the label numbers), or a captioned
+    folder:DIR (metadata.jsonl)."""
+    spec = parse_spec(source, what="pack")
+    if spec.kind == "fashion-mnist":
+        data = load_fashion_mnist(spec.target or "train", resolution, 1, data_dir)
         captions = fashion_mnist_captions("varied")
         return _labelled(data.images, data.labels, FASHION_MNIST_CLASSES, captions, seed, limit)
-    if source == "shapes":
+    if spec.kind == "shapes" and not spec.target:
         if not limit:
             raise ValueError("packing shapes needs --num N: the procedural set has no fixed size")
         shapes = load_shapes("train", limit, resolution, seed)
         return (_sample(_png(im.numpy()), "png", text) for im, text in zip(shapes.images, shapes.captions))
-    if source.startswith("idx:"):
-        images_path, _, labels_path = source[4:].partition(",")
-        images, labels = load_idx_pair(Path(images_path), Path(labels_path), resolution, 1)
+    if spec.kind == "idx":
+        images, labels = load_idx_pair(*map(Path, spec.paths), resolution, 1)
         names = class_names or [str(k) for k in range(int(labels.max()) + 1)]
         if len(names) <= int(labels.max()):
             raise ValueError(f"{len(names)} class names for labels up to {int(labels.max())}")
         captions = [tuple(caption(name, t) for t in TRAIN_TEMPLATES) for name in names]
         return _labelled(images, labels, names, captions, seed, limit)
-    if source.startswith("folder:"):
-        items = image_folder(source[7:]).items[:limit]
+    if spec.kind == "folder":
+        items = image_folder(spec.target).items[:limit]
         return (_sample(path.read_bytes(), path.suffix.lower().lstrip("."), text) for path, text in items)
-    raise ValueError(f"cannot pack {source!r}; use fashion-mnist[:train|test], shapes, idx:IMAGES,LABELS or folder:DIR")
+    raise ValueError(
+        f"cannot pack {source!r}; use fashion-mnist[:train|test], shapes, idx:IMAGES,LABELS or folder:DIR "
+        "(images with a metadata.jsonl)"
+    )
 
 
 def encoded_samples(pipe, data: str, batch_size: int = 64, skipped: Counter | None = None) -> Iterator[Sample]:
@@ -127,7 +129,7 @@ def encoded_samples(pipe, data: str, batch_size: int = 64, skipped: Counter | No
     float16) and query.npy (e, float32). Undecodable samples are left out and counted in `skipped`."""
     m = pipe.config.model
     skipped = skipped if skipped is not None else Counter()
-    sources = [file_source(s.kind, s.target) for s in parse_data(data) if not s.builtin]
+    sources = [file_source(s) for s in parse_data(data) if not s.named]
     if not sources:
         raise ValueError(f"{data!r} names no file sources (wds:, folder:, csv:); pack built-in sets first")
 

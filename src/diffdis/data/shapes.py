@@ -20,6 +20,15 @@ from PIL import Image, ImageDraw
 
 from .datasets import LabelledImages
 
+SHAPES_EVAL_SETS = (  # data/eval_sets.py loads them
+    "shapes-colour",
+    "shapes-shape",
+    "shapes-count",
+    "shapes-place",
+    "shapes-heldout-colour",
+    "shapes-heldout-shape",
+)
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (40, 180, 60),

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..config import Config
+from ..specs import parse_spec
 from .batches import BatchPosition, ShuffledBatches
-from .builtin import builtin
+from .builtin import builtin, check_builtin
 from .datasets import CaptionedImages, LabelledImages
 from .eval_sets import load_eval_set
 from .files import file_source
@@ -63,13 +64,12 @@ def check_data(config: Config) -> None:
     """Refuse missing data before any compute: the built-in files, every file source (its shards or list) and
     the validation set's folder must be there."""
     t = config.train
+    if t.sources[0].named:
+        check_builtin(config)
     for source in t.sources:
-        if source.builtin:
-            builtin(source.kind).check(config)
-        else:
-            file_source(source.kind, source.target)
-    kind, _, target = t.val_data.partition(":")
-    for path in target.split(",") if kind in ("folder", "idx") else []:
+        if not source.named:
+            file_source(source)
+    for path in parse_spec(t.val_data).paths if t.val_data else []:
         if not Path(path).exists():
             raise FileNotFoundError(f"train.val_data={t.val_data!r}: {path} does not exist")
 
@@ -83,7 +83,7 @@ def training_batches(
     val = None
     if t.val_data:
         val = load_eval_set(t.val_data, config.model.resolution, config.model.image_channels, t.data_dir).data
-    if t.sources[0].builtin:
+    if t.sources[0].named:
         data, held_out = training_data(config)
         return MemoryBatches(data, config, rank, world, state), val or held_out
     return FileBatches(config, rank, world, state), val

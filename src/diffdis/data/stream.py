@@ -35,7 +35,7 @@ class SlotStream(IterableDataset):
     def __init__(self, config: Config, batch_size: int, rank: int, world: int, slots: list[dict], first_slot: int):
         t, m = config.train, config.model
         specs = t.sources
-        self.sources = [file_source(s.kind, s.target) for s in specs]
+        self.sources = [file_source(s) for s in specs]
         weights = np.array([s.weight for s in specs])
         self.weights = weights / weights.sum()
         self.workers = max(1, t.num_workers)

@@ -6,46 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image
-
 from ..data.captions import EVAL_TEMPLATES, captions_for
 from ..data.datasets import LabelledImages
-from ..data.files import IMAGE_EXTENSIONS, image_folder, is_image_file
+from ..data.files import image_folder
+from ..data.image_files import read_images
 from ..data.transforms import uint8_to_model
 from ..metrics import recall_at_k
-
-
-def image_files(folder: str | Path, limit: int | None = None) -> list[Path]:
-    """The image files under `folder` (any depth), sorted; at most `limit`."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
-    return files[:limit] if limit else files
-
-
-class NothingUsable(ValueError):
-    """Not one of the given image files could be read."""
-
-
-def read_images(paths: Sequence[Path]) -> tuple[list[int], list[Image.Image], dict[str, str]]:
-    """The positions of the files that decode as images, their images, and {file: reason} for each one that does
-    not (skipped, so that one bad file does not end a batch job). Raises NothingUsable when none decodes."""
-    kept, images, unreadable = [], [], {}
-    for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as image:
-                image.load()
-                images.append(image.copy())
-            kept.append(i)
-        except (OSError, ValueError, Image.DecompressionBombError) as error:
-            unreadable[str(path)] = f"{type(error).__name__}: {error}"
-    if not images:
-        first = next(iter(unreadable.items()))
-        raise NothingUsable(f"none of the {len(paths)} image files could be read (first: {first[0]}: {first[1]})")
-    return kept, images, unreadable
 
 
 def classify_files(pipe, files: Sequence[Path], labels: Sequence[str], templates=None, top_k: int = 1, **query) -> dict:

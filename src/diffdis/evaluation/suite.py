@@ -25,7 +25,7 @@ from ..samplers import DEFAULT_SAMPLER
 from .emoji import emoji_zero_shot
 from .zero_shot import zero_shot
 
-SHAPES_SETS = BUILTIN["shapes"].eval_sets
+SHAPES_SETS = tuple(BUILTIN["shapes"].eval_sets)
 SUITES: dict[str, tuple[str, ...]] = {
     "default": ("fashion-mnist", "digits", *SHAPES_SETS),
     "fashion": ("fashion-mnist",),
@@ -38,18 +38,11 @@ RELATIONS = ("trained", "held-out compositions", "seen concepts, unseen style", 
 
 
 def relation(set_name: str, config) -> str:
-    """What the model's training data was to the evaluation set `set_name` (one of RELATIONS)."""
-    sources = {source.kind for source in config.train.sources}
-    if set_name == "fashion-mnist" and "fashion-mnist" in sources:
-        return "trained"
-    if set_name.startswith("shapes-heldout") and "shapes" in sources:
-        return "held-out compositions"
-    if set_name.startswith("shapes") and "shapes" in sources:
-        return "trained"
-    if set_name == "emoji-seen-val" and "emoji" in sources:
-        return "trained"
-    if set_name == "emoji-style" and "emoji" in sources:
-        return "seen concepts, unseen style"
+    """What the model's training data was to the evaluation set `set_name` (one of RELATIONS), as the built-in
+    training sets declare it; any other set was not trained on."""
+    for source in config.train.sources:
+        if source.named and source.kind in BUILTIN and set_name in BUILTIN[source.kind].eval_sets:
+            return BUILTIN[source.kind].eval_sets[set_name]
     return "not trained on"
 
 

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, data_overrides, preset
+from ..config import Config, preset
+from ..data.builtin import data_overrides
 from ..data.datasets import FASHION_MNIST_CLASSES
 from ..evaluation.fid import InceptionFeatures
 from ..evaluation.report import write_json

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DEFAULT_GUIDANCE, Config, data_overrides
+from ..config import DEFAULT_GUIDANCE, Config
+from ..data.builtin import data_overrides
 from ..data.datasets import fixed_subset
 from ..data.emoji import GENERATION_TEMPLATE, EmojiData
 from ..evaluation.emoji import (

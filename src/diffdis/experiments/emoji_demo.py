@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, data_overrides, preset
+from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, preset
+from ..data.builtin import data_overrides
 from ..data.emoji import GENERATION_TEMPLATE, EmojiData
 from ..evaluation.emoji import emoji_generation, emoji_judge, emoji_zero_shot
 from ..evaluation.fid import InceptionFeatures

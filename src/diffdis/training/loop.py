@@ -410,7 +410,7 @@ def _finish(run: _Run) -> Path:
 def _vocabulary(config: Config) -> dict | None:
     """What the model's training captions called each class or concept, for built-in data."""
     source = config.train.sources[0]
-    return builtin(source.kind).vocabulary(config) if source.builtin else None
+    return builtin(source.kind).vocabulary(config) if source.named else None
 
 
 @torch.no_grad()
