@@ -21,9 +21,9 @@ from pathlib import Path
 from PIL import Image
 
 from diffdis.data.datasets import load_fashion_mnist
-from diffdis.evaluation.report import write_json
-from diffdis.evaluation.timing import alternating_times
 from diffdis.provenance import environment
+from diffdis.utils.results import write_json
+from diffdis.utils.timing import alternating_times
 
 from .common import OUT, print_table
 

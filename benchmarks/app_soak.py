@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from diffdis.evaluation.report import write_json
 from diffdis.provenance import environment
+from diffdis.utils.results import write_json
 
 from .app_latency import wait_until_served
 from .common import OUT, print_table

@@ -11,8 +11,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from diffdis import DiffDisPipeline, preset  # noqa: E402
-from diffdis.evaluation.timing import alternating_times  # noqa: E402
 from diffdis.training import train  # noqa: E402
+from diffdis.utils.timing import alternating_times  # noqa: E402
 
 OUT = Path("runs/bench")
 

@@ -16,8 +16,8 @@ from diffdis.config import DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS
 from diffdis.data.datasets import fixed_subset
 from diffdis.data.eval_sets import load_eval_set
 from diffdis.data.transforms import uint8_to_model
-from diffdis.evaluation.timing import alternating_times
 from diffdis.evaluation.zero_shot import zero_shot
+from diffdis.utils.timing import alternating_times
 
 from .common import print_table
 

@@ -10,8 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
-from diffdis.evaluation.report import write_json
 from diffdis.provenance import environment
+from diffdis.utils.results import write_json
 
 from . import encoder_cost, generation, memory, profile_paths, training, zero_shot_speed
 from .common import OUT, trained_model

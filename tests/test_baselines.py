@@ -91,7 +91,7 @@ def test_a_new_sampler_is_one_registration(monkeypatch, small_pipeline):
     from diffusers import DDIMScheduler
 
     from diffdis import samplers
-    from diffdis.cli import _parser
+    from diffdis.cli import parser
 
     def leading(base, prediction_type, clip_sample=False):
         return DDIMScheduler.from_config(base.config, prediction_type=prediction_type, clip_sample=clip_sample), {}
@@ -101,9 +101,7 @@ def test_a_new_sampler_is_one_registration(monkeypatch, small_pipeline):
     images = small_pipeline.generate(["a dress"], num_inference_steps=3, sampler="ddim-leading")
     q = small_pipeline.encode_image(images, num_inference_steps=3, sampler="ddim-leading")
     assert q.shape == (1, small_pipeline.model.text_dim)
-    args = _parser().parse_args(
-        ["generate", "--model", "m", "--prompt", "a", "--sampler", "ddim-leading", "--out", "o"]
-    )
+    args = parser().parse_args(["generate", "--model", "m", "--prompt", "a", "--sampler", "ddim-leading", "--out", "o"])
     assert args.sampler == "ddim-leading"
     with pytest.raises(ValueError, match="available: ddim, dpm, ddim-leading"):
         small_pipeline.generate(["a dress"], sampler="euler")

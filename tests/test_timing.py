@@ -1,6 +1,6 @@
 """Alternating timing: the contenders interleave, each gets its median and range, and per-item scaling."""
 
-from diffdis.evaluation.timing import alternating_times, per_item
+from diffdis.utils.timing import alternating_times, per_item
 
 
 def test_contenders_alternate_and_each_gets_its_rounds():

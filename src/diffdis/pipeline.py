@@ -39,7 +39,7 @@ from .config import (
     Config,
     preset,
 )
-from .data.captions import EVAL_TEMPLATES
+from .data.captions import EVAL_TEMPLATES, check_labels
 from .data.transforms import images_to_tensor, model_to_pil, uint8_to_model
 from .data.vocabulary import record_captions
 from .diffusion import QueryDiffusion, sample_latents, sample_query, training_scheduler
@@ -316,12 +316,9 @@ class DiffDisPipeline:
     def class_embeddings(self, class_names: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
         """(K, D): per class, the normalised mean of its normalised template embeddings (computed once per set)."""
         templates = tuple(templates or EVAL_TEMPLATES)
-        if isinstance(class_names, str) or not class_names or not all(n.strip() for n in class_names):
-            raise ValueError(f"class_names={class_names!r}; give a list of non-empty names, e.g. ['dress', 'bag']")
+        check_labels(class_names)
         if any("{}" not in t for t in templates):
             raise ValueError(f"every template needs a {{}} for the class name; these have none: {templates}")
-        if len(class_names) == 1:
-            warnings.warn("one class name only: every image gets it; give at least two", stacklevel=3)
         repeated = sorted({n for n in class_names if list(class_names).count(n) > 1})
         if repeated:
             warnings.warn(f"class names given more than once: {repeated}; the first of each wins", stacklevel=3)

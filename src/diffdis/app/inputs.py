@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..data.captions import split_labels
+from ..data.captions import candidate_labels
 from ..data.image_files import UnreadableImage, read_image
 
 
@@ -61,10 +61,10 @@ def open_images(paths: Sequence[str | Path] | None, limits: Limits) -> list[Imag
 
 def labels(text: str | None, limits: Limits, what: str = "labels") -> list[str]:
     """At least two distinct names (comma- or line-separated): with one, every image gets it."""
-    names, _ = split_labels(text or "")
-    if len(names) < 2:
-        found = f"only {names[0]!r}" if names else "none"
-        raise InputError(f"give at least two {what}, separated by commas or new lines ({found} was given)")
+    try:
+        names = candidate_labels(text or "", what)
+    except ValueError as error:
+        raise InputError(f"{error}; separate them by commas or new lines") from None
     if len(names) > limits.labels:
         raise InputError(f"{len(names)} {what} were given; the app takes up to {limits.labels}")
     return names

@@ -28,7 +28,7 @@ from ..data.datasets import (
 from ..data.emoji import EVAL_TEMPLATES as EMOJI_TEMPLATES
 from ..data.emoji import GENERATION_TEMPLATE as EMOJI_PROMPT
 from ..data.emoji import EmojiData
-from ..evaluation.folders import image_files, read_images
+from ..data.image_files import image_files, read_images
 from ..model_card import CARD_NAME, MEASURED_NAME
 from ..pipeline import DiffDisPipeline
 from ..samplers import DEFAULT_SAMPLER

@@ -8,6 +8,7 @@ measured on the exact strings the model was trained on. Each evaluation set has 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -76,3 +77,23 @@ def split_labels(text: str) -> tuple[list[str], list[str]]:
     labels = [s.strip() for s in re.split(r"[,\n]", text) if s.strip()]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     return list(dict.fromkeys(labels)), repeated
+
+
+def check_labels(labels: Sequence[str], what: str = "class_names") -> None:
+    """The one rule for candidate labels (the pipeline, the command line and the web app apply it alike): non-empty
+    names, at least two distinct ones (with one, every image gets it)."""
+    if isinstance(labels, str) or not all(isinstance(n, str) and n.strip() for n in labels):
+        raise ValueError(f"{what}={labels!r}: give a list of non-empty names, e.g. ['dress', 'bag']")
+    distinct = list(dict.fromkeys(labels))
+    if len(distinct) < 2:
+        found = f"only {distinct[0]!r}" if distinct else "none"
+        raise ValueError(
+            f"{what}: give at least two labels, all different ({found} was given); with one, all images get it"
+        )
+
+
+def candidate_labels(text: str, what: str = "labels") -> list[str]:
+    """Labels typed as one text (comma- or line-separated) -> each name once, in order, checked by check_labels."""
+    labels, _ = split_labels(text)
+    check_labels(labels, what)
+    return labels

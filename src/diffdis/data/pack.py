@@ -12,20 +12,17 @@ import io
 import json
 import tarfile
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from ..specs import parse_data, parse_spec
+from ..specs import parse_spec
 from .captions import TRAIN_TEMPLATES, caption
 from .datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist, load_idx_pair
-from .files import SampleError, decode_sample, file_source, image_folder
+from .files import image_folder
 from .shapes import load_shapes
-from .transforms import uint8_to_model
 from .vocabulary import fashion_mnist_captions
 
 Sample = dict[str, bytes]  # member extension (png, txt, json, latent.npy, ...) -> bytes
@@ -121,54 +118,3 @@ def pack_samples(
         f"cannot pack {source!r}; use fashion-mnist[:train|test], shapes, idx:IMAGES,LABELS or folder:DIR "
         "(images with a metadata.jsonl)"
     )
-
-
-def encoded_samples(pipe, data: str, batch_size: int = 64, skipped: Counter | None = None) -> Iterator[Sample]:
-    """Every sample of the file sources in `data`, in storage order, with its encodings by `pipe`'s frozen
-    encoders added: latent.npy (VAE posterior moments, float16; only with an AutoencoderKL), text.npy (c,
-    float16) and query.npy (e, float32). Undecodable samples are left out and counted in `skipped`."""
-    m = pipe.config.model
-    skipped = skipped if skipped is not None else Counter()
-    sources = [file_source(s) for s in parse_data(data) if not s.named]
-    if not sources:
-        raise ValueError(f"{data!r} names no file sources (wds:, folder:, csv:); pack built-in sets first")
-
-    def raw() -> Iterator[tuple[dict[str, bytes], dict]]:
-        for source in sources:
-            for pending in source.epoch(0, 0, 1, 0, lambda reason: skipped.update([reason])):
-                try:
-                    members = pending.read()
-                    yield members, decode_sample(members, m.resolution, m.image_channels)
-                except SampleError as error:
-                    skipped[error.reason] += 1
-
-    with torch.no_grad():
-        for chunk in _chunks(raw(), batch_size):
-            captions = [sample["caption"] for _, sample in chunk]
-            c, e = pipe.text_encoder(captions)
-            images = uint8_to_model(torch.from_numpy(np.stack([sample["image"] for _, sample in chunk])))
-            moments = pipe.autoencoder.moments(images.to(pipe.device)) if hasattr(pipe.autoencoder, "moments") else None
-            for i, (members, _) in enumerate(chunk):
-                out = {k: v for k, v in members.items() if not k.endswith(".npy")}
-                out["text.npy"] = _npy(c[i].half())
-                out["query.npy"] = _npy(e[i].float())
-                if moments is not None:
-                    out["latent.npy"] = _npy(moments[i].half())
-                yield out
-
-
-def _npy(tensor) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, tensor.cpu().numpy(), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

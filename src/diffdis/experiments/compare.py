@@ -34,10 +34,10 @@ from ..config import Config, preset
 from ..data.builtin import data_overrides
 from ..data.datasets import FASHION_MNIST_CLASSES
 from ..evaluation.fid import InceptionFeatures
-from ..evaluation.report import write_json
 from ..pipeline import DiffDisPipeline
 from ..provenance import provenance
 from ..training import train
+from ..utils.results import write_json
 from .compare_emoji import (
     EMOJI_BLOCKS,
     EMOJI_MODELS,
@@ -224,7 +224,14 @@ def run_compare(
     """Train and measure every run of the study not yet measured (none with `report_only`), then write the report
     from all results found. `steps`, `budget_minutes` and `seeds` are the first edition's; `emoji` plans the
     emoji blocks (default EmojiPlan())."""
-    out, extra, emoji = Path(out), list(overrides or []), emoji or EmojiPlan()
+    unknown = [b for b in blocks if b not in ALL_BLOCKS] + [m for m in models if m not in ALL_MODELS]
+    if unknown:
+        raise ValueError(f"unknown {unknown}; blocks are {', '.join(ALL_BLOCKS)}, models {', '.join(ALL_MODELS)}")
+    emoji = emoji or EmojiPlan()
+    for name, value in (("steps", steps), ("pretrain steps", emoji.pretrain_steps), ("emoji steps", emoji.steps)):
+        if value < 1:
+            raise ValueError(f"{name} {value}; give at least 1")
+    out, extra = Path(out), list(overrides or [])
     ctx = Context(budget or Budget(), out / "cache", InceptionFeatures(inception))
     evaluation: EmojiEvaluation | None = None
     started = time.perf_counter()

@@ -65,6 +65,18 @@ class Budget:
     cost_rounds: int = 3  # alternating timing of the classification paths
     cost_images: int = 256  # test images per timed query path (a sixteenth of them per Diffusion Classifier)
 
+    @classmethod
+    def scaled(cls, eval_images: int, fid_images: int, dc_images: int) -> Budget:
+        """The test counts given; validation counts follow them (never more than the defaults)."""
+        return cls(
+            eval_images=eval_images,
+            fid_images=fid_images,
+            dc_images=dc_images,
+            val_images=min(1000, eval_images),
+            val_fid_images=min(50, fid_images),
+            curve_images=min(300, eval_images),
+        )
+
 
 @dataclass
 class Context:

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from matplotlib.figure import Figure
 
 from ..data.datasets import fixed_subset
 from ..data.eval_sets import load_eval_set
 from ..data.transforms import uint8_to_model
 from ..evaluation.diffusion_classifier import diffusion_classifier_scores, spaced_timesteps
-from ..evaluation.figures import PALETTE, bar_chart, line_chart
-from ..evaluation.report import write_json
 from ..evaluation.significance import holm, image_standard_error, paired_interval
-from ..evaluation.timing import alternating_times, per_item
 from ..pipeline import DiffDisPipeline
+from ..utils.charts import bar_chart, colour, line_panels, save
+from ..utils.results import write_json
+from ..utils.timing import alternating_times, per_item
 from .compare_markdown import markdown
 
 # (column, path into a row's record, path of per-image 0/1 scores or None, lower is better). Per-image scores
@@ -307,7 +307,7 @@ def ita_by_timestep(rows: dict[str, dict[int, dict]], order: list[str]) -> dict[
     return out
 
 
-def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]], models: list[str]) -> Image.Image | None:
+def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]], models: list[str]) -> Figure | None:
     """Validation figures against training steps, mean over seeds: one panel per measured quantity, one line per
     trained model (`models` fixes the order and so each model's colour in every panel)."""
     panels = [
@@ -317,8 +317,8 @@ def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]], models: list[st
     ]
     found = {row for block, _, _ in panels for row in blocks.get(block, {})}
     rows = [row for row in models if row in found]
-    colours = {row: PALETTE[i % len(PALETTE)] for i, row in enumerate(rows)}  # one colour per model in every panel
-    images = []
+    colours = {row: colour(i) for i, row in enumerate(rows)}  # one colour per model in every panel
+    charts = []
     for block, key, title in panels:
         series = {}
         for row in (r for r in rows if r in blocks.get(block, {})):
@@ -330,13 +330,8 @@ def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]], models: list[st
             if points:
                 series[row] = {step: statistics.fmean(v) for step, v in points.items()}
         if series:
-            images.append(line_chart(series, title, "training step", "%", log_x=False, colours=colours))
-    if not images:
-        return None
-    figure = Image.new("RGB", (images[0].width, sum(i.height for i in images)), "white")
-    for k, image in enumerate(images):
-        figure.paste(image, (0, sum(i.height for i in images[:k])))
-    return figure
+            charts.append((series, title))
+    return line_panels(charts, "training step", "%", log_x=False, colours=colours) if charts else None
 
 
 HEADLINE = {
@@ -348,7 +343,7 @@ HEADLINE = {
 }  # each block's first column, in a word
 
 
-def headline_figure(report: dict) -> Image.Image | None:
+def headline_figure(report: dict) -> Figure | None:
     """The first column of each block, mean per row of the models and ablations (a bar per row)."""
     bars = {}
     for block, table in report["blocks"].items():
@@ -478,6 +473,6 @@ def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) 
     (out / "compare.md").write_text(markdown(report))
     for name, figure in (("compare.png", headline_figure(report)), ("curves.png", curves_figure(blocks, models))):
         if figure is not None:
-            figure.save(out / name)
+            save(figure, out / name)
     print(markdown(report))
     return report

@@ -21,16 +21,17 @@ from ..config import (
 from ..data.captions import EVAL_TEMPLATES, GENERATION_PROMPT
 from ..data.datasets import FASHION_MNIST_CLASSES, fixed_subset, load_fashion_mnist
 from ..data.vocabulary import FASHION_MNIST_OFFICIAL
-from ..evaluation.figures import confusion_figure, image_grid
 from ..evaluation.folders import retrieve_labelled
 from ..evaluation.judge import cached_judge, generation_accuracy
-from ..evaluation.report import table, write_json
 from ..evaluation.zero_shot import zero_shot
 from ..model_card import write_model_card
 from ..pipeline import DiffDisPipeline
 from ..provenance import environment
 from ..samplers import DEFAULT_SAMPLER
 from ..training import train
+from ..utils.charts import confusion_figure, save
+from ..utils.images import image_grid
+from ..utils.results import table, write_json
 
 DEMO_OVERRIDES = [
     "train.max_steps=1000",
@@ -80,7 +81,7 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None, 
 
     start = time.perf_counter()
     full = zero_shot(pipe, test, seed=0)
-    confusion_figure(full.confusion, names).save(out / "confusion.png")
+    save(confusion_figure(full.confusion, names), out / "confusion.png")
     timings["classify_test_s"] = time.perf_counter() - start
 
     start = time.perf_counter()  # the same images and query noise, the candidates named as the dataset names them

@@ -21,12 +21,12 @@ from ..data.builtin import data_overrides
 from ..data.emoji import GENERATION_TEMPLATE, EmojiData
 from ..evaluation.emoji import emoji_generation, emoji_judge, emoji_zero_shot
 from ..evaluation.fid import InceptionFeatures
-from ..evaluation.figures import image_grid
-from ..evaluation.report import table, write_json
 from ..model_card import write_model_card
 from ..pipeline import DiffDisPipeline
 from ..provenance import code_version, environment
 from ..training import train
+from ..utils.images import image_grid
+from ..utils.results import table, write_json
 from .demo import model_record
 
 # Chosen on the unseen validation concepts (docs/emoji.md, "How the demo's settings were chosen").

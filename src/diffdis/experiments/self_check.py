@@ -1,8 +1,8 @@
 """Generation that checks itself, measured: candidates re-ranked by the model's own discrimination pass and
 self-guidance, against spending the same time on more sampling steps or stronger classifier-free guidance.
 
-    python -m diffdis.experiments.self_check --model runs/demo/model --out runs/self-check
-    python -m diffdis.experiments.self_check --model runs/shapes/model --out runs/self-check-shapes
+    diffdis self-check --model runs/demo-fashion/model --out runs/self-check
+    diffdis self-check --model runs/shapes/model --out runs/self-check-shapes
 
 For each setting, on a Fashion-MNIST model: judged accuracy per class (a CNN trained on the real training split
 decides whether each sample shows its prompted class) and FID/KID against real *validation* images (held out of
@@ -14,7 +14,6 @@ of every setting. Results are written as each setting finishes, and finished set
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -23,13 +22,13 @@ from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE
 from ..data.datasets import load_fashion_mnist, train_val_split
 from ..data.shapes import load_shapes
 from ..evaluation.fid import InceptionFeatures, fid_kid
-from ..evaluation.figures import bar_chart
 from ..evaluation.judge import cached_judge, class_samples, pil_to_uint8, score_generations
-from ..evaluation.report import write_json
 from ..evaluation.shapes_judge import judge_scenes
-from ..evaluation.timing import alternating_times, per_item
 from ..pipeline import DiffDisPipeline
 from ..provenance import environment
+from ..utils.charts import bar_chart, save
+from ..utils.results import write_json
+from ..utils.timing import alternating_times, per_item
 
 BASE = {"num_inference_steps": DEFAULT_GENERATION_STEPS, "guidance_scale": DEFAULT_GUIDANCE}
 SETTINGS: dict[str, dict] = {
@@ -144,28 +143,15 @@ def run(
     )
     write_json(results_path, results)
     bars = {n: (r["judged"]["generation_accuracy"], 0.0) for n, r in results["settings"].items()}
-    bar_chart(bars, "judged generation accuracy (%) by setting").save(out / "judged.png")
+    save(bar_chart(bars, "judged generation accuracy (%) by setting"), out / "judged.png")
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="runs/demo/model", help="a pipeline trained on Fashion-MNIST or shapes")
-    parser.add_argument("--out", default="runs/self-check", help="output folder (default runs/self-check)")
-    parser.add_argument("--per-class", type=int, default=25, help="samples per class and setting (default 25)")
-    parser.add_argument(
-        "--settings", default=",".join(SETTINGS), help=f"comma-separated, among: {', '.join(SETTINGS)} (default all)"
-    )
-    args = parser.parse_args()
-    settings = tuple(name.strip() for name in args.settings.split(",") if name.strip())
-    results = run(args.model, args.out, args.per_class, settings=settings)
+def summary_lines(results: dict) -> list[str]:
+    """One line per setting: judged accuracy, FID and the cost per prompt."""
+    lines = []
     for name, r in results["settings"].items():
         cost = results["cost"]["per_setting"][name]["median_s_per_prompt"]
-        print(
-            f"{name:34s} judged {r['judged']['generation_accuracy']:5.1f}%  FID {r['fid_kid']['fid']:6.1f}  "
-            f"{1000 * cost:7.1f} ms/prompt"
-        )
-
-
-if __name__ == "__main__":
-    main()
+        judged, fid = r["judged"]["generation_accuracy"], r["fid_kid"]["fid"]
+        lines.append(f"{name:34s} judged {judged:5.1f}%  FID {fid:6.1f}  {1000 * cost:7.1f} ms/prompt")
+    return lines

@@ -12,9 +12,9 @@ import torch
 
 from ..data.captions import GENERATION_PROMPT
 from ..data.datasets import LabelledImages
-from ..evaluation.figures import image_grid
 from ..evaluation.zero_shot import zero_shot
 from ..pipeline import DiffDisPipeline
+from ..utils.images import image_grid
 
 SAMPLES_PER_ROW = 8
 SAMPLE_STEPS = 25  # fewer than generation's default: a progress picture, not a result

@@ -1,4 +1,4 @@
-"""Result files that say how they were made, and the plain-text tables printed beside them."""
+"""Result files (JSON that records how it was made) and the plain-text tables printed beside them."""
 
 from __future__ import annotations
 
