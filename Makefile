@@ -3,7 +3,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 VENV := .venv/bin
 
-.PHONY: setup demo demo-emoji demo-fashion test test-slow lint bench app
+.PHONY: setup demo demo-emoji demo-fashion test test-fast test-slow lint bench app
 
 setup:
 	@bash scripts/setup.sh
@@ -31,8 +31,13 @@ lint: setup
 bench: setup
 	$(VENV)/python -m benchmarks.run_all
 
+# Every test (the README's test command, what CI runs); the slowest 15 are listed at the end.
 test: lint
-	$(VENV)/pytest -q
+	$(VENV)/pytest -q --durations=15
+
+# A developer's quick answer (a few minutes): everything but the tests that train, serve or run an experiment.
+test-fast: lint
+	$(VENV)/pytest -q -m "not slow"
 
 test-slow: setup
 	$(VENV)/pytest -q -m slow

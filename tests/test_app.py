@@ -4,14 +4,13 @@ test is in test_app_browser.py."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import free_port, write_png
 from PIL import Image, ImageFile
 
 from diffdis import DiffDisPipeline
@@ -20,18 +19,6 @@ from diffdis.app.inputs import InputError, Limits
 from diffdis.app.service import AppService
 
 pytest.importorskip("gradio", reason="the web app needs the app extra (pip install 'diffdis[app]')")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_png(path: Path, size: tuple[int, int] = (28, 28), mode: str = "L") -> Path:
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, size[::-1], dtype=np.uint8)).convert(mode).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +120,7 @@ def test_service_searches_its_gallery_and_ranks_captions(service):
     assert len(scored) == 2 and abs(sum(mean.values()) - 1) < 1e-5
 
 
+@pytest.mark.slow
 def test_a_folder_gallery_skips_unreadable_files(model_dir, tmp_path, idx_dir):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -168,6 +156,7 @@ def client(server):
     return Client(server[0], verbose=False)
 
 
+@pytest.mark.slow
 def test_every_endpoint_answers_through_gradio_client(client, server):
     from gradio_client import handle_file
 
@@ -197,6 +186,7 @@ def test_every_endpoint_answers_through_gradio_client(client, server):
     assert len(images) == 2 and abs(sum(c["confidence"] for c in mean["confidences"]) - 1) < 1e-4
 
 
+@pytest.mark.slow
 def test_bad_input_gets_a_clear_error_and_the_server_serves_on(client, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -234,6 +224,7 @@ def test_bad_input_gets_a_clear_error_and_the_server_serves_on(client, tmp_path)
     assert client.predict([ok], "dress, coat", 1, 1, "ddim", api_name="/classify")[0]["label"]
 
 
+@pytest.mark.slow
 def test_a_full_queue_answers_at_once_and_nothing_hangs(server):
     from gradio_client import Client
 
@@ -260,6 +251,7 @@ def test_a_full_queue_answers_at_once_and_nothing_hangs(server):
     assert clients[0].predict("a photo of a coat.", 1, 2, 3.0, 0, False, 1, api_name="/generate")[1] == 0
 
 
+@pytest.mark.slow
 def test_uploads_and_outputs_are_deleted_from_the_cache(model_dir, idx_dir, tmp_path, monkeypatch):
     from gradio_client import Client
 

@@ -10,16 +10,19 @@ from urllib.parse import urlparse
 
 import pytest
 import torch
-from test_app import free_port, write_png
+from helpers import free_port, write_png
 
 from diffdis import DiffDisPipeline
 
 pytest.importorskip("gradio", reason="the web app needs the app extra (pip install 'diffdis[app]')")
 playwright = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (the test extra)")
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium on this machine: scripts/setup.sh installs Debian's chromium (as root)"
-)
+pytestmark = [
+    pytest.mark.slow,  # a server and a browser: `make test` runs it, `make test-fast` does not
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no Chromium on this machine: scripts/setup.sh installs Debian's chromium (as root)"
+    ),
+]
 
 
 @pytest.fixture(scope="module")

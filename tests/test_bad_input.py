@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import SMALL
+from helpers import SMALL
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SMALL
+from helpers import SMALL
 
 from diffdis import DiffDisPipeline, preset
 from diffdis.evaluation.diffusion_classifier import diffusion_classifier_scores, spaced_timesteps

@@ -7,7 +7,8 @@ import shutil
 import subprocess
 import sys
 
-from conftest import SMALL
+import pytest
+from helpers import SMALL
 from PIL import Image
 
 from diffdis import DiffDisPipeline
@@ -16,6 +17,7 @@ from diffdis.data.datasets import load_fashion_mnist
 from diffdis.evaluation.zero_shot import zero_shot
 
 
+@pytest.mark.slow
 def test_train_resume_generate_classify_retrieve(tmp_path, idx_dir, capsys):
     run = tmp_path / "run"
     overrides = SMALL + [
@@ -111,6 +113,7 @@ def test_every_option_is_documented():
                 )
 
 
+@pytest.mark.slow
 def test_compare_end_to_end(tmp_path, idx_dir):
     """A quick study: 2 seeds, the seen-class block and one held-out triple, every key of the report."""
     from diffdis.experiments.compare import run_compare
@@ -168,6 +171,7 @@ def test_compare_end_to_end(tmp_path, idx_dir):
     assert "diffdis query" in costs and costs["how"].endswith("are not in this folder)")
 
 
+@pytest.mark.slow
 def test_train_on_shapes_from_the_command_line(tmp_path):
     run = tmp_path / "shapes"
     sets = [
@@ -187,6 +191,7 @@ def test_train_on_shapes_from_the_command_line(tmp_path):
     assert config["train"]["data"] == "shapes" and config["model"]["image_channels"] == 3
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_on_small_data(tmp_path, idx_dir):
     from diffdis.experiments.demo import run_demo
 
@@ -206,6 +211,7 @@ def test_demo_end_to_end_on_small_data(tmp_path, idx_dir):
     assert (tmp_path / "demo" / "samples.png").exists() and (tmp_path / "demo" / "confusion.png").exists()
 
 
+@pytest.mark.slow
 def test_compare_budget_mode_fits_each_model_its_own_steps(tmp_path, idx_dir):
     """--budget-minutes: a probe measures each model's step time, so that its schedule ends at its last step."""
     from diffdis.experiments.compare import StudyRun, budget_steps

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
-import struct
-
 import numpy as np
 import pytest
+from helpers import write_idx
 from PIL import Image
 
 from diffdis.data.batches import BatchPosition, ShuffledBatches
@@ -15,17 +13,10 @@ from diffdis.data.idx import read_idx
 from diffdis.data.transforms import image_to_uint8
 
 
-def _write_idx(path, array):
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.mark.parametrize("name", ["x-idx3-ubyte", "x-idx3-ubyte.gz"])
 def test_idx_round_trip(tmp_path, name):
     array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    _write_idx(tmp_path / name, array)
+    write_idx(tmp_path / name, array)
     assert np.array_equal(read_idx(tmp_path / name), array)
 
 
@@ -33,7 +24,7 @@ def test_idx_refuses_garbage_and_truncation(tmp_path):
     (tmp_path / "bad").write_bytes(b"hello world")
     with pytest.raises(ValueError, match="not an IDX file"):
         read_idx(tmp_path / "bad")
-    _write_idx(tmp_path / "short", np.zeros((4, 5, 5)))
+    write_idx(tmp_path / "short", np.zeros((4, 5, 5)))
     (tmp_path / "short").write_bytes((tmp_path / "short").read_bytes()[:-10])
     with pytest.raises(ValueError, match="truncated"):
         read_idx(tmp_path / "short")

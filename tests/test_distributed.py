@@ -4,34 +4,16 @@ same global batch, and file sources stream into training."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import SMALL
+from helpers import ENV, SMALL, train_command
 from safetensors.torch import load_file
 
 from diffdis.data.pack import pack_samples, write_shards
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def train_command(out, processes: int, overrides: list[str], max_steps: int) -> list[str]:
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no"]
-    launch += ["--dynamo_backend", "no", "--num_processes", str(processes), "--main_process_port", str(_free_port())]
-    if processes > 1:
-        launch.append("--multi_gpu")  # with Accelerator(cpu=True): DDP over gloo
-    args = ["--module", "diffdis.cli", "train", "--out", str(out), "--max-steps", str(max_steps), "--no-progress"]
-    return launch + args + [arg for item in overrides for arg in ("--set", item)]
+pytestmark = pytest.mark.slow  # trains or serves: `make test` runs it, `make test-fast` does not
 
 
 @pytest.fixture(scope="module")

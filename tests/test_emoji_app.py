@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SMALL
+from helpers import SMALL
 from PIL import Image
 
 from diffdis import DiffDisPipeline, preset

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 
-from conftest import SMALL
+import pytest
+from helpers import SMALL
 
 from diffdis.experiments import emoji_demo
+
+pytestmark = pytest.mark.slow  # trains or serves: `make test` runs it, `make test-fast` does not
 
 
 def test_the_emoji_demo_end_to_end(tmp_path, monkeypatch, capsys):

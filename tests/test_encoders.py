@@ -34,9 +34,10 @@ def test_the_caption_cache_is_bounded_in_bytes_kept_on_the_cpu_and_exact(small_c
     encoder.cache_limit = 3 * per_caption
     captions = [f"a photo of a {w}." for w in ("coat", "bag", "dress", "sandal", "shirt")]
     c, e = encoder.encode_cached(captions)
-    assert encoder.cache_bytes <= encoder.cache_limit and len(encoder._cache) == 3
-    assert list(encoder._cache) == captions[2:]  # the least recently used went first
-    assert all(t.device.type == "cpu" for pair in encoder._cache.values() for t in pair)
+    cached = encoder.cached_items()
+    assert encoder.cache_bytes <= encoder.cache_limit and len(cached) == 3
+    assert [text for text, _ in cached] == captions[2:]  # the least recently used went first
+    assert all(t.device.type == "cpu" for _, pair in cached for t in pair)
     direct_c, direct_e = encoder(captions)
     assert torch.allclose(c, direct_c, atol=1e-5) and torch.allclose(e, direct_e, atol=1e-6)
     # a caption is encoded to the same bits whatever it is encoded with (what exact resume relies on)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy import linalg
 
-from diffdis.evaluation.fid import InceptionFeatures, _metrics, fid_kid
+from diffdis.evaluation.fid import InceptionFeatures, fid_kid, fid_kid_of_features
 
 
 def _reference_fid(a: np.ndarray, b: np.ndarray) -> float:
@@ -21,12 +22,13 @@ def test_fid_matches_the_formula_and_kid_is_near_zero_for_one_distribution():
     real = torch.randn(300, 2048, generator=g, dtype=torch.float64)
     fake = torch.randn(300, 2048, generator=g, dtype=torch.float64) * 1.2 + 0.3
     same = torch.randn(300, 2048, generator=g, dtype=torch.float64)
-    m = _metrics(real, fake, kid_subset=100)
+    m = fid_kid_of_features(real, fake, kid_subset=100)
     assert abs(m["fid"] - _reference_fid(real.numpy(), fake.numpy())) < 1e-3 * m["fid"]
-    near = _metrics(real, same, kid_subset=100)
+    near = fid_kid_of_features(real, same, kid_subset=100)
     assert near["fid"] < m["fid"] and abs(near["kid_mean"]) < m["kid_mean"]
 
 
+@pytest.mark.slow
 def test_offline_inception_features_and_cache(tmp_path):
     g = torch.Generator().manual_seed(0)
     real = torch.randint(0, 256, (6, 1, 16, 16), generator=g, dtype=torch.uint8)

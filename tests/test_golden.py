@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SMALL
+from helpers import SMALL
 
 from diffdis import DiffDisPipeline, preset
 from diffdis.diffusion import sample_latents

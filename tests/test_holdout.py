@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 import torch
-from conftest import run_overrides
+from helpers import run_overrides
 
 from diffdis import preset
 from diffdis.config import ConfigError
@@ -34,6 +34,7 @@ def test_held_out_classes_never_reach_training_in_memory(idx_dir):
     assert torch.isin(val.labels, torch.tensor(held)).any()  # validation keeps them (unseen-class tuning)
 
 
+@pytest.mark.slow
 def test_held_out_classes_never_reach_training_from_shards(tmp_path):
     write_shards(pack_samples("fashion-mnist:test", 16, limit=400), tmp_path, shard_size=100)
     data = f"wds:{tmp_path}/{{00000..00003}}.tar"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -21,6 +22,7 @@ def _stripes(n: int, seed: int) -> LabelledImages:
     return LabelledImages(images, labels, ("top", "bottom"))
 
 
+@pytest.mark.slow
 def test_judge_learns_caches_and_reports_its_test_accuracy(tmp_path):
     train, test = _stripes(512, 0), _stripes(128, 1)
     judge, record = cached_judge("stripes", train, test, tmp_path)
@@ -49,6 +51,7 @@ class _Painter:
         return images
 
 
+@pytest.mark.slow
 def test_generation_accuracy_scores_each_prompted_class(tmp_path):
     judge, _ = cached_judge("stripes", _stripes(512, 0), _stripes(32, 1), tmp_path)
     right = generation_accuracy(_Painter(wrong=False), judge, ("top", "bottom"), per_class=3)

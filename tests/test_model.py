@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
@@ -97,6 +98,7 @@ def test_gradients_reach_text_stream_unique_transformer_and_shared_unet(small_pi
     assert not has_grad(model.unet.up_blocks[0])
 
 
+@pytest.mark.slow
 def test_both_losses_fall_when_overfitting_one_batch(small_pipeline):
     pipe = small_pipeline
     torch.manual_seed(0)
@@ -162,7 +164,7 @@ def test_identical_captions_are_positives_of_each_other(small_pipeline):
 def test_shared_context_attention_equals_the_module_call(small_pipeline):
     from diffdis.models.text_stream import shared_context_attention
 
-    attn = small_pipeline.model._attentions()[0].transformer_blocks[0].attn2
+    attn = small_pipeline.model.attention_blocks()[0].transformer_blocks[0].attn2
     x = torch.randn(3, 10, attn.to_q.in_features)
     context = small_pipeline.model.null_context  # (1, L, D), shared by the batch
     with torch.no_grad():
@@ -173,7 +175,7 @@ def test_shared_context_attention_equals_the_module_call(small_pipeline):
 def test_a_shared_context_attention_block_equals_the_module_call(small_pipeline):
     from diffdis.models.text_stream import shared_context_transformer
 
-    for transformer in small_pipeline.model._attentions():
+    for transformer in small_pipeline.model.attention_blocks():
         channels = transformer.norm.num_channels
         h = torch.randn(3, channels, 4, 4)
         context = small_pipeline.model.null_context

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL
+from helpers import SMALL
 
 from diffdis import preset
 from diffdis.config import ConfigError

@@ -65,6 +65,7 @@ def test_captioned_images_mix_sources():
     assert captions[4:] == ["one", "two", "one"]
 
 
+@pytest.mark.slow
 def test_shapes_source_needs_colour_and_trains(tmp_path):
     with pytest.raises(ConfigError, match="image_channels=3"):
         preset("tiny", ["train.data=shapes"])
@@ -94,7 +95,7 @@ def test_pixel_judge_reads_each_attribute_of_a_drawing():
 
 
 def test_shapes_generation_accuracy_reports_each_attribute():
-    from conftest import SMALL
+    from helpers import SMALL
 
     from diffdis import DiffDisPipeline
     from diffdis.evaluation.shapes_judge import shapes_generation_accuracy

@@ -108,6 +108,7 @@ def test_refusals(sd_folder, tmp_path):
         DiffDisPipeline.from_stable_diffusion(other, preset("sd", [f"train.init_from={other}", *SMALL_STREAM]))
 
 
+@pytest.mark.slow
 def test_train_from_stable_diffusion_on_shards(sd_folder, tmp_path):
     from diffdis.cli import main
     from diffdis.data.pack import pack_samples, write_shards
@@ -132,6 +133,7 @@ def test_train_from_stable_diffusion_on_shards(sd_folder, tmp_path):
     assert (tmp_path / "run" / "model" / "model_index.json").exists()
 
 
+@pytest.mark.slow
 def test_encoded_shards_train_like_raw_ones(sd_pipe, sd_folder, tmp_path):
     from diffdis.cli import main
     from diffdis.data.pack import pack_samples, write_shards
@@ -160,8 +162,8 @@ def test_encoded_shards_train_like_raw_ones(sd_pipe, sd_folder, tmp_path):
     assert batches["raw"]["captions"] == batches["encoded"]["captions"]  # same stream, same order
     assert "latent" in batches["encoded"] and "images" not in batches["encoded"]
     device = torch.device("cpu")
-    encode = DiffDisObjective.from_pipeline(sd_pipe, sd_pipe.config.train).encoders[0]
-    z_raw, c_raw, e_raw = encode(batches["raw"], step_generator(0, 0, 0, device), device)
-    z_enc, c_enc, e_enc = encode(batches["encoded"], step_generator(0, 0, 0, device), device)
+    encode = DiffDisObjective.from_pipeline(sd_pipe, sd_pipe.config.train).encode
+    z_raw, c_raw, e_raw = encode(batches["raw"], step_generator(0, 0, 0, device))
+    z_enc, c_enc, e_enc = encode(batches["encoded"], step_generator(0, 0, 0, device))
     assert torch.allclose(z_raw, z_enc, atol=5e-3) and torch.allclose(c_raw, c_enc, atol=5e-3)  # float16 storage
     assert torch.allclose(e_raw, e_enc, atol=1e-6)

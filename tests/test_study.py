@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_overrides
+from helpers import run_overrides
 
 from diffdis import DiffDisPipeline, preset
 from diffdis.evaluation.significance import holm, image_standard_error, paired_interval
@@ -81,6 +81,7 @@ def test_the_report_marks_intervals_and_the_holm_correction(tmp_path):
     assert "dis: seen-class top-1 -4.00" in text and "Surviving (†): fashion: clip." in text
 
 
+@pytest.mark.slow
 def test_every_training_segment_records_its_command_code_and_versions(tmp_path, idx_dir):
     run = tmp_path / "run"
     train(preset("tiny", run_overrides(idx_dir, "train.max_steps=2", "train.checkpoint_every=2")), run, progress=False)
@@ -92,6 +93,7 @@ def test_every_training_segment_records_its_command_code_and_versions(tmp_path, 
         assert segment["environment"]["torch"] == torch.__version__ and "diffusers" in segment["environment"]
 
 
+@pytest.mark.slow
 def test_init_from_a_saved_pipeline_takes_its_unet_and_starts_the_rest_new(tmp_path, idx_dir):
     gen = preset("tiny", run_overrides(idx_dir, "train.max_steps=2", "model.variant=gen"))
     base = train(gen, tmp_path / "gen", progress=False)
@@ -107,7 +109,8 @@ def test_init_from_a_saved_pipeline_takes_its_unet_and_starts_the_rest_new(tmp_p
 
 def _ita_range(tmp_path, idx_dir, gamma: float) -> list[float]:
     from diffdis.data.datasets import fixed_subset
-    from diffdis.experiments.compare_eval import ita_by_timestep, training_captions, validation_set
+    from diffdis.data.sources import validation_set
+    from diffdis.experiments.compare_eval import ita_by_timestep, training_captions
 
     config = preset("tiny", run_overrides(idx_dir, "train.max_steps=30", f"model.gamma={gamma}", "train.log_every=5"))
     run = tmp_path / f"gamma-{gamma}"
@@ -116,6 +119,7 @@ def _ita_range(tmp_path, idx_dir, gamma: float) -> list[float]:
     return list(ita_by_timestep(pipe, config, val, training_captions(val), run).values())
 
 
+@pytest.mark.slow
 def test_l_ita_depends_on_the_text_timestep_at_a_large_query_scale(tmp_path, idx_dir):
     """At γ = √D the noisy query still carries its caption at small t_e, so the loss rises with t_e; at γ = 1 the
     curve is far flatter (the first edition's finding). A flat curve at γ = √D fails this test."""
@@ -125,6 +129,7 @@ def test_l_ita_depends_on_the_text_timestep_at_a_large_query_scale(tmp_path, idx
     assert large[-1] - large[0] > 5 * abs(small[-1] - small[0]), (large, small)
 
 
+@pytest.mark.slow
 def test_a_quick_pretrain_then_fine_tune_study_writes_every_key(tmp_path):
     from diffdis.experiments.compare import run_compare
     from diffdis.experiments.compare_emoji import EmojiPlan

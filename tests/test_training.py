@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
-from conftest import run_overrides
+from helpers import reset_accelerate_state, run_overrides
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -27,6 +26,7 @@ from diffdis.training import loop, train
 from diffdis.training.optim import parameter_groups
 
 
+@pytest.mark.slow
 def test_fp16_overflow_is_left_to_the_grad_scaler(tmp_path, idx_dir, monkeypatch):
     """accelerate has no fp16 on a CPU, so the test gives the loop the GradScaler accelerate builds for a GPU (a
     CPU one) and drives the same calls: scaled backward, unscale in clip_grad_norm_, the scaler's step and update.
@@ -34,7 +34,7 @@ def test_fp16_overflow_is_left_to_the_grad_scaler(tmp_path, idx_dir, monkeypatch
     overflows (one infinite gradient, as an fp16 overflow gives) while its loss is finite."""
 
     def fp16_accelerator(config, run_dir):
-        AcceleratorState._reset_state(reset_partial_state=True)  # earlier runs in this process set "no"
+        reset_accelerate_state()  # earlier runs in this process set "no"
         accelerator = Accelerator(mixed_precision="fp16", cpu=True, project_dir=str(run_dir), log_with="tensorboard")
         accelerator.scaler = torch.amp.GradScaler("cpu")
         accelerator.native_amp = True
@@ -55,7 +55,7 @@ def test_fp16_overflow_is_left_to_the_grad_scaler(tmp_path, idx_dir, monkeypatch
     try:
         train(config, tmp_path / "run", progress=False)  # before the fix: the second step raised in unscale_()
     finally:
-        AcceleratorState._reset_state(reset_partial_state=True)  # the process's other runs use no mixed precision
+        reset_accelerate_state()  # the process's other runs use no mixed precision
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["steps"] == 3 and summary["skipped_steps"] == 1  # the overflow, skipped by the scaler
 
@@ -90,6 +90,7 @@ def test_the_logit_scale_keeps_its_gradient_past_its_bound(small_pipeline):
     assert objective.logit_scale.exp().item() == pytest.approx(100.0)
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_shape_and_keeps_every_checkpoint(tmp_path, idx_dir, capsys):
     run = tmp_path / "run"
     base = ["train", "--out", str(run), "--checkpoint-every", "2", "--no-progress", "--max-steps", "2"]
@@ -105,6 +106,7 @@ def test_resume_refuses_a_changed_shape_and_keeps_every_checkpoint(tmp_path, idx
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
 
 
+@pytest.mark.slow
 def test_resume_accepts_and_records_a_safe_change(tmp_path, idx_dir, capsys):
     run = tmp_path / "run"
     sets = [a for o in run_overrides(idx_dir) for a in ("--set", o)]
@@ -132,6 +134,7 @@ def test_resume_accepts_and_records_a_safe_change(tmp_path, idx_dir, capsys):
     assert json.loads((run / "train_summary.json").read_text())["config_changes"] == changes
 
 
+@pytest.mark.slow
 def test_run_files_are_readable_by_others_and_the_model_lists_its_class_names(tmp_path, idx_dir):
     run = tmp_path / "run"
     train(preset("tiny", run_overrides(idx_dir, "train.max_steps=1", "train.holdout_classes=shirt")), run, False)
@@ -146,12 +149,14 @@ def test_run_files_are_readable_by_others_and_the_model_lists_its_class_names(tm
     assert "shirt" not in vocabulary["classes"] and "Trouser" in vocabulary["classes"]["pair of trousers"]
 
 
+@pytest.mark.slow
 def test_the_final_validation_can_be_skipped(tmp_path, idx_dir):
     train(preset("tiny", run_overrides(idx_dir, "train.max_steps=2", "train.final_validation=false")), tmp_path, False)
     assert json.loads((tmp_path / "train_summary.json").read_text())["validation"] == []
     assert not (tmp_path / "samples").exists()
 
 
+@pytest.mark.slow
 def test_a_mismatching_checkpoint_is_named_not_called_damaged(tmp_path, idx_dir):
     run = tmp_path / "run"
     train(preset("tiny", run_overrides(idx_dir, "train.max_steps=2")), run, progress=False)
@@ -172,6 +177,7 @@ def test_validation_never_reads_a_test_split(tmp_path, idx_dir):
     assert not (val.images.flatten(1)[:, None] == train_images[None]).all(-1).any()
 
 
+@pytest.mark.slow
 def test_validation_on_a_folder_of_the_users_own(tmp_path, idx_dir):
     folder = tmp_path / "val"
     for name in ("dress", "bag"):
@@ -184,6 +190,7 @@ def test_validation_on_a_folder_of_the_users_own(tmp_path, idx_dir):
     assert record["val_images"] == 6 and 0 <= record["val_top1"] <= 100
 
 
+@pytest.mark.slow
 def test_progress_is_plain_lines_when_not_on_a_terminal(tmp_path, idx_dir, capsys):
     train(preset("tiny", run_overrides(idx_dir, "train.max_steps=4", "train.log_every=2")), tmp_path / "run", True)
     captured = capsys.readouterr()
@@ -197,14 +204,14 @@ def test_progress_is_plain_lines_when_not_on_a_terminal(tmp_path, idx_dir, capsy
 
 
 def test_precomputed_encodings_of_another_shape_are_named_as_such(small_pipeline):
-    encode = DiffDisObjective.from_pipeline(small_pipeline, small_pipeline.config.train).encoders[0]
+    encode = DiffDisObjective.from_pipeline(small_pipeline, small_pipeline.config.train).encode
     images = torch.zeros(2, 1, 16, 16, dtype=torch.uint8)
     batch = {"images": images, "captions": ["a", "b"], "c": torch.zeros(2, 77, 768), "e": torch.zeros(2, 768)}
     with pytest.raises(ValueError, match=r"text precomputed by `diffdis encode` have shape \(77, 768\)"):
-        encode(batch, None, torch.device("cpu"))
+        encode(batch)
     wrong_size = {"images": torch.zeros(2, 1, 8, 8, dtype=torch.uint8), "captions": ["a", "b"]}
     with pytest.raises(ValueError, match="latents encoded on the fly") as error:
-        encode(wrong_size, None, torch.device("cpu"))
+        encode(wrong_size)
     assert "diffdis encode" not in str(error.value)
 
 
@@ -226,6 +233,7 @@ def test_per_loss_gradients_sum_to_the_joint_gradient(tmp_path, idx_dir):
     assert all(r["grad_norm/L_IG"] > 0 and r["grad_norm/L_ITA"] > 0 for r in logged)
 
 
+@pytest.mark.slow
 def test_per_loss_clipping_gives_each_loss_its_own_budget(tmp_path, idx_dir):
     config = preset(
         "tiny",

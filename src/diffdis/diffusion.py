@@ -61,6 +61,13 @@ class QueryDiffusion:
         return F.normalize(output.float(), dim=-1)
 
 
+def read_out(model: DiffDisModel, query: QueryDiffusion, z: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """The one-step query: the head's clean-query estimate, read out once at t_e = T-1 from `start` (B, D), as a
+    unit vector (B, D). Differentiable in z (self-guidance takes its gradient)."""
+    t_e = torch.full((len(z),), len(query.alphas_cumprod) - 1, device=z.device)
+    return query.direction(model.predict_query(z, start, t_e, model.image_prefix(z)), start, t_e)
+
+
 def guide(predict: Callable[..., torch.Tensor], x: torch.Tensor, t: torch.Tensor, scale: float) -> torch.Tensor:
     """Classifier-free guidance in one batch: `predict(x, t)` runs on [x; x], whose halves the caller has paired
     with the condition and the null condition; the result is cond·s + uncond·(1-s). Scale 1: one plain pass."""

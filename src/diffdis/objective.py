@@ -131,8 +131,25 @@ class DiffDisObjective(nn.Module):
 
     def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """A micro-batch ({"images", "captions"} or precomputed {"latent", "c", "e"}) -> the losses."""
-        z, c, e = self.encoders[0](batch, generator, self.model.null_context.device)
-        return self.loss(z, c, e, generator)
+        return self.loss(*self.encode(batch, generator), generator)
+
+    def encode(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        """A micro-batch -> (z, c, e) through the frozen encoders (or read from precomputed encodings)."""
+        return self.encoders[0](batch, generator, self.model.null_context.device)
+
+    def query_loss(
+        self,
+        z: torch.Tensor,  # (B, C, H, W) clean latents
+        e: torch.Tensor,  # (B, D) unit caption query
+        t_e: torch.Tensor,  # (B,) text timesteps
+        noise: torch.Tensor,  # (B, D) ε_e
+        drop_image: torch.Tensor | None = None,  # (B,) bool: rows that see the null image (CFG)
+    ) -> torch.Tensor:
+        """L_ITA of the diffused query (Eq. 6-8): noise e to t_e, predict ê_0 from the image, InfoNCE."""
+        e_t = self.query.noise(e, t_e, noise)
+        z_in = z if drop_image is None else torch.where(drop_image[:, None, None, None], self.model.null_latents(z), z)
+        e_hat = self.query.direction(self.model.predict_query(z_in, e_t, t_e), e_t, t_e)  # (B, D) unit
+        return self.contrastive(e_hat, e)
 
     def loss(
         self,
@@ -162,11 +179,9 @@ class DiffDisObjective(nn.Module):
 
         l_ita = zero
         if self.kind.query == "diffused":  # discrimination pass (caption masked): Eq. 6-8
-            e_t = self.query.noise(e, t_e, torch.randn(rows, *e.shape[1:], dtype=z.dtype, **rng)[mine])
-            drop_image = (torch.rand(rows, **rng)[mine] < self.image_dropout)[:, None, None, None]
-            z_in = torch.where(drop_image, self.model.null_latents(z), z)
-            e_hat = self.query.direction(self.model.predict_query(z_in, e_t, t_e), e_t, t_e)  # (B, D) unit
-            l_ita = self.contrastive(e_hat, e)
+            eps_e = torch.randn(rows, *e.shape[1:], dtype=z.dtype, **rng)[mine]
+            drop_image = torch.rand(rows, **rng)[mine] < self.image_dropout
+            l_ita = self.query_loss(z, e, t_e, eps_e, drop_image)
         elif self.kind.query == "pooled":
             l_ita = self.contrastive(F.normalize(self.model.clip_embed(z).float(), dim=-1), e)
 

@@ -14,9 +14,6 @@ Saved layout (no pickle anywhere):
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -26,10 +23,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DConditionModel
+from diffusers import DDPMScheduler
 from PIL import Image
-from safetensors.torch import load_file, save_file
 
+from . import factory
 from .config import (
     DEFAULT_GENERATION_STEPS,
     DEFAULT_GUIDANCE,
@@ -37,44 +34,24 @@ from .config import (
     DEFAULT_QUERY_STEPS,
     QUERY_STARTS,
     Config,
-    preset,
 )
 from .data.captions import EVAL_TEMPLATES, check_labels
 from .data.transforms import images_to_tensor, model_to_pil, uint8_to_model
 from .data.vocabulary import record_captions
-from .diffusion import QueryDiffusion, sample_latents, sample_query, training_scheduler
+from .diffusion import QueryDiffusion, read_out, sample_latents, sample_query
 from .metrics import recall_at_k
-from .model_card import MEASURED_NAME, write_model_card
-from .models.diffdis import DiffDisModel, build_unet
-from .models.encoders import MINILM, CLIPTextEncoder, KLAutoencoder, PixelSpace, load_autoencoder, load_text_encoder
-from .models.stable_diffusion import sd_model_config, stable_diffusion_folder, write_model_index
+from .models.diffdis import DiffDisModel
+from .models.encoders import PixelSpace
 from .samplers import DEFAULT_SAMPLER, sampler_for
 
-CONFIG_NAME = "diffdis_config.json"
-STREAM_NAME = "text_stream.safetensors"
-VOCABULARY_NAME = "vocabulary.json"  # written by training on labelled built-in data: the class names it knows
 ImageBatch = Sequence[Image.Image] | torch.Tensor
 LABEL_CACHE_SIZE = 64  # label sets whose embeddings are kept (least recently used dropped): memory stays bounded
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _check_steps(num_inference_steps: int) -> None:
     if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
         raise ValueError(f"num_inference_steps={num_inference_steps!r}; give a whole number of at least 1")
-
-
-def usual_permissions(folder: Path) -> None:
-    """Give every file under `folder` the permissions the process's umask grants new files (safetensors writes
-    its files owner-only, which hides a shared model folder from its other users)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for path in folder.rglob("*"):
-        if path.is_file():
-            path.chmod(0o666 & ~mask)
 
 
 def _step_counter(progress: Callable[[int, int], None], total: int) -> Callable[[], None]:
@@ -87,16 +64,6 @@ def _step_counter(progress: Callable[[int, int], None], total: int) -> Callable[
         progress(min(done, total), total)
 
     return on_step
-
-
-def _check_latent_size(m, autoencoder) -> None:
-    side, halvings = m.resolution // autoencoder.downsample, 2 ** (len(m.block_out_channels) - 1)
-    if m.resolution % autoencoder.downsample or side % halvings:
-        raise ValueError(
-            f"model.resolution={m.resolution} gives {side}-pixel latents (the autoencoder downsamples by "
-            f"{autoencoder.downsample}), which the UNet cannot halve {len(m.block_out_channels) - 1} times; use a "
-            f"multiple of {autoencoder.downsample * halvings}"
-        )
 
 
 @dataclass
@@ -150,22 +117,15 @@ class DiffDisPipeline:
         self.query = QueryDiffusion(scheduler, config.model.gamma, config.model.text_prediction)
         self._label_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self.dtype = torch.float32  # compute precision of inference (autocast); the weights stay float32
-        self.vocabulary: dict | None = None  # what the training captions named (VOCABULARY_NAME), when known
+        self.vocabulary: dict | None = None  # what the training captions named (factory.VOCABULARY_NAME), when known
         self._familiarity: tuple[list[str], torch.Tensor, float] | None = None
 
     # ----------------------------------------------------------------------------------------- construction
+    # How a pipeline is made and kept is factory.py; these are its user-facing doors.
     @classmethod
     def from_config(cls, config: Config) -> DiffDisPipeline:
         """A new, randomly initialised model of the configured shape (what training starts from)."""
-        config.validate()
-        m = config.model
-        text_encoder = load_text_encoder(m.text_encoder, m.text_max_length)
-        autoencoder = load_autoencoder(m.autoencoder, m.image_channels)
-        null_context, _ = text_encoder([""])  # (1, L, D)
-        _check_latent_size(m, autoencoder)
-        latent_size = m.resolution // autoencoder.downsample
-        unet = build_unet(m, autoencoder.latent_channels, latent_size, text_encoder.dim)
-        return cls(DiffDisModel(unet, m, null_context), text_encoder, autoencoder, training_scheduler(m), config)
+        return cls(*factory.build(config))
 
     @classmethod
     def from_stable_diffusion(
@@ -183,71 +143,23 @@ class DiffDisPipeline:
         exactly SD's output. `config` supplies the text-stream and training settings (default: the `sd` preset);
         everything that must agree with the SD weights is read from the model itself.
         """
-        folder = stable_diffusion_folder(path, convert_dir, trust_pickle)
-        base = config or preset("sd", [f"train.init_from={folder}"])
-        config = dataclasses.replace(base, model=sd_model_config(folder, base.model)).validate()
-        m = config.model
-        text_encoder = CLIPTextEncoder(folder, m.text_max_length)
-        autoencoder = KLAutoencoder(folder)
-        _check_latent_size(m, autoencoder)
-        unet = UNet2DConditionModel.from_pretrained(folder / "unet")
-        null_context, _ = text_encoder([""])  # SD's unconditional embedding (1, 77, 768)
-        return cls(DiffDisModel(unet, m, null_context), text_encoder, autoencoder, training_scheduler(m), config)
+        return cls(*factory.from_stable_diffusion(path, config, trust_pickle, convert_dir))
 
     @classmethod
     def from_pretrained(
         cls, path: str | Path, device: str | torch.device = "cpu", dtype: str | torch.dtype = torch.float32
     ) -> DiffDisPipeline:
-        """Load a saved pipeline onto `device` ("cuda", "cuda:1", "cpu"; `default_device()` picks CUDA when there
-        is one). `dtype`: the precision inference computes in (float16 or bfloat16 autocast; float32 = none)."""
-        path = Path(path)
-        if not (path / CONFIG_NAME).exists():
-            raise FileNotFoundError(f"{path} is not a saved DiffDis pipeline: {CONFIG_NAME} is missing")
-        config = Config.from_json(path / CONFIG_NAME)
-        m = config.model
-        text_encoder = load_text_encoder(m.text_encoder if m.text_encoder == MINILM else str(path), m.text_max_length)
-        autoencoder = load_autoencoder("none" if m.autoencoder == "none" else str(path), m.image_channels)
-        unet = UNet2DConditionModel.from_pretrained(path / "unet")
-        stream = load_file(path / STREAM_NAME)
-        model = DiffDisModel(unet, m, stream["null_context"])
-        if "logit_scale" in stream:  # absent from folders saved before it was exported: CLIP's 1/0.07 stands
-            model.logit_scale.fill_(stream.pop("logit_scale").item())
-        missing, unexpected = model.load_state_dict(stream, strict=False)
-        missing = [k for k in missing if not k.startswith("unet.")]
-        if missing or unexpected:
-            raise ValueError(
-                f"{path / STREAM_NAME} does not match the config: missing {missing}, unexpected {unexpected}"
-            )
-        scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
-        pipe = cls(model, text_encoder, autoencoder, scheduler, config)
-        if (path / VOCABULARY_NAME).is_file():
-            pipe.vocabulary = json.loads((path / VOCABULARY_NAME).read_text())
+        """Load a saved pipeline onto `device` ("cuda", "cuda:1", "cpu"; `factory.default_device()` picks CUDA
+        when there is one). `dtype`: the precision inference computes in (float16 or bfloat16 autocast; float32 =
+        none)."""
+        *parts, vocabulary = factory.load(path)
+        pipe = cls(*parts)
+        pipe.vocabulary = vocabulary
         return pipe.to(device, dtype)
 
     def save_pretrained(self, path: str | Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.model.unet.save_pretrained(path / "unet")
-        stream = {
-            k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items() if not k.startswith("unet.")
-        }
-        stream["logit_scale"] = self.model.logit_scale.detach().cpu().reshape(())
-        save_file(stream, path / STREAM_NAME)
-        self.scheduler.save_pretrained(path / "scheduler")
-        m = self.config.model
-        if m.text_encoder != MINILM and Path(m.text_encoder).resolve() != path.resolve():
-            self.text_encoder.model.save_pretrained(path / "text_encoder")
-            self.text_encoder.tokenizer.save_pretrained(path / "tokenizer")
-        if isinstance(self.autoencoder, KLAutoencoder) and Path(m.autoencoder).resolve() != path.resolve():
-            self.autoencoder.vae.save_pretrained(path / "vae")
-        if isinstance(self.text_encoder, CLIPTextEncoder) and isinstance(self.autoencoder, KLAutoencoder):
-            write_model_index(path, type(self.scheduler).__name__)
-        self.config.to_json(path / CONFIG_NAME)
-        if self.vocabulary is not None:
-            (path / VOCABULARY_NAME).write_text(json.dumps(self.vocabulary, indent=2) + "\n")
-        (path / MEASURED_NAME).unlink(missing_ok=True)  # figures of the weights just replaced
-        write_model_card(path)
-        usual_permissions(path)
+        """Write the folder `from_pretrained` reads (the layout in this module's docstring) and its model card."""
+        factory.save(self, path)
 
     def to(self, device: str | torch.device, dtype: str | torch.dtype | None = None) -> DiffDisPipeline:
         """Move to `device`; with `dtype`, also set the precision inference computes in."""
@@ -449,8 +361,12 @@ class DiffDisPipeline:
         model learned in training (the InfoNCE temperature; CLIP's 1/0.07 for model folders saved before it was
         kept). `.indices` equals `classify`; `.top_k(k)` lists names and probabilities. kwargs: encode_image's."""
         cosines = self.scores(images, class_names, templates, **kwargs).float().cpu()
-        probabilities = (self.model.logit_scale.float().cpu() * cosines).softmax(dim=1)
-        return Prediction(list(class_names), cosines, probabilities)
+        return Prediction(list(class_names), cosines, self.probabilities(cosines))
+
+    def probabilities(self, cosines: torch.Tensor) -> torch.Tensor:
+        """(N, K) cosines -> probabilities over the K candidates (last dimension): softmax of the cosines times the
+        logit scale the model learned in training (the InfoNCE temperature)."""
+        return (self.model.logit_scale.float().cpu() * cosines.float().cpu()).softmax(dim=-1)
 
     def scores(
         self, images: ImageBatch, class_names: Sequence[str], templates: Sequence[str] | None = None, **kwargs
@@ -578,7 +494,6 @@ class DiffDisPipeline:
         where cos is between the prompt's query e and the one-step query read-out (zero start, t_e = T-1) of the
         clean image predicted from z_t (ε held fixed, so the gradient flows through the discrimination pass only)."""
         alphas = self.scheduler.alphas_cumprod.to(self.device)
-        last = torch.tensor([self.scheduler.config.num_train_timesteps - 1], device=self.device)
         target = e.float().detach()
 
         def adjust(z_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -589,9 +504,7 @@ class DiffDisPipeline:
                 if clip:
                     x0 = x0.clamp(-1, 1)
                 start = torch.zeros(len(z), self.model.text_dim, device=z.device, dtype=z.dtype)
-                t_e = last.expand(len(z))
-                output = self.model.predict_query(x0, start, t_e, self.model.image_prefix(x0))
-                cosine = (self.query.direction(output, start, t_e) * target).sum()
+                cosine = (read_out(self.model, self.query, x0, start) * target).sum()
                 (grad,) = torch.autograd.grad(cosine, z)
             return eps - weight * (1 - a).sqrt() * grad
 

@@ -190,7 +190,7 @@ class AppService:
     def rank_captions(self, image: Image.Image, captions: list[str]) -> dict[str, float]:
         """Each caption's probability for the image (softmax of the scaled cosines, as `classify` computes it)."""
         cosines = self.pipe.retrieve([image], captions, relevance=[[0]]).similarity[0]
-        probabilities = (self.pipe.model.logit_scale.float().cpu() * cosines).softmax(0)
+        probabilities = self.pipe.probabilities(cosines)
         return dict(sorted(zip(captions, probabilities.tolist()), key=lambda pair: -pair[1]))
 
     def round_trip(

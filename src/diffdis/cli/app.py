@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--gallery {args.gallery} is not a folder")
     from ..app.inputs import Limits
     from ..app.ui import serve
-    from ..pipeline import default_device
+    from ..factory import default_device
 
     device = args.device or default_device()
     print(f"diffdis app: serving {args.model} at http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)

@@ -92,7 +92,7 @@ def query_kwargs(args: argparse.Namespace) -> dict:
 
 
 def check_model(path: str) -> None:
-    from ..pipeline import CONFIG_NAME
+    from ..factory import CONFIG_NAME
 
     if not (Path(path) / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"--model {path} is not a saved DiffDis pipeline ({CONFIG_NAME} is missing)")
@@ -111,7 +111,8 @@ def check_writable(path: Path, what: str) -> None:
 def load(args: argparse.Namespace):
     """The saved pipeline on --device (CUDA when available) computing in --dtype; called after every argument
     has been checked, so that a mistake costs no model loading."""
-    from ..pipeline import DiffDisPipeline, default_device
+    from ..factory import default_device
+    from ..pipeline import DiffDisPipeline
 
     return DiffDisPipeline.from_pretrained(args.model, args.device or default_device(), args.dtype)
 

@@ -29,6 +29,11 @@ def training_data(config: Config) -> tuple[CaptionedImages, LabelledImages]:
     return CaptionedImages.concatenate([p[0] for p in parts]), parts[0][1]
 
 
+def validation_set(config: Config) -> LabelledImages:
+    """The images held out of a built-in training split (the ones its in-training validation reads)."""
+    return training_data(config)[1]
+
+
 class MemoryBatches:
     """Built-in sets: each step draws one global batch (the same on every process), and process r takes the
     r-th contiguous share (the rows of the global random draws it also takes), split into micro-batches for

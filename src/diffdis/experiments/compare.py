@@ -38,6 +38,7 @@ from ..pipeline import DiffDisPipeline
 from ..provenance import provenance
 from ..training import train
 from ..utils.results import write_json
+from .compare_cost import alternating_costs
 from .compare_emoji import (
     EMOJI_BLOCKS,
     EMOJI_MODELS,
@@ -53,7 +54,7 @@ from .compare_emoji import (
     query_rows,
 )
 from .compare_eval import Budget, Context, curve_scorer, evaluate_fashion, evaluate_shapes, per_template_check
-from .compare_report import write_report
+from .compare_report import load_results, write_report
 
 MODELS: dict[str, tuple[str, ...]] = {  # row name -> its overrides of the tiny preset
     "diffdis": (),
@@ -301,7 +302,9 @@ def run_compare(
         "evaluation_seed": ctx.seed,
         "this_invocation_seconds": time.perf_counter() - started,
     }
-    return write_report(out, settings, ctx.budget.cost_rounds, ctx.budget.cost_images)
+    fashion = load_results(out).get("fashion", {})
+    b = ctx.budget
+    return write_report(out, settings, alternating_costs(out, fashion, BASELINES, b.cost_rounds, b.cost_images))
 
 
 def dc_template_check(out: str | Path = "runs/compare", seeds: tuple[int, ...] = (0, 1, 2)) -> dict:

@@ -33,13 +33,14 @@ from ..data.datasets import (
 )
 from ..data.eval_sets import convert, load_eval_set
 from ..data.shapes import Shapes, load_shapes
-from ..data.sources import training_data
+from ..data.sources import validation_set
 from ..data.transforms import uint8_to_model
 from ..evaluation.diffusion_classifier import diffusion_classifier_scores, spaced_timesteps
 from ..evaluation.fid import InceptionFeatures, fid_kid
 from ..evaluation.judge import cached_judge, class_samples, score_generations
 from ..evaluation.shapes_judge import shapes_generation_accuracy
-from ..evaluation.zero_shot import among_unseen, unseen_class_accuracy
+from ..evaluation.suite import shapes_retrieval
+from ..evaluation.zero_shot import among_unseen, top1_record, unseen_class_accuracy
 from ..objective import DiffDisObjective
 from ..pipeline import DiffDisPipeline
 
@@ -95,11 +96,6 @@ class Context:
 
 
 # ------------------------------------------------------------------------------- validation: choices, curves
-def validation_set(config: Config) -> LabelledImages:
-    """The images held out of this run's training split (the same ones its in-training validation reads)."""
-    return training_data(config)[1]
-
-
 def seen_only(data: LabelledImages, unseen: Sequence[int]) -> LabelledImages:
     """The images of seen classes, relabelled among the seen classes only (tuning never looks at unseen ones)."""
     seen = [k for k in range(len(data.class_names)) if k not in set(unseen)]
@@ -207,11 +203,9 @@ def _classification(
     """Top-1 and per-image correctness; `positions`: each image's index in the test set (for pairing)."""
     correct = scores.argmax(1) == test.labels
     out = {
-        "images": len(test),
+        **top1_record(correct, len(test.class_names)),
         "positions": positions,
         "classes": len(test.class_names),
-        "top1": 100.0 * correct.float().mean().item(),
-        "chance": 100.0 / len(test.class_names),
         "correct": correct.int().tolist(),
         "seconds_per_image": seconds / len(test),
         "templates": "evaluation templates of the set (class embeddings averaged over them)",
@@ -291,17 +285,14 @@ def ita_by_timestep(pipe, config: Config, data: LabelledImages, captions: list[s
     objective = DiffDisObjective.from_pipeline(pipe, config.train)
     logged = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     objective.logit_scale.fill_(float(np.log(logged[-1]["logit_scale"])))
-    objective.image_dropout = 0.0
-    z, _, e = objective.encoders[0]({"images": data.images, "captions": captions}, None, pipe.device)
+    z, _, e = objective.encode({"images": data.images, "captions": captions})
     T = pipe.config.model.num_train_timesteps
     out = {}
     for k in range(T_E_BUCKETS):
         t = int((k + 0.5) * T / T_E_BUCKETS)
         t_e = torch.full((len(z),), t, dtype=torch.long, device=z.device)
         noise = torch.randn(e.shape, generator=torch.Generator().manual_seed(k)).to(e)
-        e_t = pipe.query.noise(e, t_e, noise)
-        e_hat = pipe.query.direction(pipe.model.predict_query(z, e_t, t_e), e_t, t_e)
-        out[f"t_e={t}"] = objective.contrastive(e_hat, e).item()
+        out[f"t_e={t}"] = objective.query_loss(z, e, t_e, noise).item()
     return out
 
 
@@ -322,14 +313,12 @@ def evaluate_shapes(pipe, config: Config, ctx: Context) -> dict:
             positions = fixed_subset_indices(len(held.data), b.eval_images).tolist()
             correct = _top1(pipe, data, held.templates, query)
             out[f"heldout_{attribute}"] = {
-                "top1": 100.0 * correct.float().mean().item(),
-                "images": len(data),
-                "chance": 100.0 / len(data.class_names),
+                **top1_record(correct, len(data.class_names)),
                 "correct": correct.int().tolist(),
                 "positions": positions,
             }
             out[f"test_unseen_scenes_{attribute}"] = _disjoint_test(pipe, config, untrained, attribute, query)
-        out["heldout_retrieval"] = _caption_retrieval(pipe, config, query, ctx)
+        out["heldout_retrieval"] = shapes_retrieval(pipe, query, b.eval_images, "heldout")
     if pipe.can_generate:
         out["generation"] = shapes_generation_accuracy(
             pipe, min(200, b.fid_images), GENERATION_STEPS, seed=ctx.seed, split="heldout"
@@ -352,21 +341,4 @@ def _disjoint_test(pipe, config: Config, untrained: tuple[Shapes, float], attrib
     data = test.attribute_set(attribute)
     data = LabelledImages(convert(data.images, m.resolution, m.image_channels), data.labels, data.class_names)
     correct = _top1(pipe, data, EVAL_TEMPLATES_BY_SET[f"shapes-{attribute}"], query)
-    return {
-        "top1": 100.0 * correct.float().mean().item(),
-        "images": len(data),
-        "overlap_fraction": overlap,
-        "chance": 100.0 / len(data.class_names),
-    }
-
-
-def _caption_retrieval(pipe, config: Config, query: dict, ctx: Context) -> dict:
-    """Each held-out image against its own caption among all the split's distinct captions (identical captions
-    are relevant to each other), both directions."""
-    m = config.model
-    shapes = load_shapes("heldout", ctx.budget.eval_images, m.resolution, ctx.seed)
-    images = uint8_to_model(convert(shapes.images, m.resolution, m.image_channels))
-    captions = shapes.captions
-    relevance = torch.tensor([[a == b for b in captions] for a in captions])
-    metrics = pipe.retrieve(images, captions, relevance=relevance, **query).metrics
-    return {**metrics, "images": len(captions), "distinct_captions": len(set(captions))}
+    return {**top1_record(correct, len(data.class_names)), "overlap_fraction": overlap}

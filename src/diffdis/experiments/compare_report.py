@@ -12,18 +12,11 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
-from ..data.datasets import fixed_subset
-from ..data.eval_sets import load_eval_set
-from ..data.transforms import uint8_to_model
-from ..evaluation.diffusion_classifier import diffusion_classifier_scores, spaced_timesteps
 from ..evaluation.significance import holm, image_standard_error, paired_interval
-from ..pipeline import DiffDisPipeline
 from ..utils.charts import bar_chart, colour, line_panels, save
 from ..utils.results import write_json
-from ..utils.timing import alternating_times, per_item
 from .compare_markdown import markdown
 
 # (column, path into a row's record, path of per-image 0/1 scores or None, lower is better). Per-image scores
@@ -249,54 +242,7 @@ def block_table(block: str, rows: dict[str, dict[int, dict]], groups: dict[str, 
     }
 
 
-@torch.no_grad()
-def alternating_costs(
-    out: Path, rows: dict[str, dict[int, dict]], models: tuple[str, ...], rounds: int, images: int
-) -> dict:
-    """Milliseconds per image of each classification path of the fashion block's seed-0 models, timed in one
-    process with the contenders alternating (a busy machine slows all alike): median and range over rounds."""
-    contenders = {}  # name -> (pipe, what to time)
-    for model in models:
-        record = rows.get(model, {}).get(0)
-        model_dir = out / record["model_dir"] if record else None  # relative to the study folder
-        if model_dir is None or not model_dir.exists():  # results of record travel without their models
-            continue
-        pipe = DiffDisPipeline.from_pretrained(model_dir)
-        if "query" in record:
-            query = {k: record["query"][k] for k in ("num_inference_steps", "guidance_scale")}
-            contenders[f"{model} query"] = (pipe, query)
-        if pipe.can_generate:
-            for n in (8, 32):
-                contenders[f"{model} + DC-{n}"] = (pipe, spaced_timesteps(n))
-    if not contenders:
-        return {}
-    config = next(iter(contenders.values()))[0].config
-    test_set = load_eval_set(
-        "fashion-mnist", config.model.resolution, config.model.image_channels, config.train.data_dir
-    )
-    test = uint8_to_model(fixed_subset(test_set.data, images).images)
-    few = test[: max(1, len(test) // 16)]  # the Diffusion Classifier is timed on fewer images
-    names, templates = test_set.data.class_names, test_set.templates
-
-    def timed(pipe, what, query: bool):
-        if query:
-            return lambda: pipe.encode_image(test, **what)
-        return lambda: diffusion_classifier_scores(pipe, few, names, templates, what)
-
-    seconds = alternating_times(
-        {name: timed(pipe, what, "query" in name) for name, (pipe, what) in contenders.items()}, rounds, warmup=0
-    )
-    costs = {
-        name: per_item(t, len(test if "query" in name else few), 1000, "median_ms_per_image")
-        for name, t in seconds.items()
-    }
-    costs["how"] = (
-        f"{rounds} alternating rounds; {len(test)} test images per query path, {len(few)} per Diffusion Classifier"
-    )
-    return costs
-
-
-def ita_by_timestep(rows: dict[str, dict[int, dict]], order: list[str]) -> dict[str, dict[str, dict]]:
+def ita_curves(rows: dict[str, dict[int, dict]], order: list[str]) -> dict[str, dict[str, dict]]:
     """Per model of the fashion block, in `order`: validation L_ITA with the text timestep pinned per bucket, over
     seeds."""
     out = {}
@@ -432,12 +378,11 @@ def correct_families(report: dict, alpha: float = 0.05) -> dict:
     return out
 
 
-def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) -> dict:
-    """compare.json, compare.md and the figures from every result under out/runs; the classification paths of
-    the fashion block's seed-0 models are timed alternately (`rounds`, `images`)."""
+def write_report(out: Path, settings: dict, costs: dict | None = None) -> dict:
+    """compare.json, compare.md and the figures from every result under out/runs, with the classification paths'
+    `costs` (compare_cost.py; without them, those of the earlier report are kept)."""
     blocks = load_results(out)
-    fashion = blocks.get("fashion")
-    costs = alternating_costs(out, fashion, settings["groups"]["models"], rounds, images) if fashion else {}
+    costs = costs or {}
     earlier = out / "compare.json"
     if not costs and earlier.exists():  # the models are not here (a clone holds only result files): keep the timing
         costs = json.loads(earlier.read_text()).get("costs", {})
@@ -463,8 +408,8 @@ def write_report(out: Path, settings: dict, rounds: int = 3, images: int = 256) 
         "seeds_measured": sorted({r["seed"] for r in records}),
         "blocks": tables,
         "costs": costs,
-        "l_ita_by_t_e": ita_by_timestep(blocks.get("fashion", {}), models),
-        "emoji_l_ita_by_t_e": ita_by_timestep(blocks.get("emoji-query", {}), list(blocks.get("emoji-query", {}))),
+        "l_ita_by_t_e": ita_curves(blocks.get("fashion", {}), models),
+        "emoji_l_ita_by_t_e": ita_curves(blocks.get("emoji-query", {}), list(blocks.get("emoji-query", {}))),
         "pretrained_minus_scratch": pretrained_minus_scratch(blocks),
         "runs": {block: {row: sorted(seeds) for row, seeds in rows.items()} for block, rows in blocks.items()},
     }

@@ -105,7 +105,7 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None, 
     return summary
 
 
-def _recall(confusion) -> list[float]:
+def _class_recall(confusion) -> list[float]:
     return (100.0 * confusion.diag() / confusion.sum(1).clamp_min(1)).tolist()
 
 
@@ -154,8 +154,8 @@ def json_summary(config, model_dir, out, full, official, sweep, retrieval, judge
             "ours": {"names": list(FASHION_MNIST_CLASSES), "top1": full.accuracy},
             "official": {"names": list(FASHION_MNIST_OFFICIAL), "top1": official.accuracy},
             "difference_top1": official.accuracy - full.accuracy,
-            "recall_ours": _recall(full.confusion),
-            "recall_official": _recall(official.confusion),
+            "recall_ours": _class_recall(full.confusion),
+            "recall_official": _class_recall(official.confusion),
         },
         "zero_shot_by_steps": {
             "images": SWEEP_IMAGES,

@@ -14,13 +14,15 @@ of every setting. Results are written as each setting finishes, and finished set
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE
-from ..data.datasets import load_fashion_mnist, train_val_split
+from ..data.datasets import load_fashion_mnist
 from ..data.shapes import load_shapes
+from ..data.sources import validation_set
 from ..evaluation.fid import InceptionFeatures, fid_kid
 from ..evaluation.judge import cached_judge, class_samples, pil_to_uint8, score_generations
 from ..evaluation.shapes_judge import judge_scenes
@@ -102,14 +104,14 @@ def run(
     if not shapes and (pipe.vocabulary or {}).get("data") != "fashion-mnist":
         raise ValueError(f"{model} was trained on neither Fashion-MNIST (see its vocabulary.json) nor shapes alone")
     if shapes:
-        val = load_shapes("val", t.val_size, m.resolution, t.seed).images  # held out of training, like in training
+        val = validation_set(pipe.config).images  # held out of training, as in-training validation reads them
         prompts = [s.caption() for s in load_shapes("heldout", 8, m.resolution, seed).scenes]
         record = {"judge": "exact pixel judge of each attribute (evaluation/shapes_judge.py)"}
     else:
         root = data_dir or t.data_dir
         train_full = load_fashion_mnist("train", m.resolution, m.image_channels, root)
-        _, held = train_val_split(train_full, t.val_size, t.seed)  # the model's own held-out validation images
-        val = held.images
+        own_data = dataclasses.replace(pipe.config, train=dataclasses.replace(t, data_dir=root))
+        val = validation_set(own_data).images  # the model's own held-out validation images
         test = load_fashion_mnist("test", m.resolution, m.image_channels, root)  # read only for the judge's accuracy
         judge_cache = Path(model).parent / "cache"  # the demo's trained judge, when the model is the demo's
         judge, judge_record = cached_judge(

@@ -78,7 +78,7 @@ class DiffDisModel(nn.Module):
         self.register_buffer("logit_scale", torch.tensor(1 / 0.07), persistent=False)
         # Only the modules a variant uses are built or trained: a parameter without a gradient would stall DDP.
         if config.kind.text_stream:
-            attentions = self._attentions()
+            attentions = self.attention_blocks()
             fused = {
                 "all": range(len(attentions)),
                 "mid": range(len(attentions) - len(unet.mid_block.attentions), len(attentions)),
@@ -109,7 +109,7 @@ class DiffDisModel(nn.Module):
     def text_dim(self) -> int:
         return self.null_context.shape[-1]
 
-    def _attentions(self) -> list[nn.Module]:
+    def attention_blocks(self) -> list[nn.Module]:
         """The attention blocks of the down path and the mid block, in the order the image flows through them."""
         attns = [a for down in self.unet.down_blocks for a in getattr(down, "attentions", [])]
         return attns + list(self.unet.mid_block.attentions)

@@ -50,6 +50,10 @@ class TextEncoder(nn.Module, abc.ABC):
         e = F.normalize(self._pool(out, mask).float(), dim=-1)  # (B, D)
         return c.float(), e
 
+    def cached_items(self) -> list[tuple[str, tuple[torch.Tensor, torch.Tensor]]]:
+        """The memoised captions and their (c, e), least recently used first (a copy of the list, not the cache)."""
+        return list(self._cache.items())
+
     def encode_cached(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Like forward, but memoises per caption (training captions repeat across templates and epochs). The
         cache lives in CPU memory, never on the accelerator, and holds at most `cache_limit` bytes: the least

@@ -14,9 +14,10 @@ from pathlib import Path
 from diffusers import UNet2DConditionModel
 
 from ..config import Config, ModelConfig
+from ..factory import CONFIG_NAME
 from ..models.encoders import MINILM
 from ..models.stable_diffusion import sd_model_config, stable_diffusion_folder
-from ..pipeline import CONFIG_NAME, DiffDisPipeline
+from ..pipeline import DiffDisPipeline
 
 # What a UNet's weights fix: taken from the saved pipeline's config, the rest of model.* stays the run's own.
 UNET_FIELDS = (

@@ -40,10 +40,11 @@ from ..config import FROM_INIT, Config
 from ..data.builtin import builtin
 from ..data.datasets import LabelledImages
 from ..data.sources import check_data, training_batches
+from ..factory import CONFIG_NAME
 from ..model_card import write_model_card
 from ..models.encoders import MINILM
 from ..objective import DiffDisObjective
-from ..pipeline import CONFIG_NAME, DiffDisPipeline
+from ..pipeline import DiffDisPipeline
 from ..provenance import provenance
 from .checkpoint import TrainState, checkpoints, resume, save_checkpoint
 from .init import build_pipeline, resolve_config

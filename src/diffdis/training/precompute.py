@@ -16,7 +16,8 @@ from ..config import apply_overrides, preset
 from ..data.files import SampleError, decode_sample, file_source
 from ..data.pack import Sample
 from ..data.transforms import uint8_to_model
-from ..pipeline import CONFIG_NAME, DiffDisPipeline, default_device
+from ..factory import CONFIG_NAME, default_device
+from ..pipeline import DiffDisPipeline
 from ..specs import parse_data
 
 
