@@ -47,7 +47,7 @@ def accuracy_by_steps(pipe, images_per_set: int) -> dict:
     print_table("zero-shot top-1 (%) by text-query steps", ["setting / set"] + [str(k) for k in STEPS], rows)
     series = {s: {int(k): v for k, v in per_set["fashion-mnist"].items()} for s, per_set in table.items()}
     title = "zero-shot top-1 on Fashion-MNIST (1,000 test images) by query steps"
-    save(line_chart(series, title, "text-query denoising steps", "top-1 %"), OUT / "zero_shot_by_steps.png")
+    save(line_chart([(series, title)], "text-query denoising steps", "top-1 %"), OUT / "zero_shot_by_steps.png")
     return {"sets": {n: f"{min(images_per_set, len(s.data))} images" for n, s in sets.items()}, "table": table}
 
 

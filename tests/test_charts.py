@@ -5,17 +5,17 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from diffdis.utils.charts import bar_chart, confusion_figure, line_chart, line_panels, save
+from diffdis.utils.charts import bar_chart, confusion_figure, line_chart, save
 
 
 def test_line_chart_with_error_bars_on_a_log_axis(tmp_path):
     series = {"diffdis": {1: 80.0, 2: 81.5, 50: 82.0}, "clip": {1: 78.0, 50: 78.0}}
     errors = {"diffdis": {1: 1.0, 2: 0.5, 50: 0.7}}
-    path = save(line_chart(series, "top-1 by steps", "steps", "%", errors=errors), tmp_path / "steps.png")
+    path = save(line_chart([(series, "top-1 by steps")], "steps", "%", errors=errors), tmp_path / "steps.png")
     assert Image.open(path).size[0] > 400
     svg = path.with_suffix(".svg").read_text()
     assert all(name in svg for name in ("diffdis", "clip", "top-1 by steps"))
-    figure = line_panels([(series, "a"), ({"gen": {100: 3.0, 200: 4.0}}, "b")], "step", "%", log_x=False)
+    figure = line_chart([(series, "a"), ({"gen": {100: 3.0, 200: 4.0}}, "b")], "step", "%", log_x=False)
     assert len(figure.axes) == 2 and figure.axes[1].get_xscale() == "linear"
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..evaluation.significance import holm, image_standard_error, paired_interval
-from ..utils.charts import bar_chart, colour, line_panels, save
+from ..utils.charts import bar_chart, colour, line_chart, save
 from ..utils.results import write_json
 from .compare_markdown import markdown
 
@@ -277,7 +277,7 @@ def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]], models: list[st
                 series[row] = {step: statistics.fmean(v) for step, v in points.items()}
         if series:
             charts.append((series, title))
-    return line_panels(charts, "training step", "%", log_x=False, colours=colours) if charts else None
+    return line_chart(charts, "training step", "%", log_x=False, colours=colours) if charts else None
 
 
 HEADLINE = {

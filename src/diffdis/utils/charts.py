@@ -44,20 +44,6 @@ def _lines(axes, series: Series, colours: dict[str, str] | None, errors: Series 
 
 
 def line_chart(
-    series: Series,
-    title: str,
-    x_label: str,
-    y_label: str,
-    log_x: bool = True,
-    colours: dict[str, str] | None = None,
-    errors: Series | None = None,
-) -> Figure:
-    """One line per series of y against x (log2 x axis for sampler steps, linear for training steps), error bars
-    where `errors` gives them, the legend outside the axes so it never covers a line."""
-    return line_panels([(series, title)], x_label, y_label, log_x, colours, errors)
-
-
-def line_panels(
     panels: Sequence[tuple[Series, str]],
     x_label: str,
     y_label: str,
@@ -65,7 +51,9 @@ def line_panels(
     colours: dict[str, str] | None = None,
     errors: Series | None = None,
 ) -> Figure:
-    """Several line charts stacked, sharing one legend (`colours` keeps a name's colour in every panel)."""
+    """Line charts stacked, one per (series, title) panel: one line per series of y against x (log2 x axis for
+    sampler steps, linear for training steps), error bars where `errors` gives them, the legend outside the axes
+    so it never covers a line (`colours` keeps a name's colour in every panel)."""
     figure = Figure(figsize=(8, 3.2 * len(panels)), layout="constrained")
     for k, (series, title) in enumerate(panels):
         axes = figure.add_subplot(len(panels), 1, k + 1)
