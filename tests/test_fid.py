@@ -17,6 +17,7 @@ def _reference_fid(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
 
+@pytest.mark.slow
 def test_fid_matches_the_formula_and_kid_is_near_zero_for_one_distribution():
     g = torch.Generator().manual_seed(0)
     real = torch.randn(300, 2048, generator=g, dtype=torch.float64)

@@ -48,27 +48,37 @@ def registries():
         registry.update(entries)
 
 
-def test_a_new_data_set_is_one_registration(tmp_path, registries):
-    """Registered once, a set trains under its name (through the CLI), its evaluation set loads by name, and the
-    suite knows what training on it makes of that set."""
-    from diffdis.cli import main
+STRIPES = builtin.BuiltinSet(
+    "stripes", _stripes_load, lambda c: None, lambda c: None, {"stripes-test": "trained"}, "toy stripes"
+)
+
+
+def test_a_new_data_set_is_one_registration(registries):
+    """Registered once, a set is a valid train.data, its evaluation set loads by name, and the suite knows what
+    training on it makes of that set."""
     from diffdis.evaluation.suite import relation
 
-    stripes = builtin.BuiltinSet(
-        "stripes", _stripes_load, lambda c: None, lambda c: None, {"stripes-test": "trained"}, "toy stripes"
-    )
-    builtin.register_builtin(stripes)
+    builtin.register_builtin(STRIPES)
     eval_sets.register_eval_set("stripes-test", _stripes_eval)
     with pytest.raises(ValueError, match="taken"):
-        builtin.register_builtin(stripes)
+        builtin.register_builtin(STRIPES)
+    config = preset("tiny", [*SMALL, "train.data=stripes"])
+    builtin.check_builtin(config)  # registered: nothing to refuse
+    assert builtin.builtin("stripes").load(config)[0].images.shape == (64, 1, 16, 16)
+    assert eval_sets.load_eval_set("stripes-test", 16, 1).data.images.shape == (20, 1, 16, 16)
+    assert relation("stripes-test", config) == "trained" and relation("digits", config) == "not trained on"
 
+
+@pytest.mark.slow
+def test_a_registered_data_set_trains_from_the_command_line(tmp_path, registries):
+    from diffdis.cli import main
+
+    builtin.register_builtin(STRIPES)
     overrides = [*SMALL, "train.batch_size=8", "train.validate_every=0", "train.val_images=16", "train.sample_rows=0"]
     args = ["train", "--data", "stripes", "--max-steps", "2", "--out", str(tmp_path / "run"), "--no-progress"]
     assert main([*args, *[a for o in overrides for a in ("--set", o)]]) == 0
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["steps"] == 2 and summary["validation"][-1]["val_images"] == 16  # its own validation split
-    assert eval_sets.load_eval_set("stripes-test", 16, 1).data.images.shape == (20, 1, 16, 16)
-    assert relation("stripes-test", preset("tiny", ["train.data=stripes"])) == "trained"
 
 
 def test_unknown_names_list_what_is_registered():

@@ -92,6 +92,7 @@ def test_sigkill_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(tmp_
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_damaged_latest_checkpoint_falls_back_with_a_warning(tmp_path, idx_dir, capsys):
     run = tmp_path / "run"
     command = ["train", "--out", str(run), "--checkpoint-every", "2", "--no-progress"]
@@ -106,6 +107,7 @@ def test_damaged_latest_checkpoint_falls_back_with_a_warning(tmp_path, idx_dir, 
     assert json.loads((run / "train_summary.json").read_text())["steps"] == 6
 
 
+@pytest.mark.slow
 def test_pickled_code_in_a_checkpoint_is_never_run(tmp_path, idx_dir):
     run, marker = tmp_path / "run", tmp_path / "pwned"
     command = ["train", "--out", str(run), "--checkpoint-every", "2", "--no-progress"]

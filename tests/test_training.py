@@ -221,6 +221,7 @@ def _trained_weights(tmp_path, idx_dir, name: str, *extra: str) -> dict[str, tor
     return DiffDisPipeline.from_pretrained(model_dir).model.state_dict()
 
 
+@pytest.mark.slow
 def test_per_loss_gradients_sum_to_the_joint_gradient(tmp_path, idx_dir):
     """A step that takes L_IG's and λ·L_ITA's gradients separately (logging steps, per-loss clipping) updates the
     weights as one backward of their sum does, when no clipping bites; both norms are logged."""
