@@ -256,12 +256,10 @@ class TrainConfig:
             raise ConfigError(f"train.checkpoint_every={self.checkpoint_every}; it must be at least 1")
         try:
             self.sources  # noqa: B018 (parsing refuses what cannot be read)
-            if self.val_data:
-                # Validation reads only data held out of training: a named set is a test split.
-                parse_spec(self.val_data, LABELLED, "train.val_data")
+            val_data = parse_spec(self.val_data, LABELLED, "train.val_data") if self.val_data else None
         except SpecError as error:
             raise ConfigError(str(error)) from None
-        if self.val_data and parse_spec(self.val_data).named:
+        if val_data and val_data.named:  # validation reads only data held out of training: a named set is a test split
             raise ConfigError(
                 f"train.val_data={self.val_data!r}: validation reads only data held out of training, never a test "
                 "split (the evaluation sets are test splits). Leave it empty to validate on the train.val_size images "

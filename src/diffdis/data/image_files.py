@@ -57,12 +57,12 @@ def read_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS, draft: 
                     image.draft(*draft)
                 image.load()
                 return image.copy()
+    except UnreadableImage:
+        raise  # the size refusal above: a ValueError, not to be read as undecodable
     except Image.DecompressionBombError:
         detail = f"{name} has far more pixels than the {max_pixels / 1e6:.0f} MP limit"
         raise UnreadableImage("image too large", detail) from None
-    except (OSError, ValueError, SyntaxError, EOFError, ZeroDivisionError, TypeError) as error:
-        if isinstance(error, UnreadableImage):
-            raise
+    except (OSError, ValueError, SyntaxError, EOFError, ZeroDivisionError, TypeError):
         raise UnreadableImage("undecodable image", name) from None
 
 

@@ -103,15 +103,14 @@ def run(
     shapes = t.data == "shapes"
     if not shapes and (pipe.vocabulary or {}).get("data") != "fashion-mnist":
         raise ValueError(f"{model} was trained on neither Fashion-MNIST (see its vocabulary.json) nor shapes alone")
+    root = data_dir or t.data_dir
+    # FID reference: the images held out of the model's own training split, as its in-training validation read them
+    val = validation_set(dataclasses.replace(pipe.config, train=dataclasses.replace(t, data_dir=root))).images
     if shapes:
-        val = validation_set(pipe.config).images  # held out of training, as in-training validation reads them
         prompts = [s.caption() for s in load_shapes("heldout", 8, m.resolution, seed).scenes]
         record = {"judge": "exact pixel judge of each attribute (evaluation/shapes_judge.py)"}
     else:
-        root = data_dir or t.data_dir
         train_full = load_fashion_mnist("train", m.resolution, m.image_channels, root)
-        own_data = dataclasses.replace(pipe.config, train=dataclasses.replace(t, data_dir=root))
-        val = validation_set(own_data).images  # the model's own held-out validation images
         test = load_fashion_mnist("test", m.resolution, m.image_channels, root)  # read only for the judge's accuracy
         judge_cache = Path(model).parent / "cache"  # the demo's trained judge, when the model is the demo's
         judge, judge_record = cached_judge(
