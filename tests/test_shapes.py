@@ -9,7 +9,7 @@ import torch
 from diffdis.config import ConfigError, preset
 from diffdis.data.datasets import CaptionedImages, LabelledImages
 from diffdis.data.shapes import ATTRIBUTES, COLOURS, HELDOUT_PAIRS, load_shapes, scene
-from diffdis.data.sources import training_data
+from diffdis.data.sources import check_data, training_data
 
 
 def test_deterministic_given_seed_and_index():
@@ -67,10 +67,11 @@ def test_captioned_images_mix_sources():
 
 @pytest.mark.slow
 def test_shapes_source_needs_colour_and_trains(tmp_path):
+    # refused before any compute (the data layer's check; config only reads the words)
     with pytest.raises(ConfigError, match="image_channels=3"):
-        preset("tiny", ["train.data=shapes"])
-    with pytest.raises(ConfigError, match="cannot read .cifar."):
-        preset("tiny", ["train.data=shapes+cifar", "model.image_channels=3"])
+        check_data(preset("tiny", ["train.data=shapes"]))
+    with pytest.raises(ConfigError, match="unknown built-in data set 'cifar'"):
+        check_data(preset("tiny", ["train.data=shapes+cifar", "model.image_channels=3"]))
     config = preset("tiny", ["train.data=shapes", "model.image_channels=3", "train.shapes_size=64", "train.val_size=8"])
     train, val = training_data(config)
     assert train.images.shape == (64, 3, 16, 16) and val.class_names == ATTRIBUTES["shape"] and len(val) <= 8
