@@ -1,4 +1,5 @@
-"""Stable Diffusion in and out, on a tiny randomly initialised SD folder built by the test itself."""
+"""Stable Diffusion in and out, on a tiny randomly initialised SD folder built by the test itself (the real CLIP
+tokenizer, tiny shapes: diffdis.models.sd_folders)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,18 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from tiny_sd import build_tiny_sd
 
 from diffdis import DiffDisPipeline, preset
 from diffdis.config import ConfigError
 from diffdis.data.stream import FileBatches
+from diffdis.models.sd_folders import build_stable_diffusion, diffusers_images, diffusers_pipeline
 
 SMALL_STREAM = ["model.resolution=32", "model.transformer_width=32", "model.transformer_head_dim=16"]
 
 
 @pytest.fixture(scope="module")
 def sd_folder(tmp_path_factory):
-    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
+    return build_stable_diffusion(tmp_path_factory.mktemp("sd") / "tiny-sd", "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -27,24 +28,6 @@ def sd_pipe(sd_folder):
     return DiffDisPipeline.from_stable_diffusion(
         sd_folder, preset("sd", [f"train.init_from={sd_folder}", *SMALL_STREAM])
     )
-
-
-def _sd_pipeline(folder):
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-
-    sd = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
-    # The sampler DiffDis uses (DDIM, trailing spacing, no clipping in latent space).
-    sd.scheduler = DDIMScheduler.from_config(
-        sd.scheduler.config, clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing"
-    )
-    sd.set_progress_bar_config(disable=True)
-    return sd
-
-
-def _sd_images(sd, prompts, noise, steps, guidance):
-    side = 32  # the pipelines' resolution; the tiny VAE halves it once
-    out = sd(prompts, side, side, latents=noise, num_inference_steps=steps, guidance_scale=guidance, output_type="np")
-    return (out.images * 255).round().astype(np.int16)
 
 
 def test_config_shapes_come_from_the_model(sd_pipe, sd_folder):
@@ -64,12 +47,11 @@ def test_generation_equals_stable_diffusion_before_training(sd_pipe, sd_folder):
     with torch.no_grad():
         assert torch.equal(sd_pipe.model(z, t, c), reference(z, t, encoder_hidden_states=c).sample)
 
-    sd = _sd_pipeline(sd_folder)
+    sd = diffusers_pipeline(sd_folder)
     prompt_embeds, _ = sd.encode_prompt(["a red cube"], "cpu", 1, False)
     assert torch.equal(c[:1], prompt_embeds)  # same condition c, padding states included
-    noise = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     ours = np.stack([np.asarray(im) for im in sd_pipe.generate(["a red cube", "a cat"], 4, 3.0, seed=0)])
-    theirs = _sd_images(sd, ["a red cube", "a cat"], noise, 4, 3.0)
+    theirs = diffusers_images(sd, ["a red cube", "a cat"], 32, 4, 3.0, seed=0)
     assert np.abs(ours.astype(np.int16) - theirs).max() <= 1  # rounding of the last 8-bit step only
 
 
@@ -78,12 +60,11 @@ def test_saved_folder_loads_in_diffusers_and_back(sd_pipe, tmp_path):
         for p in sd_pipe.model.unet.parameters():  # as if trained: no longer SD's weights
             p.add_(0.01 * torch.randn_like(p))
     sd_pipe.save_pretrained(tmp_path / "out")
-    sd = _sd_pipeline(tmp_path / "out")
+    sd = diffusers_pipeline(tmp_path / "out")
     for (name, ours), theirs in zip(sd_pipe.model.unet.state_dict().items(), sd.unet.state_dict().values()):
         assert torch.equal(ours, theirs), name
-    noise = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     ours = np.asarray(sd_pipe.generate(["a cat"], 3, 2.0, seed=0)[0]).astype(np.int16)
-    assert np.abs(ours - _sd_images(sd, ["a cat"], noise, 3, 2.0)[0]).max() <= 1
+    assert np.abs(ours - diffusers_images(sd, ["a cat"], 32, 3, 2.0, seed=0)[0]).max() <= 1
 
     loaded = DiffDisPipeline.from_pretrained(tmp_path / "out")
     images = torch.rand(2, 3, 32, 32) * 2 - 1

@@ -14,7 +14,8 @@ Run folder:
     model/                      the final pipeline (EMA weights), loadable with DiffDisPipeline.from_pretrained, with
                                 a copy of train_summary.json and, for labelled built-in data, vocabulary.json (the
                                 class names and templates of its captions) and a model card (README.md)
-    train_summary.json          steps, time, skipped steps and samples, accepted config changes, validation history
+    train_summary.json          steps, time, skipped steps and samples, accepted config changes, validation history,
+                                memory (bytes of weights, gradients, moments, EMA; peak memory) and step times
 
 A resume that has no step left to run leaves model/ as it is (its config is the one its weights were trained
 with) and records no config change.
@@ -28,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ from ..pipeline import DiffDisPipeline
 from ..provenance import provenance
 from .checkpoint import TrainState, checkpoints, resume, save_checkpoint
 from .init import build_pipeline, resolve_config
+from .memory import held_bytes, memory_record
 from .optim import EMA, apply_recipe, lr_lambda, parameter_groups
 from .progress import LossMeter, Progress
 from .run_config import check_resume_config
@@ -110,6 +112,8 @@ class _Run:
     start_step: int = 0  # the step this segment of the run started from
     bad_streak: int = 0
     scorers: Scorers = ()
+    held: dict | None = None  # training/memory.py: bytes of weights, gradients, moments, EMA (first step)
+    step_seconds: list[float] = field(default_factory=list)  # this segment's
 
 
 def make_accelerator(config: Config, run_dir: Path) -> Accelerator:
@@ -241,10 +245,13 @@ def _optimizer_step(run: _Run, micro_batches: list[dict]) -> None:
         applied = bool(torch.isfinite(grad_norm))
         if applied:
             run.optimizer.step()
+    if run.held is None:  # gradients and moments exist now, until zero_grad
+        run.held = held_bytes(acc.unwrap_model(run.objective), run.optimizer, run.ema.shadow)
     run.optimizer.zero_grad(set_to_none=True)
     run.lr_schedule.step()
     state.step += 1
-    run.meter.seconds += time.perf_counter() - started
+    run.step_seconds.append(time.perf_counter() - started)
+    run.meter.seconds += run.step_seconds[-1]
     run.progress.step()
     if applied:
         acc.unwrap_model(run.objective).clamp_logit_scale()
@@ -385,6 +392,7 @@ def _finish(run: _Run) -> Path:
             "skipped_steps": state.skipped_steps,
             "skipped_samples": skipped,
             "processes": acc.num_processes,
+            "memory": memory_record(run.held, run.step_seconds, acc.device),  # this segment's, main process
             "parameter_checksums": checksums,
             "config_changes": state.config_changes,
             "trained_by": state.segments,
