@@ -3,7 +3,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 VENV := .venv/bin
 
-.PHONY: setup demo demo-emoji demo-fashion test test-fast test-slow lint bench app
+.PHONY: setup demo demo-emoji demo-fashion test test-fast test-slow lint bench gpu-check app
 
 setup:
 	@bash scripts/setup.sh
@@ -30,6 +30,11 @@ lint: setup
 
 bench: setup
 	$(VENV)/python -m benchmarks.run_all
+
+# The sd preset at full size on a CUDA GPU (under 10 minutes, runs/bench/gpu_check.json; bring a CUDA torch:
+# scripts/setup.sh keeps one already in .venv). Without CUDA it runs a reduced mode on tiny shapes and says so.
+gpu-check: setup
+	$(VENV)/python -m benchmarks.gpu_check
 
 # Every test (the README's test command, what CI runs); the slowest 15 are listed at the end.
 test: lint

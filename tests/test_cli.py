@@ -36,6 +36,11 @@ def test_train_resume_generate_classify_retrieve(tmp_path, idx_dir, capsys):
     assert "resuming from" in capsys.readouterr().out
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["steps"] == 5 and summary["validation"][-1]["step"] == 5
+    memory = summary["memory"]  # measured on the tensors: fp32 weights and gradients, two AdamW moments, the EMA
+    weights = 4 * memory["trained_parameters"]
+    assert memory["parameter_bytes"] == memory["gradient_bytes"] == memory["ema_bytes"] == weights
+    assert 2 * weights <= memory["optimizer_bytes"] <= 2 * weights + 4 * 1000  # + a step counter per tensor
+    assert memory["steps_timed"] == 2 and memory["median_step_seconds"] > 0 and memory["peak_resident_mb"] > 100
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000004", "step_0000005"]
     assert (run / "config.json").exists() and list((run / "samples").glob("*.png"))
     model, out = run / "model", tmp_path / "out.json"

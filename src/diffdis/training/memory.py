@@ -23,7 +23,6 @@ def held_bytes(module: torch.nn.Module, optimizer: torch.optim.Optimizer, ema_sh
         "gradient_bytes": _bytes(p.grad for p in trained),
         "optimizer_bytes": _bytes(v for state in optimizer.state.values() for v in state.values()),
         "ema_bytes": _bytes(ema_shadow.values()),
-        "frozen_bytes": _bytes(p for p in module.parameters() if not p.requires_grad),
     }
 
 

@@ -1,0 +1,303 @@
+"""Benchmark 7: the `sd` and `base` presets at their real sizes on this machine, measured rather than estimated.
+
+The `sd` cases start from a Stable Diffusion v1 folder of SD's exact shapes with random weights
+(diffdis.models.sd_folders; no download), exactly as a user starts from SD v1.5: `diffdis train --preset sd
+--init-from FOLDER`. Each case runs in a process of its own, so every peak resident set (VmHWM) is that case's, and
+writes runs/bench/full_size/CASE.json with its provenance. Cases:
+
+- train: a few optimizer steps from the command line, as a user trains, on 256-px JPEG shards written like
+  img2dataset writes them; the figures come from the run's train_summary.json (bytes of weights, gradients,
+  moments and EMA measured on the tensors, peak memory, step times), beside the 16 + 4 bytes per trained
+  parameter the docs estimate;
+- generate / classify: one prompt, or a batch of images, through the pipeline; time and peak memory;
+- diffusers: generation before any training against diffusers' own StableDiffusionPipeline from the same
+  folder (the same noise, sampler and guidance), largest pixel difference (the case fails above 1 level);
+- loading: images/s of the training stream over those shards with 0, 2 and 4 decoding workers.
+
+    python -m benchmarks.full_size                 # every case not yet measured
+    python -m benchmarks.full_size sd-train-256    # one case (in this process)
+    python -m benchmarks.full_size --list
+
+Takes about an hour on 2 CPU cores (the SD folder is built once, 4.3 GB, under $DIFFDIS_CACHE or ~/.cache/diffdis).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path("runs/bench/full_size")
+CACHE = Path(os.environ.get("DIFFDIS_CACHE", Path.home() / ".cache" / "diffdis"))
+SD_FOLDER = CACHE / "sd-v1-random"
+SHARDS = CACHE / "jpeg-256-shards"
+SHARD_COUNT, SHARD_SIZE = 4, 500
+PROMPT = "a photo of a red bicycle leaning against a wall"
+
+TRAIN_STEPS = 3
+#                name: (mode, preset, resolution, batch, overrides)
+CASES: dict[str, tuple[str, str, int, int, tuple[str, ...]]] = {
+    "sd-train-256": ("train", "sd", 256, 2, ("train.ema_decay=0",)),  # 2: InfoNCE's smallest batch
+    "sd-train-256-ema": ("train", "sd", 256, 2, ()),
+    "sd-train-256-b4": ("train", "sd", 256, 4, ("train.ema_decay=0",)),  # the 24 GB recipe's micro-batch
+    "sd-diffusers-256": ("diffusers", "sd", 256, 2, ()),
+    "sd-generate-256": ("generate", "sd", 256, 1, ()),
+    "sd-generate-512": ("generate", "sd", 512, 1, ()),
+    "sd-classify-256": ("classify", "sd", 256, 8, ()),
+    "base-train-64": ("train", "base", 64, 8, ("train.gradient_checkpointing=true",)),
+    "base-train-64-b32": ("train", "base", 64, 32, ("train.gradient_checkpointing=true",)),
+    "base-generate-64": ("generate", "base", 64, 16, ()),
+    "base-classify-64": ("classify", "base", 64, 64, ()),
+    "loading-256": ("loading", "sd", 256, 32, ()),
+}
+GENERATION_STEPS = 10  # DDIM steps; the time per step is what scales to any step count
+DIFFUSERS_STEPS, DIFFUSERS_GUIDANCE = 5, 7.5
+
+
+def ensure_inputs() -> None:
+    """The SD v1 folder (random weights, SD's shapes) and the JPEG shards, made once."""
+    from diffdis.models.sd_folders import build_stable_diffusion
+
+    if not (SD_FOLDER / "model_index.json").exists():
+        started = time.perf_counter()
+        building = SD_FOLDER.with_name(SD_FOLDER.name + ".tmp")
+        build_stable_diffusion(building, "v1")
+        building.replace(SD_FOLDER)
+        print(f"built {SD_FOLDER} in {time.perf_counter() - started:.0f} s", flush=True)
+    if not (SHARDS / f"{SHARD_COUNT - 1:05d}.tar").exists():
+        write_jpeg_shards(SHARDS)
+
+
+def write_jpeg_shards(
+    out: Path, side: int = 256, count: int = SHARD_COUNT, size: int = SHARD_SIZE, seed: int = 0
+) -> None:
+    """img2dataset's layout (KEY.jpg at quality 95, KEY.txt, KEY.json) of 256-px photo-like images: smooth colour
+    fields with grain, which decode no faster than photographs (the grain keeps the JPEG entropy high)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    grid = np.linspace(0, 1, side)[None, :, None]
+    for shard in range(count):
+        path = out / f"{shard:05d}.tar"
+        with tarfile.open(path.with_suffix(".tmp"), "w") as tar:
+            for i in range(size):
+                corners = rng.uniform(0, 255, (4, 3))
+                top = corners[0] * (1 - grid) + corners[1] * grid
+                bottom = corners[2] * (1 - grid) + corners[3] * grid
+                field = top * (1 - grid.transpose(1, 0, 2)) + bottom * grid.transpose(1, 0, 2)
+                pixels = np.clip(field + rng.normal(0, 12, (side, side, 3)), 0, 255).astype(np.uint8)
+                buffer = io.BytesIO()
+                Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+                key = f"{shard:05d}{i:04d}"
+                caption = f"a photo of thing number {shard * size + i}"
+                meta = json.dumps({"caption": caption, "width": side, "height": side}).encode()
+                for ext, data in (("jpg", buffer.getvalue()), ("txt", caption.encode()), ("json", meta)):
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        path.with_suffix(".tmp").replace(path)
+
+
+def shard_spec(folder: Path = SHARDS) -> str:
+    """The train.data spec of every shard written in `folder`."""
+    return f"wds:{folder}/{{00000..{len(list(folder.glob('*.tar'))) - 1:05d}}}.tar"
+
+
+def _config(preset_name: str, resolution: int, extra: tuple[str, ...] = ()):
+    from diffdis import preset
+
+    init = (f"train.init_from={SD_FOLDER}",) if preset_name == "sd" else ()
+    return preset(preset_name, [*init, f"model.resolution={resolution}", *extra])
+
+
+def _pipeline(preset_name: str, resolution: int):
+    from diffdis import DiffDisPipeline
+
+    config = _config(preset_name, resolution)
+    if preset_name == "sd":
+        return DiffDisPipeline.from_stable_diffusion(SD_FOLDER, config)
+    import torch
+
+    torch.manual_seed(0)
+    return DiffDisPipeline.from_config(config)
+
+
+def train_case(preset_name: str, resolution: int, batch: int, extra: tuple[str, ...]) -> dict:
+    """A few steps of `diffdis train` in this process; the run's own memory and step-time record."""
+    from diffdis.cli import main
+
+    with tempfile.TemporaryDirectory(dir=CACHE) as run:
+        argv = ["train", "--preset", preset_name, "--out", run, "--data", shard_spec(), "--no-progress"]
+        argv += ["--init-from", str(SD_FOLDER)] if preset_name == "sd" else []
+        settings = [
+            f"model.resolution={resolution}",
+            f"train.batch_size={batch}",
+            f"train.max_steps={TRAIN_STEPS}",
+            f"train.warmup_steps={TRAIN_STEPS}",
+            "train.validate_every=0",
+            "train.final_validation=false",
+            "train.num_workers=0",
+            *extra,
+        ]
+        for item in settings:
+            argv += ["--set", item]
+        if main(argv) != 0:
+            raise RuntimeError(f"diffdis {' '.join(argv)} failed")
+        summary = json.loads((Path(run) / "train_summary.json").read_text())
+        config = json.loads((Path(run) / "config.json").read_text())
+    memory = summary["memory"]
+    ema = config["train"]["ema_decay"] > 0
+    estimate = memory["trained_parameters"] * (16 + (4 if ema else 0))
+    held = sum(memory[k] for k in ("parameter_bytes", "gradient_bytes", "optimizer_bytes", "ema_bytes"))
+    return {
+        "command": "diffdis " + " ".join(argv),
+        "dtype": f"fp32 weights, {config['train']['mixed_precision']} autocast",
+        "gradient_checkpointing": config["train"]["gradient_checkpointing"],
+        "ema": ema,
+        "steps": summary["steps"],
+        **memory,
+        "states_bytes_measured": held,
+        "states_bytes_estimated": estimate,
+    }
+
+
+def generate_case(preset_name: str, resolution: int, batch: int) -> dict:
+    pipe = _pipeline(preset_name, resolution)
+    started = time.perf_counter()
+    images = pipe.generate([PROMPT] * batch, num_inference_steps=GENERATION_STEPS, seed=0)
+    seconds = time.perf_counter() - started
+    assert images[0].size == (resolution, resolution)
+    return {
+        "dtype": "fp32",
+        "steps": GENERATION_STEPS,
+        "seconds": seconds,
+        "seconds_per_image_step": seconds / (batch * GENERATION_STEPS),
+        "images_per_second": batch / seconds,
+    }
+
+
+def classify_case(preset_name: str, resolution: int, batch: int) -> dict:
+    import torch
+
+    pipe = _pipeline(preset_name, resolution)
+    images = torch.rand(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    names = ["bicycle", "cat", "teapot", "lighthouse", "violin"]
+    started = time.perf_counter()
+    predicted = pipe.classify(images, names)
+    seconds = time.perf_counter() - started
+    assert predicted.shape == (batch,)
+    return {"dtype": "fp32", "classes": len(names), "seconds": seconds, "images_per_second": batch / seconds}
+
+
+def diffusers_case(resolution: int, batch: int) -> dict:
+    """Generation from the SD folder before any training, against diffusers' StableDiffusionPipeline."""
+    from diffdis.models.sd_folders import diffusers_images, diffusers_pipeline
+
+    prompts = [PROMPT, "a watercolour of a lighthouse at dusk"][:batch]
+    pipe = _pipeline("sd", resolution)
+    ours = np.stack(
+        [np.asarray(im) for im in pipe.generate(prompts, DIFFUSERS_STEPS, DIFFUSERS_GUIDANCE, seed=0)]
+    ).astype(np.int16)
+    del pipe
+    theirs = diffusers_images(
+        diffusers_pipeline(SD_FOLDER), prompts, resolution, DIFFUSERS_STEPS, DIFFUSERS_GUIDANCE, seed=0
+    )
+    difference = int(np.abs(ours - theirs).max())
+    if difference > 1:
+        raise AssertionError(f"DiffDis's generation differs from diffusers' by up to {difference} pixel levels")
+    return {
+        "dtype": "fp32",
+        "steps": DIFFUSERS_STEPS,
+        "guidance": DIFFUSERS_GUIDANCE,
+        "sampler": "DDIM, trailing spacing",
+        "max_pixel_difference": difference,
+        "pixels_differing": int((ours != theirs).sum()),
+        "pixels": int(ours.size),
+    }
+
+
+def loading_case(resolution: int, batch: int, steps: int = 20) -> dict:
+    """Images/s of the training stream over the JPEG shards (decode, resize, batch), per worker count."""
+    from diffdis.config import apply_overrides
+    from diffdis.data.stream import FileBatches
+
+    base = _config("sd", resolution, (f"train.data={shard_spec()}", f"train.batch_size={batch}"))
+    rates = {}
+    for workers in (0, 2, 4):
+        batches = iter(FileBatches(apply_overrides(base, [f"train.num_workers={workers}"]), 0, 1))
+        next(batches)  # start-up (workers, the first shuffle buffer) is not throughput
+        started = time.perf_counter()
+        images = sum(len(micro["captions"]) for _ in range(steps) for micro in next(batches))
+        rates[str(workers)] = images / (time.perf_counter() - started)
+    return {"images_per_second_by_workers": rates, "cpu_cores": os.cpu_count()}
+
+
+def measure(name: str) -> dict:
+    """One case, in this process; returns its record (also written to OUT/NAME.json)."""
+    from diffdis.provenance import provenance
+    from diffdis.training.memory import peak_resident_mb
+
+    mode, preset_name, resolution, batch, extra = CASES[name]
+    ensure_inputs()
+    if mode == "train":
+        figures = train_case(preset_name, resolution, batch, extra)
+    elif mode == "generate":
+        figures = generate_case(preset_name, resolution, batch)
+    elif mode == "classify":
+        figures = classify_case(preset_name, resolution, batch)
+    elif mode == "diffusers":
+        figures = diffusers_case(resolution, batch)
+    else:
+        figures = loading_case(resolution, batch)
+    record = {
+        "case": name,
+        "preset": preset_name,
+        "mode": mode,
+        "resolution": resolution,
+        "batch": batch,
+        "model": f"{SD_FOLDER.name}: SD v1 shapes, random weights" if preset_name == "sd" else "base preset, random",
+        **figures,
+        "peak_rss_mb": peak_resident_mb(),
+        "provenance": provenance(),
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def run(names: list[str] | None = None) -> dict:
+    """Every case not yet measured, each in a fresh process (so each peak is its own)."""
+    ensure_inputs()
+    results = {}
+    for name in names or CASES:
+        path = OUT / f"{name}.json"
+        if not path.exists():
+            print(f"[full size] {name}", flush=True)
+            done = subprocess.run([sys.executable, "-m", "benchmarks.full_size", name])
+            if done.returncode != 0:
+                results[name] = {"error": f"exit code {done.returncode}"}
+                continue
+        results[name] = json.loads(path.read_text())
+    return results
+
+
+if __name__ == "__main__":
+    arguments = sys.argv[1:]
+    if arguments == ["--list"]:
+        print("\n".join(CASES))
+    elif len(arguments) == 1 and arguments[0] in CASES:
+        print(json.dumps(measure(arguments[0]), indent=2))
+    elif arguments:
+        sys.exit(f"unknown case {arguments}; cases: {', '.join(CASES)} (or none: every case not yet measured)")
+    else:
+        failed = [name for name, record in run().items() if "error" in record]
+        sys.exit(f"failed: {', '.join(failed)}" if failed else 0)
