@@ -28,8 +28,8 @@ def _weights(run) -> dict[str, torch.Tensor]:
     return {**unet, **load_file(run / "model" / "text_stream.safetensors")}
 
 
-def _run(out, processes, overrides, max_steps) -> str:
-    done = subprocess.run(train_command(out, processes, overrides, max_steps), env=ENV, capture_output=True, text=True)
+def _run(out, processes, overrides, max_steps, env=ENV) -> str:
+    done = subprocess.run(train_command(out, processes, overrides, max_steps), env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-12000:]
     return done.stdout + done.stderr
 
@@ -80,3 +80,14 @@ def test_every_baseline_trains_on_two_processes(tmp_path, variant):
     _run(tmp_path / variant, 2, overrides + ["train.val_images=16", "train.ema_decay=0"], 3)
     summary = json.loads((tmp_path / variant / "train_summary.json").read_text())
     assert summary["steps"] == 3 and summary["processes"] == 2 and len(set(summary["parameter_checksums"])) == 1
+
+
+def test_an_fsdp_config_on_cpu_processes_trains_as_ddp_and_says_so(tmp_path):
+    """accelerate keeps FSDP for accelerator devices: on CPU processes it drops the FSDP settings and runs DDP
+    without a word, so the run says it, rather than leaving the user to think the model is sharded."""
+    overrides = SMALL + ["train.batch_size=16", "train.validate_every=0", "train.val_images=16", "train.ema_decay=0"]
+    env = {**ENV, "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}  # what `accelerate launch --use_fsdp` sets
+    printed = _run(tmp_path / "run", 2, overrides, 2, env)
+    assert "accelerate was configured for FSDP, which it does not do on CPU processes: this run is DDP" in printed
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["steps"] == 2 and summary["processes"] == 2 and len(set(summary["parameter_checksums"])) == 1

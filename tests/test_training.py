@@ -8,11 +8,12 @@ import json
 import math
 import os
 from contextlib import nullcontext
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedType
 from helpers import reset_accelerate_state, run_overrides
 from PIL import Image
 from safetensors.torch import load_file
@@ -249,3 +250,13 @@ def test_per_loss_clipping_gives_each_loss_its_own_budget(tmp_path, idx_dir):
         assert 0.01 < r["grad_norm/total"] <= 0.02 + 1e-6
     with pytest.raises(ConfigError, match="clip_per_loss"):
         preset("tiny", ["train.clip_per_loss=true", "train.mixed_precision=fp16"])
+
+
+def test_sharded_parallelism_is_refused_with_the_ddp_alternative(monkeypatch):
+    for kind, name in ((DistributedType.FSDP, "FSDP"), (DistributedType.DEEPSPEED, "DeepSpeed")):
+        with pytest.raises(ConfigError, match=f"configured for {name}.*Choose multi-GPU \\(DDP\\)"):
+            loop.check_parallelism(SimpleNamespace(distributed_type=kind))
+    assert loop.check_parallelism(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU)) is None
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    warning = loop.check_parallelism(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU))
+    assert warning.startswith("accelerate was configured for FSDP, which it does not do on CPU processes")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedType
 from accelerate.utils import gather_object
 
-from ..config import FROM_INIT, Config
+from ..config import FROM_INIT, Config, ConfigError
 from ..data.builtin import builtin
 from ..data.datasets import LabelledImages
 from ..data.sources import check_data, training_batches
@@ -125,6 +126,33 @@ def make_accelerator(config: Config, run_dir: Path) -> Accelerator:
     )
 
 
+def check_parallelism(accelerator: Accelerator) -> str | None:
+    """Refuse a sharded run, which this loop cannot train correctly; return a warning when an `accelerate config`
+    asked for sharding that accelerate does not do on CPU processes (it runs DDP instead, silently)."""
+    kind = accelerator.distributed_type
+    if kind == DistributedType.FSDP:
+        raise ConfigError(
+            "accelerate is configured for FSDP, which this training loop does not support: FSDP replaces the "
+            "model's parameters with sharded ones (none of the Parameter objects survive torch's fully_shard), "
+            "so the EMA would keep averaging the unsharded originals and the exported model would be the initial "
+            "weights. Choose multi-GPU (DDP) in `accelerate config`, and fit memory with the levers in "
+            "docs/training.md (gradient checkpointing, bf16, train.ema_decay=0, gradient accumulation, encoded shards)"
+        )
+    if kind == DistributedType.DEEPSPEED:
+        raise ConfigError(
+            "accelerate is configured for DeepSpeed, which this training loop does not support (its EMA, "
+            "checkpoints and gradient handling assume a plain torch optimizer over full replicas). Choose "
+            "multi-GPU (DDP) in `accelerate config`; docs/training.md lists the memory levers"
+        )
+    asked = [name for name in ("FSDP", "DEEPSPEED") if os.environ.get(f"ACCELERATE_USE_{name}", "").lower() == "true"]
+    if asked and kind == DistributedType.MULTI_CPU:
+        return (
+            f"accelerate was configured for {asked[0]}, which it does not do on CPU processes: this run is DDP over "
+            "gloo, every process holding the whole model"
+        )
+    return None
+
+
 def preflight(config: Config) -> None:
     """Refuse a run whose inputs are missing, before any compute: the data, and the model folders it names."""
     config.validate()
@@ -150,6 +178,7 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
     """Check everything, build the model, optimizer and data stream, and resume from the newest checkpoint."""
     preflight(config)
     accelerator = make_accelerator(config, run_dir)
+    parallelism_warning = check_parallelism(accelerator)
     rank, world = accelerator.process_index, accelerator.num_processes
     with accelerator.main_process_first():  # a single-file SD checkpoint is converted once
         config = resolve_config(config, run_dir)
@@ -172,6 +201,8 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
     state, resumed_from = resume(run_dir, objective, optimizer, lr_schedule, ema)
     state.segments.append({"from_step": state.step, **provenance()})  # which code trained which steps
     progress = Progress(progress, accelerator.is_main_process, t.max_steps, state.step, run_dir / "train.log")
+    if parallelism_warning:
+        progress.write(parallelism_warning)
     if resumed_from is not None:
         progress.write(f"resuming from {resumed_from} (step {state.step})")
         apply_recipe(optimizer, lr_schedule, t)
