@@ -12,7 +12,9 @@ writes runs/bench/full_size/CASE.json with its provenance. Cases:
 - generate / classify: one prompt, or a batch of images, through the pipeline; time and peak memory;
 - diffusers: generation before any training against diffusers' own StableDiffusionPipeline from the same
   folder (the same noise, sampler and guidance), largest pixel difference (the case fails above 1 level);
-- loading: images/s of the training stream over those shards with 0, 2 and 4 decoding workers.
+- loading: images/s of the training stream over those shards with 0, 2 and 4 decoding workers;
+- flops: the floating-point operations of one joint training step per image (torch's flop counter), from which
+  docs/training.md derives the GPU step time the loading is compared with.
 
     python -m benchmarks.full_size                 # every case not yet measured
     python -m benchmarks.full_size sd-train-256    # one case (in this process)
@@ -57,6 +59,7 @@ CASES: dict[str, tuple[str, str, int, int, tuple[str, ...]]] = {
     "base-generate-64": ("generate", "base", 64, 16, ()),
     "base-classify-64": ("classify", "base", 64, 64, ()),
     "loading-256": ("loading", "sd", 256, 32, ()),
+    "sd-flops-256": ("flops", "sd", 256, 2, ()),
 }
 GENERATION_STEPS = 10  # DDIM steps; the time per step is what scales to any step count
 DIFFUSERS_STEPS, DIFFUSERS_GUIDANCE = 5, 7.5
@@ -241,6 +244,24 @@ def loading_case(resolution: int, batch: int, steps: int = 20) -> dict:
     return {"images_per_second_by_workers": rates, "cpu_cores": os.cpu_count()}
 
 
+def flops_case(resolution: int, batch: int) -> dict:
+    """Floating-point operations of one joint training step (both passes, forward and backward, the gradient
+    checkpointing's recomputation included), counted by torch.utils.flop_counter, per training image."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from diffdis.objective import DiffDisObjective
+
+    pipe = _pipeline("sd", resolution)
+    pipe.model.unet.enable_gradient_checkpointing()
+    objective = DiffDisObjective.from_pipeline(pipe, _config("sd", resolution).train).train()
+    images = torch.rand(batch, 3, resolution, resolution) * 2 - 1
+    batch_in = {"images": images, "captions": [f"{PROMPT}, number {i}" for i in range(batch)]}
+    with FlopCounterMode(display=False) as counter:
+        objective(batch_in, torch.Generator().manual_seed(0))["loss"].backward()
+    return {"flops_per_step": counter.get_total_flops(), "flops_per_image": counter.get_total_flops() / batch}
+
+
 def measure(name: str) -> dict:
     """One case, in this process; returns its record (also written to OUT/NAME.json)."""
     from diffdis.provenance import provenance
@@ -256,6 +277,8 @@ def measure(name: str) -> dict:
         figures = classify_case(preset_name, resolution, batch)
     elif mode == "diffusers":
         figures = diffusers_case(resolution, batch)
+    elif mode == "flops":
+        figures = flops_case(resolution, batch)
     else:
         figures = loading_case(resolution, batch)
     record = {
