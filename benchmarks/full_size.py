@@ -19,6 +19,7 @@ writes runs/bench/full_size/CASE.json with its provenance. Cases:
     python -m benchmarks.full_size                 # every case not yet measured
     python -m benchmarks.full_size sd-train-256    # one case (in this process)
     python -m benchmarks.full_size --list
+    python -m benchmarks.full_size --table         # the measured cases as docs/training.md's table
 
 Takes about an hour on 2 CPU cores (the SD folder is built once, 4.3 GB, under $DIFFDIS_CACHE or ~/.cache/diffdis).
 """
@@ -313,10 +314,37 @@ def run(names: list[str] | None = None) -> dict:
     return results
 
 
+def table() -> str:
+    """The measured cases as the markdown table docs/training.md quotes."""
+    rows = ["| case | what | peak resident set | time | trained states, measured / 16 (+4 EMA) B per parameter |"]
+    rows.append("| --- | --- | --- | --- | --- |")
+    for name in CASES:
+        path = OUT / f"{name}.json"
+        if not path.exists() or CASES[name][0] in ("loading", "flops", "diffusers"):
+            continue
+        r = json.loads(path.read_text())
+        what = f"{r['preset']} {r['mode']}, {r['resolution']} px, batch {r['batch']}"
+        if r["mode"] == "train":
+            what += f", {r['dtype']}, EMA {'on' if r['ema'] else 'off'}"
+            time_text = f"{r['median_step_seconds']:.0f} s/step (first {r['first_step_seconds']:.0f} s)"
+            states = f"{r['states_bytes_measured'] / 1e9:.2f} GB / {r['states_bytes_estimated'] / 1e9:.2f} GB"
+        elif r["mode"] == "generate":
+            per_step = r["seconds"] / r["steps"]
+            time_text = f"{r['seconds']:.0f} s for {r['steps']} DDIM steps with guidance ({per_step:.1f} s/step)"
+            states = "-"
+        else:
+            time_text = f"{r['seconds']:.0f} s ({r['seconds'] / r['batch']:.2f} s per image, {r['classes']} classes)"
+            states = "-"
+        rows.append(f"| {name} | {what} | {r['peak_rss_mb'] / 1024:.1f} GiB | {time_text} | {states} |")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     arguments = sys.argv[1:]
     if arguments == ["--list"]:
         print("\n".join(CASES))
+    elif arguments == ["--table"]:
+        print(table())
     elif len(arguments) == 1 and arguments[0] in CASES:
         print(json.dumps(measure(arguments[0]), indent=2))
     elif arguments:

@@ -276,7 +276,7 @@ def _optimizer_step(run: _Run, micro_batches: list[dict]) -> None:
         applied = bool(torch.isfinite(grad_norm))
         if applied:
             run.optimizer.step()
-    if run.held is None:  # gradients and moments exist now, until zero_grad
+    if run.held is None and applied:  # gradients and moments exist now, until zero_grad
         run.held = held_bytes(acc.unwrap_model(run.objective), run.optimizer, run.ema.shadow)
     run.optimizer.zero_grad(set_to_none=True)
     run.lr_schedule.step()
