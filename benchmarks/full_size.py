@@ -329,10 +329,12 @@ def table() -> str:
             time_text = f"{r['median_step_seconds']:.0f} s/step (first {r['first_step_seconds']:.0f} s)"
             states = f"{r['states_bytes_measured'] / 1e9:.2f} GB / {r['states_bytes_estimated'] / 1e9:.2f} GB"
         elif r["mode"] == "generate":
+            what += f", {r['dtype']}"
             per_step = r["seconds"] / r["steps"]
             time_text = f"{r['seconds']:.0f} s for {r['steps']} DDIM steps with guidance ({per_step:.1f} s/step)"
             states = "-"
         else:
+            what += f", {r['dtype']}"
             time_text = f"{r['seconds']:.0f} s ({r['seconds'] / r['batch']:.2f} s per image, {r['classes']} classes)"
             states = "-"
         rows.append(f"| {name} | {what} | {r['peak_rss_mb'] / 1024:.1f} GiB | {time_text} | {states} |")
