@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import reset_accelerate_state
 
 from benchmarks import encoder_cost, gpu_check, run_all
 from diffdis.data.datasets import FASHION_MNIST_DIR, fixed_subset
@@ -51,7 +52,11 @@ def test_the_gpu_check_runs_its_reduced_mode_without_cuda(tmp_path, monkeypatch)
     if torch.cuda.is_available():
         pytest.skip("with CUDA the check runs at full size (make gpu-check), not in the reduced mode tested here")
     monkeypatch.setattr(gpu_check, "CACHE", tmp_path)
-    record = gpu_check.run(tmp_path / "gpu_check.json")
+    reset_accelerate_state()  # its resume trains in bf16, as `make gpu-check` does in a process of its own
+    try:
+        record = gpu_check.run(tmp_path / "gpu_check.json")
+    finally:
+        reset_accelerate_state()
     assert json.loads((tmp_path / "gpu_check.json").read_text()) == record
     assert record["reduced"] and "reduced" in record["mode"] and record["provenance"]["code"]
     assert set(record["train"]) == {"32px_batch2_no_ema", "32px_batch4_ema", "64px_batch2_no_ema"}
