@@ -31,7 +31,6 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -83,32 +82,29 @@ def ensure_inputs() -> None:
 def write_jpeg_shards(
     out: Path, side: int = 256, count: int = SHARD_COUNT, size: int = SHARD_SIZE, seed: int = 0
 ) -> None:
-    """img2dataset's layout (KEY.jpg at quality 95, KEY.txt, KEY.json) of 256-px photo-like images: smooth colour
+    """img2dataset's members (KEY.jpg at quality 95, KEY.txt, KEY.json) of 256-px photo-like images: smooth colour
     fields with grain, which decode no faster than photographs (the grain keeps the JPEG entropy high)."""
     from PIL import Image
 
+    from diffdis.data.pack import write_shards
+
     rng = np.random.default_rng(seed)
-    out.mkdir(parents=True, exist_ok=True)
     grid = np.linspace(0, 1, side)[None, :, None]
-    for shard in range(count):
-        path = out / f"{shard:05d}.tar"
-        with tarfile.open(path.with_suffix(".tmp"), "w") as tar:
-            for i in range(size):
-                corners = rng.uniform(0, 255, (4, 3))
-                top = corners[0] * (1 - grid) + corners[1] * grid
-                bottom = corners[2] * (1 - grid) + corners[3] * grid
-                field = top * (1 - grid.transpose(1, 0, 2)) + bottom * grid.transpose(1, 0, 2)
-                pixels = np.clip(field + rng.normal(0, 12, (side, side, 3)), 0, 255).astype(np.uint8)
-                buffer = io.BytesIO()
-                Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
-                key = f"{shard:05d}{i:04d}"
-                caption = f"a photo of thing number {shard * size + i}"
-                meta = json.dumps({"caption": caption, "width": side, "height": side}).encode()
-                for ext, data in (("jpg", buffer.getvalue()), ("txt", caption.encode()), ("json", meta)):
-                    info = tarfile.TarInfo(f"{key}.{ext}")
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
-        path.with_suffix(".tmp").replace(path)
+
+    def samples():
+        for index in range(count * size):
+            corners = rng.uniform(0, 255, (4, 3))
+            top = corners[0] * (1 - grid) + corners[1] * grid
+            bottom = corners[2] * (1 - grid) + corners[3] * grid
+            field = top * (1 - grid.transpose(1, 0, 2)) + bottom * grid.transpose(1, 0, 2)
+            pixels = np.clip(field + rng.normal(0, 12, (side, side, 3)), 0, 255).astype(np.uint8)
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+            caption = f"a photo of thing number {index}"
+            meta = json.dumps({"caption": caption, "width": side, "height": side}).encode()
+            yield {"jpg": buffer.getvalue(), "txt": caption.encode(), "json": meta}
+
+    write_shards(samples(), out, shard_size=size)
 
 
 def shard_spec(folder: Path = SHARDS) -> str:
@@ -234,14 +230,11 @@ def loading_case(resolution: int, batch: int, steps: int = 20) -> dict:
     from diffdis.config import apply_overrides
     from diffdis.data.stream import FileBatches
 
+    from .training import stream_rate
+
     base = _config("sd", resolution, (f"train.data={shard_spec()}", f"train.batch_size={batch}"))
-    rates = {}
-    for workers in (0, 2, 4):
-        batches = iter(FileBatches(apply_overrides(base, [f"train.num_workers={workers}"]), 0, 1))
-        next(batches)  # start-up (workers, the first shuffle buffer) is not throughput
-        started = time.perf_counter()
-        images = sum(len(micro["captions"]) for _ in range(steps) for micro in next(batches))
-        rates[str(workers)] = images / (time.perf_counter() - started)
+    configs = {workers: apply_overrides(base, [f"train.num_workers={workers}"]) for workers in (0, 2, 4)}
+    rates = {str(workers): stream_rate(FileBatches(config, 0, 1), steps) for workers, config in configs.items()}
     return {"images_per_second_by_workers": rates, "cpu_cores": os.cpu_count()}
 
 

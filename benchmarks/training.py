@@ -59,6 +59,16 @@ def step_ratio(pipe: DiffDisPipeline, batch_size: int = 64) -> dict:
     }
 
 
+def stream_rate(batches, steps: int) -> float:
+    """Images/s a training stream delivers over `steps` optimizer steps, after its first (start-up: workers, the
+    first shuffle buffer, which is not throughput)."""
+    batches = iter(batches)
+    next(batches)
+    start = time.perf_counter()
+    images = sum(len(micro["captions"]) for _ in range(steps) for micro in next(batches))
+    return images / (time.perf_counter() - start)
+
+
 def loader_throughput(pipe: DiffDisPipeline, consumed_images_per_second: float, steps: int = 40) -> dict:
     """Images/s each loader delivers on its own (the training step not running), against the joint step's
     images/s; a ratio above 1 means the loader is not the bottleneck."""
@@ -73,11 +83,7 @@ def loader_throughput(pipe: DiffDisPipeline, consumed_images_per_second: float, 
         loaders[f"webdataset shards, {workers} workers"] = lambda fc=file_config: FileBatches(fc, 0, 1)
     result, rows = {}, []
     for name, make in loaders.items():
-        batches = iter(make())
-        next(batches)  # start-up (workers, first shuffle buffer) is not throughput
-        start = time.perf_counter()
-        images = sum(len(micro["captions"]) for _ in range(steps) for micro in next(batches))
-        rate = images / (time.perf_counter() - start)
+        rate = stream_rate(make(), steps)
         result[name] = {"images_per_second": rate, "vs_training_step": rate / consumed_images_per_second}
         rows.append([name, rate, rate / consumed_images_per_second])
     print_table(

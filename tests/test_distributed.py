@@ -1,9 +1,10 @@
 """Several processes (DDP over gloo on this CPU): replicas stay equal, the result matches one process with the
-same global batch, and file sources stream into training."""
+same global batch, file sources stream into training, and train.sharding=fsdp shards the training state."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -91,3 +92,39 @@ def test_an_fsdp_config_on_cpu_processes_trains_as_ddp_and_says_so(tmp_path):
     assert "accelerate was configured for FSDP, which it does not do on CPU processes: this run is DDP" in printed
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["steps"] == 2 and summary["processes"] == 2 and len(set(summary["parameter_checksums"])) == 1
+
+
+def test_sharded_training_matches_ddp_and_resumes_exactly_sharded_or_not(tmp_path):
+    """train.sharding=fsdp: each process holds half of the training state, the result is DDP's with the same global
+    batch (EMA on; step 2 takes the two losses' gradients apart to log their norms), and a sharded checkpoint
+    resumes exactly, sharded or as DDP."""
+    replicated = SMALL + [
+        "train.batch_size=16",
+        "train.validate_every=0",
+        "train.val_images=16",
+        "train.log_every=2",
+        "train.checkpoint_every=2",
+    ]
+    sharded = replicated + ["train.sharding=fsdp"]
+    _run(tmp_path / "ddp", 2, replicated, 3)
+    _run(tmp_path / "fsdp", 2, sharded, 3)
+    _run(tmp_path / "part", 2, sharded, 2)
+    shutil.copytree(tmp_path / "part", tmp_path / "part-as-ddp")
+    assert "resuming from" in _run(tmp_path / "part", 2, sharded, 3)
+    assert "train.sharding changed from 'fsdp' to 'none'" in _run(tmp_path / "part-as-ddp", 2, replicated, 3)
+
+    logs = _logged(tmp_path / "ddp"), _logged(tmp_path / "fsdp")
+    assert [log["step"] for log in logs[1]] == [2, 3] and "grad_norm/L_ITA" in logs[1][0]  # step 2: split
+    for ddp, fsdp in zip(*logs):
+        assert ddp.keys() == fsdp.keys()
+        for key in (k for k in ddp if k.startswith(("loss/", "grad_norm/", "logit_scale"))):
+            assert abs(ddp[key] - fsdp[key]) < 1e-5 * max(1.0, abs(ddp[key])), (ddp["step"], key)
+    ddp, fsdp = _weights(tmp_path / "ddp"), _weights(tmp_path / "fsdp")
+    assert ddp.keys() == fsdp.keys()
+    assert max((ddp[k] - fsdp[k]).abs().max().item() for k in ddp) < 1e-5  # only the order of sums differs
+    assert all(torch.equal(fsdp[k], v) for k, v in _weights(tmp_path / "part").items())
+    assert max((fsdp[k] - v).abs().max().item() for k, v in _weights(tmp_path / "part-as-ddp").items()) < 1e-5
+
+    held = {run: json.loads((tmp_path / run / "train_summary.json").read_text())["memory"] for run in ("ddp", "fsdp")}
+    for key in ("parameter_bytes", "gradient_bytes", "optimizer_bytes", "ema_bytes"):
+        assert abs(2 * held["fsdp"][key] - held["ddp"][key]) < 0.01 * held["ddp"][key], key  # half per process

@@ -81,6 +81,23 @@ def test_the_report_marks_intervals_and_the_holm_correction(tmp_path):
     assert "dis: seen-class top-1 -4.00" in text and "Surviving (†): fashion: clip." in text
 
 
+def test_the_query_scale_is_chosen_on_the_same_seeds_for_every_gamma():
+    """γ = 1's row has five seeds (it is the pretrained block's DiffDis), the other γ one: the choice reads seed 0
+    of each. Averaging γ = 1 over all its seeds here would pick 4.9, on seeds that are not comparable."""
+    from diffdis.experiments.compare_emoji import chosen_gamma
+
+    def runs(*top1_by_seed):
+        return [{"seed": seed, "validation": {"top1": top1}} for seed, top1 in enumerate(top1_by_seed)]
+
+    results = {"diffdis": runs(16.0, 10.0, 10.0, 10.0, 10.0), "diffdis-gamma-4.9": runs(14.1)}
+    assert chosen_gamma(results, (0,)) is None  # until every γ is measured on the query seeds
+    results.update({"diffdis-gamma-9.8": runs(11.7), "diffdis-gamma-19.6": runs(16.0)})
+    assert chosen_gamma(results, (0,)) == 1.0  # a tie goes to the paper's smaller γ
+    results["diffdis-gamma-9.8"] = runs(16.5)
+    assert chosen_gamma(results, (0,)) == 9.8
+    assert chosen_gamma(results, (0, 1)) is None and chosen_gamma(results, ()) is None
+
+
 @pytest.mark.slow
 def test_every_training_segment_records_its_command_code_and_versions(tmp_path, idx_dir):
     run = tmp_path / "run"

@@ -252,11 +252,28 @@ def test_per_loss_clipping_gives_each_loss_its_own_budget(tmp_path, idx_dir):
         preset("tiny", ["train.clip_per_loss=true", "train.mixed_precision=fp16"])
 
 
-def test_sharded_parallelism_is_refused_with_the_ddp_alternative(monkeypatch):
+def test_parallel_settings_the_loop_cannot_train_are_refused_with_what_to_use():
+    none, fsdp = preset("tiny"), preset("tiny", ["train.sharding=fsdp"])
+
+    def check(kind, config, processes=2):
+        return loop.check_parallelism(SimpleNamespace(distributed_type=kind, num_processes=processes), config)
+
     for kind, name in ((DistributedType.FSDP, "FSDP"), (DistributedType.DEEPSPEED, "DeepSpeed")):
-        with pytest.raises(ConfigError, match=f"configured for {name}.*Choose multi-GPU \\(DDP\\)"):
-            loop.check_parallelism(SimpleNamespace(distributed_type=kind))
-    assert loop.check_parallelism(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU)) is None
+        with pytest.raises(ConfigError, match=f"configured for {name}.*multi-GPU.*train.sharding=fsdp"):
+            check(kind, none)
+    with pytest.raises(ConfigError, match="this run has one: launch it with `accelerate launch --multi_gpu"):
+        check(DistributedType.NO, fsdp, processes=1)
+    assert check(DistributedType.MULTI_CPU, none) is None and check(DistributedType.MULTI_CPU, fsdp) is None
+    with pytest.raises(ConfigError, match="fp16's loss scaler does not handle sharded gradients"):
+        preset("tiny", ["train.sharding=fsdp", "train.mixed_precision=fp16"])
+    with pytest.raises(ConfigError, match="train.sharding='zero3'; use none"):
+        preset("tiny", ["train.sharding=zero3"])
+
+
+def test_an_fsdp_accelerate_config_on_cpu_processes_is_named_as_ddp(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    warning = loop.check_parallelism(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU))
+    accelerator = SimpleNamespace(distributed_type=DistributedType.MULTI_CPU, num_processes=2)
+    warning = loop.check_parallelism(accelerator, preset("tiny"))
     assert warning.startswith("accelerate was configured for FSDP, which it does not do on CPU processes")
+    assert "train.sharding=fsdp shards it" in warning
+    assert loop.check_parallelism(accelerator, preset("tiny", ["train.sharding=fsdp"])) is None

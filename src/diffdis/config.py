@@ -215,6 +215,9 @@ class TrainConfig:
     logit_scale_init: float = 14.285714  # 1/0.07 as in CLIP; learnable, clamped at 100
     ema_decay: float = 0.995  # 0 = no EMA (saves one fp32 copy of the weights)
     mixed_precision: str = "no"  # no, fp16, bf16
+    # "fsdp": shard the trained weights, their gradients, AdamW moments and EMA over the processes (torch FSDP2;
+    # training/sharding.py), for when a replica's training state does not fit one device; "none": DDP replicas.
+    sharding: str = "none"
     gradient_checkpointing: bool = False
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
@@ -231,6 +234,13 @@ class TrainConfig:
             raise ConfigError(f"train.captions={self.captions!r}; use one of {', '.join(CAPTION_STYLES)}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ConfigError(f"train.mixed_precision={self.mixed_precision!r}; use no, fp16 or bf16")
+        if self.sharding not in ("none", "fsdp"):
+            raise ConfigError(f"train.sharding={self.sharding!r}; use none (DDP replicas) or fsdp")
+        if self.sharding == "fsdp" and self.mixed_precision == "fp16":
+            raise ConfigError(
+                "train.sharding=fsdp trains in bf16 or fp32: fp16's loss scaler does not handle sharded gradients; "
+                "use train.mixed_precision=bf16 (or no)"
+            )
         if self.clip_per_loss and self.mixed_precision == "fp16":
             raise ConfigError(
                 "train.clip_per_loss needs the two losses' gradients unscaled; use train.mixed_precision=bf16 or no "

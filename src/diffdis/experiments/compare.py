@@ -159,7 +159,7 @@ def emoji_runs(plan: EmojiPlan, out: Path, blocks: tuple[str, ...] = (), models:
         yield from filter(keep, (StudyRun("emoji-pretrained", row, seed) for row in ("diffdis", "regression")))
         yield from filter(keep, (StudyRun("emoji-query", row, seed) for row in query_rows() if row not in MODELS))
     for seed in plan.seeds:
-        gamma = chosen_gamma({**_measured(out, "emoji-pretrained"), **_measured(out, "emoji-query")})
+        gamma = chosen_gamma({**_measured(out, "emoji-pretrained"), **_measured(out, "emoji-query")}, plan.query_seeds)
         extra = (gamma_name(gamma),) if gamma not in (None, 1.0) else ()
         pretrained = ("diffdis", "clip", *extra, "regression", "dis", "gen")
         for block, rows in (("emoji-pretrained", pretrained), ("emoji-scratch", EMOJI_MODELS)):
@@ -286,7 +286,14 @@ def run_compare(
         "steps": steps,
         "budget_minutes": budget_minutes,
         "seeds": list(seeds),
-        "emoji": {**asdict(emoji), "gammas": list(GAMMAS), "settings": list(EMOJI_SETTINGS)},
+        "emoji": {
+            **asdict(emoji),
+            "gammas": list(GAMMAS),
+            "chosen_gamma": chosen_gamma(
+                {**_measured(out, "emoji-pretrained"), **_measured(out, "emoji-query")}, emoji.query_seeds
+            ),
+            "settings": list(EMOJI_SETTINGS),
+        },
         "blocks": list(blocks) or "all",
         "models": list(models) or "all",
         "holdout_triples": holdout_triples(),

@@ -89,14 +89,15 @@ class EmojiPlan:
     quick: bool = False  # tests: a few images per evaluation set and generated concepts, to check the plumbing
 
 
-def chosen_gamma(results: dict[str, list[dict]]) -> float | None:
-    """The γ whose diffused query had the best unseen-validation top-1 in emoji-query (mean over its seeds;
-    ties: the paper's smaller γ), or None until every diffusion row of the block is measured. `results`: row ->
+def chosen_gamma(results: dict[str, list[dict]], seeds: tuple[int, ...]) -> float | None:
+    """The γ whose diffused query had the best unseen-validation top-1 in emoji-query, each γ read on the same
+    `seeds` (the plan's query seeds: the γ = 1 row has more seeds, in emoji-pretrained, and a mean over other seeds
+    is not comparable; ties: the paper's smaller γ), or None until every γ is measured on them. `results`: row ->
     list of result records."""
     scores = {}
     for gamma in GAMMAS:
-        records = results.get(gamma_name(gamma), [])
-        if not records:
+        records = [r for r in results.get(gamma_name(gamma), []) if r["seed"] in seeds]
+        if not seeds or len(records) < len(seeds):
             return None
         scores[gamma] = float(np.mean([r["validation"]["top1"] for r in records]))
     return max(GAMMAS, key=lambda g: (round(scores[g], 6), -g))

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from ..evaluation.significance import holm, image_standard_error, paired_interval
 from ..utils.charts import bar_chart, colour, line_chart, save
 from ..utils.results import write_json
+from .compare_emoji import gamma_name
 from .compare_markdown import markdown
 
 # (column, path into a row's record, path of per-image 0/1 scores or None, lower is better). Per-image scores
@@ -317,7 +318,8 @@ FAMILIES = {
         ("emoji-pretrained",),
         ("models", "ablations", "query"),
         "emoji unseen top-1: pretrained DiffDis minus every other pretrained row (clip, dis, the regression ablation, "
-        "DiffDis at the chosen γ), and each model pretrained minus the same model from scratch",
+        "DiffDis at the γ chosen on validation when it is not 1; other γ rows are exploratory), and each model "
+        "pretrained minus the same model from scratch",
     ),
 }
 
@@ -343,6 +345,7 @@ def pretrained_minus_scratch(blocks: dict[str, dict[str, dict[int, dict]]]) -> d
 def _family_tests(report: dict) -> dict[str, list[dict]]:
     """The interval records of each family (FAMILIES), to be corrected together."""
     tests: dict[str, list[dict]] = {}
+    chosen = gamma_name(report["settings"].get("emoji", {}).get("chosen_gamma") or 1.0)  # the γ row of the family
     for name, (blocks, groups, _) in FAMILIES.items():
         tests[name] = []
         for block in (b for b in blocks if b in report["blocks"]):
@@ -350,7 +353,8 @@ def _family_tests(report: dict) -> dict[str, list[dict]]:
             first = table["columns"][0]
             for kind_ in ("diffdis_minus_row", "same_classifier_on_diffdis_minus_row"):
                 for row, diffs in table[kind_].items():
-                    if table["groups"].get(row) in groups and first in diffs:
+                    group = table["groups"].get(row)
+                    if group in groups and first in diffs and (group != "query" or row == chosen):
                         tests[name].append({"block": block, "row": row, "interval": diffs[first]})
     headline = COLUMNS["emoji"][0][0]
     for model, diffs in report["pretrained_minus_scratch"].items():

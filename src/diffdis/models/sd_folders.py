@@ -28,12 +28,12 @@ _MERGES = CLIP_VOCAB_SIZE - 2 * 256 - 2
 
 SHAPES = {  # UNet, VAE and text-model shapes; everything else is SD v1's
     "v1": {
-        "unet": {"block_out_channels": (320, 640, 1280, 1280), "levels": 4, "sample_size": 64},
+        "unet": {"block_out_channels": (320, 640, 1280, 1280), "layers_per_block": 2, "sample_size": 64},
         "vae": {"block_out_channels": (128, 256, 512, 512), "layers_per_block": 2, "sample_size": 512},
         "text": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12},
     },
     "tiny": {
-        "unet": {"block_out_channels": (32, 64), "levels": 2, "sample_size": 8, "layers_per_block": 1},
+        "unet": {"block_out_channels": (32, 64), "layers_per_block": 1, "sample_size": 8},
         "vae": {"block_out_channels": (32, 32), "layers_per_block": 1, "sample_size": 32},
         "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
     },
@@ -99,14 +99,15 @@ def build_stable_diffusion(folder: str | Path, shapes: str = "v1", seed: int = 0
         )
     )
     u = s["unet"]
+    cross = len(u["block_out_channels"]) - 1  # every level but the lowest attends to the text
     unet = UNet2DConditionModel(
         sample_size=u["sample_size"],
         in_channels=4,
         out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D",) * (u["levels"] - 1) + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (u["levels"] - 1),
+        down_block_types=("CrossAttnDownBlock2D",) * cross + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * cross,
         block_out_channels=u["block_out_channels"],
-        layers_per_block=u.get("layers_per_block", 2),
+        layers_per_block=u["layers_per_block"],
         cross_attention_dim=s["text"]["hidden_size"],
         attention_head_dim=8,  # SD v1's config names its 8 heads so
         norm_num_groups=32,

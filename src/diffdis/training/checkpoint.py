@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..factory import usual_permissions
+from .sharding import full_optimizer_state, full_state_dict, is_sharded, load_full_optimizer_state, load_full_state_dict
 
 CHECKPOINT_FORMAT = 3  # bumped when the checkpoint's contents change meaning (3: AdamW groups split by decay)
 _UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, SafetensorError, pickle.PickleError)
@@ -59,11 +60,15 @@ def checkpoints(run_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(accelerator, run_dir: Path, objective, optimizer, lr_schedule, ema, state: TrainState, keep: int):
-    """Write into step_X.tmp, then rename: a crash at any point leaves the previous checkpoints intact."""
+    """Write into step_X.tmp, then rename: a crash at any point leaves the previous checkpoints intact. Whole
+    tensors in every case: a sharded objective's are gathered from every process."""
     accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(objective)
+    if not (accelerator.is_main_process or is_sharded(model)):
+        return
+    weights, ema_state, optimizer_state = full_state_dict(model), ema.state_dict(), full_optimizer_state(optimizer)
     if not accelerator.is_main_process:
         return
-    weights = {k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(objective).state_dict().items()}
     bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise RuntimeError(f"refusing to checkpoint non-finite weights at step {state.step} ({bad[:3]} ...)")
@@ -72,8 +77,8 @@ def save_checkpoint(accelerator, run_dir: Path, objective, optimizer, lr_schedul
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(weights, tmp / "model.safetensors")
-    save_file({k: v.cpu().contiguous() for k, v in ema.state_dict().items()}, tmp / "ema.safetensors")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    save_file({k: v.cpu().contiguous() for k, v in ema_state.items()}, tmp / "ema.safetensors")
+    torch.save(optimizer_state, tmp / "optimizer.pt")
     torch.save(lr_schedule.state_dict(), tmp / "lr_scheduler.pt")
     (tmp / "state.json").write_text(json.dumps({"format": CHECKPOINT_FORMAT, **asdict(state)}, indent=2) + "\n")
     usual_permissions(tmp)
@@ -93,9 +98,9 @@ def load_checkpoint(folder: Path, objective, optimizer, lr_schedule, ema) -> Tra
         )
     weights = load_file(folder / "model.safetensors")
     _check_fits(folder, weights, objective.state_dict())
-    objective.load_state_dict(weights)
+    load_full_state_dict(objective, weights)
     ema.load_state_dict(load_file(folder / "ema.safetensors"))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    load_full_optimizer_state(optimizer, torch.load(folder / "optimizer.pt", weights_only=True))
     lr_schedule.load_state_dict(torch.load(folder / "lr_scheduler.pt", weights_only=True))
     return TrainState(**meta)
 

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DistributedType
 from accelerate.utils import gather_object
+from torch.distributed.tensor import DTensor
 
 from ..config import FROM_INIT, Config, ConfigError
 from ..data.builtin import builtin
@@ -54,6 +55,14 @@ from .memory import held_bytes, memory_record
 from .optim import EMA, apply_recipe, lr_lambda, parameter_groups
 from .progress import LossMeter, Progress
 from .run_config import check_resume_config
+from .sharding import (
+    average_replicated_gradients,
+    clip_gradients,
+    gradient_norm,
+    is_sharded,
+    shard,
+    unsharded,
+)
 from .validation import validation_record
 
 Scorers = tuple[Callable[[DiffDisPipeline], dict[str, float]], ...]
@@ -101,7 +110,7 @@ class _Run:
     dir: Path
     accelerator: Accelerator
     pipe: DiffDisPipeline
-    objective: torch.nn.Module  # prepared by accelerate (DDP-wrapped on several processes)
+    objective: torch.nn.Module  # DDP-wrapped by accelerate on several processes, or sharded (sharding.py)
     optimizer: torch.optim.Optimizer
     lr_schedule: torch.optim.lr_scheduler.LambdaLR
     ema: EMA
@@ -126,29 +135,32 @@ def make_accelerator(config: Config, run_dir: Path) -> Accelerator:
     )
 
 
-def check_parallelism(accelerator: Accelerator) -> str | None:
-    """Refuse a sharded run, which this loop cannot train correctly; return a warning when an `accelerate config`
+def check_parallelism(accelerator: Accelerator, config: Config) -> str | None:
+    """Refuse a parallel setting this loop cannot train correctly; return a warning when an `accelerate config`
     asked for sharding that accelerate does not do on CPU processes (it runs DDP instead, silently)."""
     kind = accelerator.distributed_type
     if kind == DistributedType.FSDP:
         raise ConfigError(
-            "accelerate is configured for FSDP, which this training loop does not support: FSDP replaces the "
-            "model's parameters with sharded ones (none of the Parameter objects survive torch's fully_shard), "
-            "so the EMA would keep averaging the unsharded originals and the exported model would be the initial "
-            "weights. Choose multi-GPU (DDP) in `accelerate config`, and fit memory with the levers in "
-            "docs/training.md (gradient checkpointing, bf16, train.ema_decay=0, gradient accumulation, encoded shards)"
+            "accelerate is configured for FSDP, which would wrap the model behind this loop's EMA and checkpoints "
+            "(the EMA would keep averaging parameters FSDP replaced). Shard with the loop's own FSDP instead: "
+            "choose multi-GPU in `accelerate config` and pass --set train.sharding=fsdp (docs/training.md)"
         )
     if kind == DistributedType.DEEPSPEED:
         raise ConfigError(
             "accelerate is configured for DeepSpeed, which this training loop does not support (its EMA, "
-            "checkpoints and gradient handling assume a plain torch optimizer over full replicas). Choose "
-            "multi-GPU (DDP) in `accelerate config`; docs/training.md lists the memory levers"
+            "checkpoints and gradient handling assume a plain torch optimizer). Choose multi-GPU in `accelerate "
+            "config`, with --set train.sharding=fsdp to shard the training state; docs/training.md lists the levers"
+        )
+    if config.train.sharding == "fsdp" and accelerator.num_processes < 2:
+        raise ConfigError(
+            "train.sharding=fsdp shards the training state over several processes, and this run has one: launch "
+            "it with `accelerate launch --multi_gpu --num_processes N` (N >= 2), or leave train.sharding=none"
         )
     asked = [name for name in ("FSDP", "DEEPSPEED") if os.environ.get(f"ACCELERATE_USE_{name}", "").lower() == "true"]
-    if asked and kind == DistributedType.MULTI_CPU:
+    if asked and kind == DistributedType.MULTI_CPU and config.train.sharding != "fsdp":
         return (
             f"accelerate was configured for {asked[0]}, which it does not do on CPU processes: this run is DDP over "
-            "gloo, every process holding the whole model"
+            "gloo, every process holding the whole model (--set train.sharding=fsdp shards it)"
         )
     return None
 
@@ -178,7 +190,7 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
     """Check everything, build the model, optimizer and data stream, and resume from the newest checkpoint."""
     preflight(config)
     accelerator = make_accelerator(config, run_dir)
-    parallelism_warning = check_parallelism(accelerator)
+    parallelism_warning = check_parallelism(accelerator, config)
     rank, world = accelerator.process_index, accelerator.num_processes
     with accelerator.main_process_first():  # a single-file SD checkpoint is converted once
         config = resolve_config(config, run_dir)
@@ -194,6 +206,8 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
     if t.gradient_checkpointing:
         pipe.model.unet.enable_gradient_checkpointing()
     objective = DiffDisObjective.from_pipeline(pipe, t, rank, world).to(accelerator.device)
+    if t.sharding == "fsdp":  # before the optimizer and EMA, which then hold the shards
+        shard(objective)
     pipe.model.train()
     optimizer = torch.optim.AdamW(parameter_groups(objective, t))
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t.warmup_steps, t.max_steps))
@@ -209,7 +223,10 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
     for key, before, now in changes if state.step < t.max_steps else ():  # a change no step follows applies to none
         state.config_changes.append({"step": state.step, "key": key, "from": before, "to": now})
         progress.write(f"{key} changed from {before!r} to {now!r}; it applies from step {state.step}")
-    objective, optimizer = accelerator.prepare(objective, optimizer)
+    if is_sharded(objective):  # a sharded objective is not wrapped again
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        objective, optimizer = accelerator.prepare(objective, optimizer)
     # The settings go to TensorBoard once; a resume appends to the same run instead of adding an hparams folder.
     accelerator.init_trackers("logs", config=_hparams(config) if resumed_from is None else None)
 
@@ -253,7 +270,8 @@ def _optimizer_step(run: _Run, micro_batches: list[dict]) -> None:
         if not state.prompts and run.val_set is None:
             state.prompts = list(batch["captions"][:8])
         generator = step_generator(t.seed, state.step, micro, acc.device)
-        # DDP all-reduces the gradients on the last micro-batch only; split steps all-reduce each loss's own.
+        # DDP all-reduces the gradients on the last micro-batch only; split steps all-reduce each loss's own. A
+        # sharded objective reduce-scatters after every backward pass (no_sync leaves it as it is).
         syncing = micro == len(micro_batches) - 1 and not split
         with nullcontext() if syncing else acc.no_sync(run.objective), acc.autocast():
             out = run.objective(batch, generator)
@@ -266,6 +284,11 @@ def _optimizer_step(run: _Run, micro_batches: list[dict]) -> None:
         run.meter.add(out, images=len(batch["captions"]) * acc.num_processes)
     if split:
         grad_norm = _combine_loss_gradients(run, ita_grads)
+    elif is_sharded(run.objective):
+        params = [p for p in run.objective.parameters() if p.grad is not None]
+        average_replicated_gradients([p.grad for p in params], acc.num_processes)
+        grad_norm = clip_gradients(params, t.grad_clip)
+        run.meter.add_norms({"grad_norm/total": grad_norm.item()})
     else:
         grad_norm = acc.clip_grad_norm_(run.objective.parameters(), t.grad_clip)  # the same on every process
         run.meter.add_norms({"grad_norm/total": grad_norm.item()})
@@ -330,15 +353,13 @@ def _combine_loss_gradients(run: _Run, ita_grads: list[torch.Tensor]) -> torch.T
     acc, t = run.accelerator, run.config.train
     params = [p for p in run.objective.parameters() if p.requires_grad]
     ig_grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    for grad in (*ig_grads, *ita_grads) if acc.num_processes > 1 else ():
-        torch.distributed.all_reduce(grad)
-        grad /= acc.num_processes
-    norms = [torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])) for grads in (ig_grads, ita_grads)]
-    factors = [(t.grad_clip / (n + 1e-6)).clamp(max=1.0) if t.clip_per_loss else 1.0 for n in norms]
+    average_replicated_gradients((*ig_grads, *ita_grads), acc.num_processes)  # the backward passes did not sync
+    norms = [gradient_norm(grads) for grads in (ig_grads, ita_grads)]
+    factors = [float((t.grad_clip / (n + 1e-6)).clamp(max=1.0)) if t.clip_per_loss else 1.0 for n in norms]
     for p, ig, ita in zip(params, ig_grads, ita_grads):
         p.grad = ig * factors[0] + ita * factors[1]
     # Per-loss budgets are not clipped again as a sum: that would couple the two losses once more.
-    total = torch.nn.utils.clip_grad_norm_(params, float("inf") if t.clip_per_loss else t.grad_clip)
+    total = clip_gradients(params, float("inf") if t.clip_per_loss else t.grad_clip)
     run.meter.add_norms({"grad_norm/L_IG": norms[0].item(), "grad_norm/L_ITA": norms[1].item()})
     run.meter.add_norms({"grad_norm/total": total.item()})
     return total
@@ -371,8 +392,8 @@ def _log(run: _Run) -> None:
 
 def _validation(run: _Run) -> None:
     acc, t, state = run.accelerator, run.config.train, run.state
-    if acc.is_main_process:
-        with run.ema.applied():
+    with run.ema.applied(), unsharded(run.objective):  # on every process; the main one validates
+        if acc.is_main_process:
             record = validation_record(
                 run.pipe,
                 run.val_set,
@@ -385,6 +406,7 @@ def _validation(run: _Run) -> None:
             )
             for score in run.scorers:
                 record.update(score(run.pipe))
+    if acc.is_main_process:
         state.history.append(record)
         if "val_top1" in record:
             acc.log({"val/top1": record["val_top1"]}, step=state.step)
@@ -411,12 +433,14 @@ def _finish(run: _Run) -> Path:
     trained = state.step > run.start_step or not (model_dir / CONFIG_NAME).exists()
     if acc.is_main_process and not trained:
         run.progress.write(f"nothing to train: the run is at train.max_steps={state.step}; {model_dir} is unchanged")
-    if acc.is_main_process and trained:
-        with run.ema.applied():
+    if trained:
+        with run.ema.applied(), unsharded(run.objective):  # on every process; the main one saves
             scale = acc.unwrap_model(run.objective).logit_scale_value()
-            if scale is not None:  # the temperature that turns the model's cosines into probabilities
-                run.pipe.model.logit_scale.fill_(scale)
-            run.pipe.save_pretrained(model_dir)
+            if acc.is_main_process:
+                if scale is not None:  # the temperature that turns the model's cosines into probabilities
+                    run.pipe.model.logit_scale.fill_(scale)
+                run.pipe.save_pretrained(model_dir)
+    if acc.is_main_process and trained:
         summary = {
             "steps": state.step,
             "train_seconds": state.seconds,
@@ -455,10 +479,12 @@ def _vocabulary(config: Config) -> dict | None:
 
 @torch.no_grad()
 def _checksum(module: torch.nn.Module) -> str:
-    """A fingerprint of the parameters' exact values (equal on all processes when they are in sync)."""
+    """A fingerprint of the replicated parameters' exact values (equal on all processes when they are in sync):
+    all of them under DDP; the scalars a sharded objective keeps whole (its shards differ by design)."""
     digest = hashlib.sha256()
     for p in module.parameters():
-        digest.update(p.detach().cpu().float().numpy().tobytes())
+        if not isinstance(p, DTensor):
+            digest.update(p.detach().cpu().float().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 import statistics
 
 import torch
+from torch.distributed.tensor import DTensor
 
 
 def _bytes(tensors) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+    """Bytes held on this process (a shard's own part only)."""
+    local = (t.to_local() if isinstance(t, DTensor) else t for t in tensors if isinstance(t, torch.Tensor))
+    return sum(t.numel() * t.element_size() for t in local)
 
 
 def held_bytes(module: torch.nn.Module, optimizer: torch.optim.Optimizer, ema_shadow: dict) -> dict[str, int]:

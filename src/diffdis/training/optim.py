@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
+from .sharding import full_tensor, shard_like
 
 NO_DECAY = ("null_latent", "logit_scale")  # learned conditions and the temperature, not weights to shrink
 
@@ -91,9 +92,10 @@ class EMA:
             p.copy_(self.shadow[n].to(p.dtype))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {**self.shadow, "__updates__": torch.tensor(self.updates)}
+        """Whole tensors (gathered, on every process, when the weights are sharded)."""
+        return {**{n: full_tensor(s) for n, s in self.shadow.items()}, "__updates__": torch.tensor(self.updates)}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.updates = int(state.pop("__updates__"))
-        for name in self.shadow:
-            self.shadow[name].copy_(state[name])
+        for name, shadow in self.shadow.items():
+            shadow.copy_(shard_like(shadow, state[name]))

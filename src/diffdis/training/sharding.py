@@ -1,0 +1,135 @@
+"""Sharded data parallelism (train.sharding=fsdp): torch's FSDP2 (`fully_shard`) over the processes accelerate
+launched, so that each process keeps 1/N of the trained weights' gradients, AdamW moments and EMA copy at rest.
+
+The objective is sharded as one unit. Its parameters are gathered whole for each forward and backward pass (the
+discrimination pass calls attention sub-modules of the UNet directly, so a finer unit's gathering hook would not
+fire), and the gradients are reduce-scattered after backward; so a process's peak holds the full weights and
+gradients once plus its share of everything else. Scalar parameters (the logit scale), which fully_shard cannot
+shard, stay replicated and their gradients are averaged here.
+
+Checkpoints hold full tensors in the same layout as unsharded runs, so a run may resume with or without sharding
+and on another number of processes. Validation and export run on the main process inside an `unsharded()` block
+that every process enters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.tensor import DTensor, distribute_tensor
+
+
+def shard(module: torch.nn.Module) -> torch.nn.Module:
+    """Shard `module`'s parameters over every process (in place); scalars stay replicated."""
+    scalars = {p for p in module.parameters() if p.dim() == 0}
+    fully_shard(module, ignored_params=scalars)
+    return module
+
+
+def is_sharded(module: torch.nn.Module) -> bool:
+    return isinstance(module, FSDPModule)
+
+
+def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a shard (a collective call: every process makes it); other tensors as they are."""
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def shard_like(reference: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """`full` split the way `reference` is (every process passes the same values); `full` if it is not sharded."""
+    if not isinstance(reference, DTensor):
+        return full
+    return distribute_tensor(full.to(reference.device, reference.dtype), reference.device_mesh, reference.placements)
+
+
+def full_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """`module.state_dict()` with whole tensors on the CPU (collective when `module` is sharded)."""
+    return {k: full_tensor(v.detach()).cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def load_full_state_dict(module: torch.nn.Module, full: dict[str, torch.Tensor]) -> None:
+    current = module.state_dict()
+    module.load_state_dict({k: shard_like(current[k], v) if k in current else v for k, v in full.items()})
+
+
+def _parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The parameters in the order of the optimizer's state-dict ids."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def full_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """`optimizer.state_dict()` with whole tensors (collective when the parameters are sharded)."""
+    state = optimizer.state_dict()
+    state["state"] = {
+        i: {k: full_tensor(v).cpu() if isinstance(v, torch.Tensor) else v for k, v in per_param.items()}
+        for i, per_param in state["state"].items()
+    }
+    return state
+
+
+def load_full_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a state of whole tensors: a parameter's per-element state (AdamW's moments, its shape) is sharded as
+    the parameter is; its scalars ("step") are kept whole."""
+    params = _parameters(optimizer)
+    state["state"] = {
+        i: {
+            k: shard_like(params[i], v) if isinstance(v, torch.Tensor) and v.shape == params[i].shape else v
+            for k, v in per_param.items()
+        }
+        for i, per_param in state["state"].items()
+    }
+    optimizer.load_state_dict(state)
+
+
+@contextmanager
+def unsharded(module: torch.nn.Module) -> Iterator[None]:
+    """Whole parameters in `module` for the block (every process enters it): each shard is swapped for a gathered
+    copy with storage of its own (which safetensors can save), then put back. Nothing for an unsharded module."""
+    swapped, gathered = [], {}
+    for owner in module.modules() if is_sharded(module) else ():
+        for name, param in list(owner.named_parameters(recurse=False)):
+            if isinstance(param, DTensor):
+                if id(param) not in gathered:  # a parameter two modules share stays shared
+                    gathered[id(param)] = torch.nn.Parameter(param.full_tensor(), param.requires_grad)
+                setattr(owner, name, gathered[id(param)])
+                swapped.append((owner, name, param))
+    try:
+        yield
+    finally:
+        for owner, name, param in swapped:
+            setattr(owner, name, param)
+
+
+def average_replicated_gradients(grads: Iterable[torch.Tensor], processes: int) -> None:
+    """All-reduce and average the gradients that no parallel wrapper reduced: all of them in a DDP step whose
+    backward ran without syncing, the replicated scalars' in a sharded one (the shards were reduce-scattered)."""
+    for grad in grads:
+        if processes > 1 and not isinstance(grad, DTensor):
+            torch.distributed.all_reduce(grad)
+            grad /= processes
+
+
+def gradient_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of all the gradients together (over every process's shards)."""
+    shards = [g.to_local() for g in grads if isinstance(g, DTensor)]
+    whole = [g for g in grads if not isinstance(g, DTensor)]
+    if not shards:
+        return torch.linalg.vector_norm(torch.stack([g.norm() for g in whole]))
+    squares = torch.stack([s.float().pow(2).sum() for s in shards]).sum()
+    torch.distributed.all_reduce(squares)
+    return (squares + sum((g.float().pow(2).sum() for g in whole), torch.zeros(()))).sqrt()
+
+
+def clip_gradients(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale the gradients so that their joint norm is at most `max_norm`; returns the norm before scaling."""
+    if not any(isinstance(p, DTensor) for p in params):
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    grads = [p.grad for p in params if p.grad is not None]
+    total = gradient_norm(grads)
+    factor = float((max_norm / (total + 1e-6)).clamp(max=1.0))
+    for grad in grads:
+        grad.mul_(factor)
+    return total
