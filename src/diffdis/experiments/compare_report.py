@@ -261,6 +261,8 @@ def curves_figure(blocks: dict[str, dict[str, dict[int, dict]]], models: list[st
         ("fashion", "val_top1", "seen-class validation top-1 (%), Fashion-MNIST"),
         ("fashion", "curve_judged", "judged generation accuracy (%), 10 samples per class"),
         ("unseen-A", "curve_unseen_top1", "unseen-class validation top-1 (%), unseen-A"),
+        ("emoji-pretrained", "curve_unseen_top1", "unseen-concept validation top-1 (%), emoji, pretrained UNet"),
+        ("emoji-scratch", "curve_unseen_top1", "unseen-concept validation top-1 (%), emoji, from scratch"),
     ]
     found = {row for block, _, _ in panels for row in blocks.get(block, {})}
     rows = [row for row in models if row in found]

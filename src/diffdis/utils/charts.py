@@ -8,14 +8,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 Series = dict[str, dict[int, float]]  # line name -> {x: y}
 
 
 def colour(i: int) -> str:
-    """The i-th colour of matplotlib's default cycle, so that one name can keep its colour across charts."""
-    return f"C{i % 10}"
+    """The i-th of 20 distinct colours (tab20's strong shades, then its light ones), so that one name can keep its
+    colour across charts."""
+    return to_hex(colormaps["tab20"](2 * (i % 10) + (i // 10) % 2))
 
 
 def save(figure: Figure, path: str | Path) -> Path:
