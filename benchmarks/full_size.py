@@ -45,6 +45,7 @@ SHARD_COUNT, SHARD_SIZE = 4, 500
 PROMPT = "a photo of a red bicycle leaning against a wall"
 
 TRAIN_STEPS = 3
+TWO_PROCESSES = ("base-train-64-ddp2", "base-train-64-fsdp2")  # launched as 2 CPU processes; figures of the main one
 #                name: (mode, preset, resolution, batch, overrides)
 CASES: dict[str, tuple[str, str, int, int, tuple[str, ...]]] = {
     "sd-train-256": ("train", "sd", 256, 2, ("train.ema_decay=0",)),  # 2: InfoNCE's smallest batch
@@ -56,6 +57,8 @@ CASES: dict[str, tuple[str, str, int, int, tuple[str, ...]]] = {
     "sd-classify-256": ("classify", "sd", 256, 8, ()),
     "base-train-64": ("train", "base", 64, 8, ("train.gradient_checkpointing=true",)),
     "base-train-64-b32": ("train", "base", 64, 32, ("train.gradient_checkpointing=true",)),
+    "base-train-64-ddp2": ("train", "base", 64, 8, ("train.gradient_checkpointing=true",)),
+    "base-train-64-fsdp2": ("train", "base", 64, 8, ("train.gradient_checkpointing=true", "train.sharding=fsdp")),
     "base-generate-64": ("generate", "base", 64, 16, ()),
     "base-classify-64": ("classify", "base", 64, 64, ()),
     "loading-256": ("loading", "sd", 256, 32, ()),
@@ -131,8 +134,9 @@ def _pipeline(preset_name: str, resolution: int):
     return DiffDisPipeline.from_config(config)
 
 
-def train_case(preset_name: str, resolution: int, batch: int, extra: tuple[str, ...]) -> dict:
-    """A few steps of `diffdis train` in this process; the run's own memory and step-time record."""
+def train_case(preset_name: str, resolution: int, batch: int, extra: tuple[str, ...], processes: int = 1) -> dict:
+    """A few steps of `diffdis train` (in this process, or under `accelerate launch` on several CPU processes); the
+    run's own memory and step-time record (the main process's, which holds what every process holds)."""
     from diffdis.cli import main
 
     with tempfile.TemporaryDirectory(dir=CACHE) as run:
@@ -150,16 +154,24 @@ def train_case(preset_name: str, resolution: int, batch: int, extra: tuple[str, 
         ]
         for item in settings:
             argv += ["--set", item]
-        if main(argv) != 0:
+        if processes == 1 and main(argv) != 0:
             raise RuntimeError(f"diffdis {' '.join(argv)} failed")
+        if processes > 1:
+            launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1"]
+            launch += ["--num_processes", str(processes), "--mixed_precision", "no", "--dynamo_backend", "no"]
+            subprocess.run([*launch, "--module", "diffdis.cli", *argv], check=True)
         summary = json.loads((Path(run) / "train_summary.json").read_text())
         config = json.loads((Path(run) / "config.json").read_text())
     memory = summary["memory"]
     ema = config["train"]["ema_decay"] > 0
-    estimate = memory["trained_parameters"] * (16 + (4 if ema else 0))
+    sharded = config["train"]["sharding"] == "fsdp"
+    estimate = memory["trained_parameters"] * (16 + (4 if ema else 0)) // (processes if sharded else 1)
     held = sum(memory[k] for k in ("parameter_bytes", "gradient_bytes", "optimizer_bytes", "ema_bytes"))
+    launcher = f"accelerate launch --multi_gpu --num_processes {processes} " if processes > 1 else ""
     return {
-        "command": "diffdis " + " ".join(argv),
+        "command": launcher + "diffdis " + " ".join(argv),
+        "processes": processes,
+        "sharding": config["train"]["sharding"],
         "dtype": f"fp32 weights, {config['train']['mixed_precision']} autocast",
         "gradient_checkpointing": config["train"]["gradient_checkpointing"],
         "ema": ema,
@@ -264,7 +276,7 @@ def measure(name: str) -> dict:
     mode, preset_name, resolution, batch, extra = CASES[name]
     ensure_inputs()
     if mode == "train":
-        figures = train_case(preset_name, resolution, batch, extra)
+        figures = train_case(preset_name, resolution, batch, extra, 2 if name in TWO_PROCESSES else 1)
     elif mode == "generate":
         figures = generate_case(preset_name, resolution, batch)
     elif mode == "classify":
@@ -283,7 +295,8 @@ def measure(name: str) -> dict:
         "batch": batch,
         "model": f"{SD_FOLDER.name}: SD v1 shapes, random weights" if preset_name == "sd" else "base preset, random",
         **figures,
-        "peak_rss_mb": peak_resident_mb(),
+        # a launched run's peak is its main process's (this process only waited for it)
+        "peak_rss_mb": figures["peak_resident_mb"] if name in TWO_PROCESSES else peak_resident_mb(),
         "provenance": provenance(),
     }
     OUT.mkdir(parents=True, exist_ok=True)
@@ -309,7 +322,8 @@ def run(names: list[str] | None = None) -> dict:
 
 def table() -> str:
     """The measured cases as the markdown table docs/training.md quotes."""
-    rows = ["| case | what | peak resident set | time | trained states, measured / 16 (+4 EMA) B per parameter |"]
+    states_column = "trained states, measured / 16 (+4 EMA) B per parameter (divided by the processes when sharded)"
+    rows = [f"| case | what | peak resident set | time | {states_column} |"]
     rows.append("| --- | --- | --- | --- | --- |")
     for name in CASES:
         path = OUT / f"{name}.json"
@@ -319,6 +333,8 @@ def table() -> str:
         what = f"{r['preset']} {r['mode']}, {r['resolution']} px, batch {r['batch']}"
         if r["mode"] == "train":
             what += f", {r['dtype']}, EMA {'on' if r['ema'] else 'off'}"
+            if r.get("processes", 1) > 1:  # per process: the main one's peak and states
+                what += f", {r['processes']} processes, {'FSDP' if r['sharding'] == 'fsdp' else 'DDP'} (per process)"
             time_text = f"{r['median_step_seconds']:.0f} s/step (first {r['first_step_seconds']:.0f} s)"
             states = f"{r['states_bytes_measured'] / 1e9:.2f} GB / {r['states_bytes_estimated'] / 1e9:.2f} GB"
         elif r["mode"] == "generate":

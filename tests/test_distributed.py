@@ -12,6 +12,7 @@ import torch
 from helpers import ENV, SMALL, train_command
 from safetensors.torch import load_file
 
+from diffdis import DiffDisPipeline
 from diffdis.data.pack import pack_samples, write_shards
 
 pytestmark = pytest.mark.slow  # trains or serves: `make test` runs it, `make test-fast` does not
@@ -125,6 +126,8 @@ def test_sharded_training_matches_ddp_and_resumes_exactly_sharded_or_not(tmp_pat
     assert all(torch.equal(fsdp[k], v) for k, v in _weights(tmp_path / "part").items())
     assert max((fsdp[k] - v).abs().max().item() for k, v in _weights(tmp_path / "part-as-ddp").items()) < 1e-5
 
+    exported = DiffDisPipeline.from_pretrained(tmp_path / "fsdp" / "model")  # the folder loads as any other
+    assert exported.can_generate and exported.can_discriminate
     held = {run: json.loads((tmp_path / run / "train_summary.json").read_text())["memory"] for run in ("ddp", "fsdp")}
     for key in ("parameter_bytes", "gradient_bytes", "optimizer_bytes", "ema_bytes"):
         assert abs(2 * held["fsdp"][key] - held["ddp"][key]) < 0.01 * held["ddp"][key], key  # half per process

@@ -353,7 +353,8 @@ def _combine_loss_gradients(run: _Run, ita_grads: list[torch.Tensor]) -> torch.T
     acc, t = run.accelerator, run.config.train
     params = [p for p in run.objective.parameters() if p.requires_grad]
     ig_grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    average_replicated_gradients((*ig_grads, *ita_grads), acc.num_processes)  # the backward passes did not sync
+    # DDP's backward passes did not sync here; a sharded objective's shards are reduced, its scalars not
+    average_replicated_gradients((*ig_grads, *ita_grads), acc.num_processes)
     norms = [gradient_norm(grads) for grads in (ig_grads, ita_grads)]
     factors = [float((t.grad_clip / (n + 1e-6)).clamp(max=1.0)) if t.clip_per_loss else 1.0 for n in norms]
     for p, ig, ita in zip(params, ig_grads, ita_grads):
