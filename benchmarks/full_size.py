@@ -346,7 +346,10 @@ def table() -> str:
             what += f", {r['dtype']}"
             time_text = f"{r['seconds']:.0f} s ({r['seconds'] / r['batch']:.2f} s per image, {r['classes']} classes)"
             states = "-"
-        rows.append(f"| {name} | {what} | {r['peak_rss_mb'] / 1024:.1f} GiB | {time_text} | {states} |")
+        peak = f"{r['peak_rss_mb'] / 1024:.1f} GiB"
+        if r.get("steps_peak_resident_mb"):  # before the first checkpoint, which gathers a sharded run's state
+            peak += f" ({r['steps_peak_resident_mb'] / 1024:.1f} GiB before the checkpoint)"
+        rows.append(f"| {name} | {what} | {peak} | {time_text} | {states} |")
     return "\n".join(rows)
 
 

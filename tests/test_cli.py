@@ -41,6 +41,7 @@ def test_train_resume_generate_classify_retrieve(tmp_path, idx_dir, capsys):
     assert memory["parameter_bytes"] == memory["gradient_bytes"] == memory["ema_bytes"] == weights
     assert 2 * weights <= memory["optimizer_bytes"] <= 2 * weights + 4 * 1000  # + a step counter per tensor
     assert memory["steps_timed"] == 2 and memory["median_step_seconds"] > 0 and memory["peak_resident_mb"] > 100
+    assert 100 < memory["steps_peak_resident_mb"] <= memory["peak_resident_mb"]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000004", "step_0000005"]
     assert (run / "config.json").exists() and list((run / "samples").glob("*.png"))
     model, out = run / "model", tmp_path / "out.json"

@@ -126,6 +126,9 @@ def test_sharded_training_matches_ddp_and_resumes_exactly_sharded_or_not(tmp_pat
     assert all(torch.equal(fsdp[k], v) for k, v in _weights(tmp_path / "part").items())
     assert max((fsdp[k] - v).abs().max().item() for k, v in _weights(tmp_path / "part-as-ddp").items()) < 1e-5
 
+    summaries = [json.loads((tmp_path / run / "train_summary.json").read_text()) for run in ("ddp", "fsdp")]
+    assert summaries[0]["validation"] == summaries[1]["validation"]  # every process validated; the same record
+    assert list((tmp_path / "fsdp" / "samples").glob("step_*.png"))  # the main process wrote the grid
     exported = DiffDisPipeline.from_pretrained(tmp_path / "fsdp" / "model")  # the folder loads as any other
     assert exported.can_generate and exported.can_discriminate
     held = {run: json.loads((tmp_path / run / "train_summary.json").read_text())["memory"] for run in ("ddp", "fsdp")}

@@ -114,6 +114,19 @@ class DiffDisModel(nn.Module):
         attns = [a for down in self.unet.down_blocks for a in getattr(down, "attentions", [])]
         return attns + list(self.unet.mid_block.attentions)
 
+    def sharding_units(self) -> list[nn.Module]:
+        """The sub-modules whose parameters are used only inside their own forward call, in both passes: the units
+        that FSDP gathers one at a time (training/sharding.py). The down path's attention blocks are not among
+        them (the text stream calls into their parts), nor the UNet's stem and head."""
+        unet = self.unet
+        units = [r for block in (*unet.down_blocks, unet.mid_block) for r in block.resnets]
+        units += [d for block in unet.down_blocks for d in block.downsamplers or []]
+        for block in unet.up_blocks:  # the up path runs in the generation pass only, through each part's forward
+            units += [*block.resnets, *(getattr(block, "attentions", None) or []), *(block.upsamplers or [])]
+        if self.kind.text_stream:
+            units += [*self.blocks.values(), self.unique]
+        return units
+
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters that Stable Diffusion does not have (they get their own learning rate)."""
         return [p for name, p in self.named_parameters() if not name.startswith("unet.")]

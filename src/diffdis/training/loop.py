@@ -51,17 +51,18 @@ from ..pipeline import DiffDisPipeline
 from ..provenance import provenance
 from .checkpoint import TrainState, checkpoints, resume, save_checkpoint
 from .init import build_pipeline, resolve_config
-from .memory import held_bytes, memory_record
+from .memory import held_bytes, memory_record, peak_resident_mb
 from .optim import EMA, apply_recipe, lr_lambda, parameter_groups
 from .progress import LossMeter, Progress
 from .run_config import check_resume_config
 from .sharding import (
     average_replicated_gradients,
     clip_gradients,
+    gathered,
     gradient_norm,
     is_sharded,
     shard,
-    unsharded,
+    whole_copies,
 )
 from .validation import validation_record
 
@@ -123,6 +124,7 @@ class _Run:
     bad_streak: int = 0
     scorers: Scorers = ()
     held: dict | None = None  # training/memory.py: bytes of weights, gradients, moments, EMA (first step)
+    steps_peak_mb: float | None = None  # peak resident set before this segment's first validation or checkpoint
     step_seconds: list[float] = field(default_factory=list)  # this segment's
 
 
@@ -207,7 +209,7 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
         pipe.model.unet.enable_gradient_checkpointing()
     objective = DiffDisObjective.from_pipeline(pipe, t, rank, world).to(accelerator.device)
     if t.sharding == "fsdp":  # before the optimizer and EMA, which then hold the shards
-        shard(objective)
+        shard(objective, pipe.model.sharding_units())
     pipe.model.train()
     optimizer = torch.optim.AdamW(parameter_groups(objective, t))
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t.warmup_steps, t.max_steps))
@@ -393,15 +395,18 @@ def _log(run: _Run) -> None:
 
 def _validation(run: _Run) -> None:
     acc, t, state = run.accelerator, run.config.train, run.state
-    with run.ema.applied(), unsharded(run.objective):  # on every process; the main one validates
-        if acc.is_main_process:
+    run.steps_peak_mb = run.steps_peak_mb or peak_resident_mb()
+    # A sharded objective's units gather their weights inside their own forward calls, so every process validates,
+    # the same way (the main one keeps the record and writes the grid); otherwise the main process alone.
+    if acc.is_main_process or is_sharded(run.objective):
+        with run.ema.applied(), gathered(run.objective):
             record = validation_record(
                 run.pipe,
                 run.val_set,
                 state.prompts,
                 t.val_images,
                 t.val_steps,
-                run.dir / "samples",
+                run.dir / "samples" if acc.is_main_process else None,
                 state.step,
                 t.sample_rows,
             )
@@ -419,6 +424,7 @@ def _validation(run: _Run) -> None:
 
 def _checkpoint(run: _Run) -> None:
     acc, t, state = run.accelerator, run.config.train, run.state
+    run.steps_peak_mb = run.steps_peak_mb or peak_resident_mb()
     state.data = gather_object([run.batches.state])
     save_checkpoint(acc, run.dir, run.objective, run.optimizer, run.lr_schedule, run.ema, state, t.keep_checkpoints)
     if acc.is_main_process:
@@ -435,7 +441,7 @@ def _finish(run: _Run) -> Path:
     if acc.is_main_process and not trained:
         run.progress.write(f"nothing to train: the run is at train.max_steps={state.step}; {model_dir} is unchanged")
     if trained:
-        with run.ema.applied(), unsharded(run.objective):  # on every process; the main one saves
+        with run.ema.applied(), whole_copies(run.objective):  # on every process; the main one saves
             scale = acc.unwrap_model(run.objective).logit_scale_value()
             if acc.is_main_process:
                 if scale is not None:  # the temperature that turns the model's cosines into probabilities
@@ -448,7 +454,7 @@ def _finish(run: _Run) -> Path:
             "skipped_steps": state.skipped_steps,
             "skipped_samples": skipped,
             "processes": acc.num_processes,
-            "memory": memory_record(run.held, run.step_seconds, acc.device),  # this segment's, main process
+            "memory": memory_record(run.held, run.step_seconds, acc.device, run.steps_peak_mb),  # main process
             "parameter_checksums": checksums,
             "config_changes": state.config_changes,
             "trained_by": state.segments,

@@ -41,9 +41,13 @@ def peak_resident_mb() -> float | None:
     return None
 
 
-def memory_record(held: dict[str, int] | None, step_seconds: list[float], device: torch.device) -> dict:
-    """The summary's memory and step-time record of one run segment."""
-    record: dict = {**(held or {}), "peak_resident_mb": peak_resident_mb()}
+def memory_record(
+    held: dict[str, int] | None, step_seconds: list[float], device: torch.device, steps_peak_mb: float | None = None
+) -> dict:
+    """The summary's memory and step-time record of one run segment. `steps_peak_mb`: the peak resident set
+    before the segment's first validation or checkpoint (building the model and the optimizer steps), beside the
+    peak of the whole segment (which a checkpoint of a sharded run raises: it gathers whole tensors)."""
+    record: dict = {**(held or {}), "peak_resident_mb": peak_resident_mb(), "steps_peak_resident_mb": steps_peak_mb}
     if device.type == "cuda":
         record["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         record["cuda_peak_reserved_mb"] = torch.cuda.max_memory_reserved(device) / 2**20

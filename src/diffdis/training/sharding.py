@@ -1,15 +1,17 @@
 """Sharded data parallelism (train.sharding=fsdp): torch's FSDP2 (`fully_shard`) over the processes accelerate
-launched, so that each process keeps 1/N of the trained weights' gradients, AdamW moments and EMA copy at rest.
+launched, so that each process keeps 1/N of the trained weights, their gradients, AdamW moments and EMA copy.
 
-The objective is sharded as one unit. Its parameters are gathered whole for each forward and backward pass (the
-discrimination pass calls attention sub-modules of the UNet directly, so a finer unit's gathering hook would not
-fire), and the gradients are reduce-scattered after backward; so a process's peak holds the full weights and
-gradients once plus its share of everything else. Scalar parameters (the logit scale), which fully_shard cannot
-shard, stay replicated and their gradients are averaged here.
+The units gathered one at a time are the model's `sharding_units()`: the UNet's resnets, downsamplers and up
+blocks, the text stream's blocks and the unique transformer, each used only inside its own forward call. The
+rest (the down path's attention blocks, which the text stream calls into, and the UNet's stem and head) is
+sharded with the objective and gathered whole for each step. Gradients are reduce-scattered unit by unit in the
+backward pass. Scalar parameters (the logit scale), which fully_shard cannot shard, stay replicated and their
+gradients are averaged here.
 
-Checkpoints hold full tensors in the same layout as unsharded runs, so a run may resume with or without sharding
-and on another number of processes. Validation and export run on the main process inside an `unsharded()` block
-that every process enters.
+Checkpoints hold whole tensors in the layout of unsharded runs, so a run may resume with or without sharding and
+on another number of processes. Validation runs on every process (the units gather inside their forward calls,
+so all processes make the same calls; the main one keeps the record) within `gathered()`; export swaps in whole
+copies with `whole_copies()` and the main process saves them.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 
-def shard(module: torch.nn.Module) -> torch.nn.Module:
-    """Shard `module`'s parameters over every process (in place); scalars stay replicated."""
+def shard(module: torch.nn.Module, units: Iterable[torch.nn.Module] = ()) -> torch.nn.Module:
+    """Shard `module`'s parameters over every process (in place), each of `units` gathered on its own and the rest
+    with `module`; scalars stay replicated."""
     scalars = {p for p in module.parameters() if p.dim() == 0}
+    for unit in units:
+        fully_shard(unit, ignored_params=scalars)
     fully_shard(module, ignored_params=scalars)
     return module
 
@@ -85,7 +90,22 @@ def load_full_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> 
 
 
 @contextmanager
-def unsharded(module: torch.nn.Module) -> Iterator[None]:
+def gathered(module: torch.nn.Module) -> Iterator[None]:
+    """Ready for forward calls that bypass `module`'s own forward (validation through the pipeline): the weights
+    sharded with `module` itself gathered for the block; its units gather theirs in their own forward calls, so
+    every process must make the same calls. Nothing for an unsharded module."""
+    if not is_sharded(module):
+        yield
+        return
+    module.unshard()
+    try:
+        yield
+    finally:
+        module.reshard()
+
+
+@contextmanager
+def whole_copies(module: torch.nn.Module) -> Iterator[None]:
     """Whole parameters in `module` for the block (every process enters it): each shard is swapped for a gathered
     copy with storage of its own (which safetensors can save), then put back. Nothing for an unsharded module."""
     swapped, gathered = [], {}

@@ -27,13 +27,14 @@ def validation_record(
     prompts: list[str],
     images: int,
     query_steps: int,
-    samples_dir: Path,
+    samples_dir: Path | None,
     step: int,
     sample_rows: int = 10,
 ) -> dict:
     """Accuracy on the first `images` validation images against the validation set's class names, and a grid
     of samples written to samples_dir/step_NNNNNNN.png: one row per class, or, without a labelled set, one row
-    per prompt (the first training captions of the run), at most `sample_rows` rows (0: no grid)."""
+    per prompt (the first training captions of the run), at most `sample_rows` rows (0: no grid). With
+    `samples_dir` None the grid is drawn and not written (the other processes of a sharded run)."""
     pipe.model.eval()
     record: dict = {"step": step}
     if pipe.can_discriminate and val_set is not None:
@@ -45,6 +46,7 @@ def validation_record(
         labels = labels[:sample_rows]
         samples = pipe.generate([p for p in labels for _ in range(SAMPLES_PER_ROW)], SAMPLE_STEPS, seed=0)
         rows = [samples[i * SAMPLES_PER_ROW : (i + 1) * SAMPLES_PER_ROW] for i in range(len(labels))]
-        samples_dir.mkdir(parents=True, exist_ok=True)
-        image_grid(rows, labels).save(samples_dir / f"step_{step:07d}.png")
+        if samples_dir is not None:
+            samples_dir.mkdir(parents=True, exist_ok=True)
+            image_grid(rows, labels).save(samples_dir / f"step_{step:07d}.png")
     return record
