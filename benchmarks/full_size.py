@@ -154,9 +154,10 @@ def train_case(preset_name: str, resolution: int, batch: int, extra: tuple[str, 
         ]
         for item in settings:
             argv += ["--set", item]
-        if processes == 1 and main(argv) != 0:
-            raise RuntimeError(f"diffdis {' '.join(argv)} failed")
-        if processes > 1:
+        if processes == 1:
+            if main(argv) != 0:
+                raise RuntimeError(f"diffdis {' '.join(argv)} failed")
+        else:
             launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1"]
             launch += ["--num_processes", str(processes), "--mixed_precision", "no", "--dynamo_backend", "no"]
             subprocess.run([*launch, "--module", "diffdis.cli", *argv], check=True)

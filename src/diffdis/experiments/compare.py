@@ -159,11 +159,16 @@ def emoji_runs(plan: EmojiPlan, out: Path, blocks: tuple[str, ...] = (), models:
         yield from filter(keep, (StudyRun("emoji-pretrained", row, seed) for row in ("diffdis", "regression")))
         yield from filter(keep, (StudyRun("emoji-query", row, seed) for row in query_rows() if row not in MODELS))
     for seed in plan.seeds:
-        gamma = chosen_gamma({**_measured(out, "emoji-pretrained"), **_measured(out, "emoji-query")}, plan.query_seeds)
+        gamma = _chosen_gamma(out, plan.query_seeds)
         extra = (gamma_name(gamma),) if gamma not in (None, 1.0) else ()
         pretrained = ("diffdis", "clip", *extra, "regression", "dis", "gen")
         for block, rows in (("emoji-pretrained", pretrained), ("emoji-scratch", EMOJI_MODELS)):
             yield from filter(keep, (StudyRun(block, row, seed) for row in rows))
+
+
+def _chosen_gamma(out: Path, seeds: tuple[int, ...]) -> float | None:
+    """The query scale chosen from the results in `out` so far (γ = 1's runs are emoji-pretrained's)."""
+    return chosen_gamma({**_measured(out, "emoji-pretrained"), **_measured(out, "emoji-query")}, seeds)
 
 
 def _measured(out: Path, block: str) -> dict[str, list[dict]]:
@@ -289,9 +294,7 @@ def run_compare(
         "emoji": {
             **asdict(emoji),
             "gammas": list(GAMMAS),
-            "chosen_gamma": chosen_gamma(
-                {**_measured(out, "emoji-pretrained"), **_measured(out, "emoji-query")}, emoji.query_seeds
-            ),
+            "chosen_gamma": _chosen_gamma(out, emoji.query_seeds),
             "settings": list(EMOJI_SETTINGS),
         },
         "blocks": list(blocks) or "all",

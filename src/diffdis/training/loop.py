@@ -286,13 +286,13 @@ def _optimizer_step(run: _Run, micro_batches: list[dict]) -> None:
         run.meter.add(out, images=len(batch["captions"]) * acc.num_processes)
     if split:
         grad_norm = _combine_loss_gradients(run, ita_grads)
-    elif is_sharded(run.objective):
-        params = [p for p in run.objective.parameters() if p.grad is not None]
-        average_replicated_gradients([p.grad for p in params], acc.num_processes)
-        grad_norm = clip_gradients(params, t.grad_clip)
-        run.meter.add_norms({"grad_norm/total": grad_norm.item()})
     else:
-        grad_norm = acc.clip_grad_norm_(run.objective.parameters(), t.grad_clip)  # the same on every process
+        if is_sharded(run.objective):
+            params = [p for p in run.objective.parameters() if p.grad is not None]
+            average_replicated_gradients([p.grad for p in params], acc.num_processes)
+            grad_norm = clip_gradients(params, t.grad_clip)
+        else:
+            grad_norm = acc.clip_grad_norm_(run.objective.parameters(), t.grad_clip)  # the same on every process
         run.meter.add_norms({"grad_norm/total": grad_norm.item()})
     if acc.scaler is not None:  # fp16: the GradScaler skips an overflowing update itself and lowers its scale
         run.optimizer.step()
