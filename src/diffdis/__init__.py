@@ -1,8 +1,9 @@
 """diffdis: one diffusion model that generates images from text and discriminates images against text."""
 
 from .config import Config, ConfigError, preset
+from .pretrained import list_pretrained
 
-__all__ = ["Config", "ConfigError", "DiffDisPipeline", "preset"]
+__all__ = ["Config", "ConfigError", "DiffDisPipeline", "list_pretrained", "preset"]
 __version__ = "0.1.0"
 
 

@@ -20,6 +20,7 @@ from .model_card import MEASURED_NAME, write_model_card
 from .models.diffdis import DiffDisModel, build_unet
 from .models.encoders import MINILM, CLIPTextEncoder, KLAutoencoder, load_autoencoder, load_text_encoder
 from .models.stable_diffusion import sd_model_config, stable_diffusion_folder, write_model_index
+from .pretrained import resolve_model
 
 CONFIG_NAME = "diffdis_config.json"
 STREAM_NAME = "text_stream.safetensors"
@@ -82,16 +83,18 @@ def from_stable_diffusion(
 
 
 def load(path: str | Path) -> tuple[DiffDisModel, object, object, DDPMScheduler, Config, dict | None]:
-    """A saved folder's parts, on the CPU, and its vocabulary (None when the folder has none)."""
-    path = Path(path)
+    """A saved folder's parts, on the CPU, and its vocabulary (None when the folder has none). `path` may name a
+    released model instead (pretrained.py). Weights saved in half precision (the released models) load as fp32,
+    the precision the pipeline keeps its weights in."""
+    path = resolve_model(path)
     if not (path / CONFIG_NAME).exists():
         raise FileNotFoundError(f"{path} is not a saved DiffDis pipeline: {CONFIG_NAME} is missing")
     config = Config.from_json(path / CONFIG_NAME)
     m = config.model
     text_encoder = load_text_encoder(m.text_encoder if m.text_encoder == MINILM else str(path), m.text_max_length)
     autoencoder = load_autoencoder("none" if m.autoencoder == "none" else str(path), m.image_channels)
-    unet = UNet2DConditionModel.from_pretrained(path / "unet")
-    stream = load_file(path / STREAM_NAME)
+    unet = UNet2DConditionModel.from_pretrained(path / "unet").float()
+    stream = {k: v.float() for k, v in load_file(path / STREAM_NAME).items()}
     model = DiffDisModel(unet, m, stream["null_context"])
     if "logit_scale" in stream:  # absent from folders saved before it was exported: CLIP's 1/0.07 stands
         model.logit_scale.fill_(stream.pop("logit_scale").item())

@@ -274,8 +274,10 @@ def serve(
     """Load the model, build the app and serve it until interrupted; with `block=False`, serve in the background
     and return (app, service). `data_dir`: where the Fashion-MNIST examples and default gallery come from."""
     from ..pipeline import DiffDisPipeline
+    from ..pretrained import resolve_model
 
     limits = limits or Limits()
+    model_dir = resolve_model(model_dir)  # a folder, or a released model's name
     pipe = DiffDisPipeline.from_pretrained(model_dir, device=device, dtype=dtype)
     service = AppService(pipe, model_dir, limits, gallery, data_dir)
     app = build_app(service, cache_cleanup)

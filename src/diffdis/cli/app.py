@@ -10,7 +10,11 @@ from .common import Command, check_model, positive, runtime_options
 
 
 def arguments(a: argparse.ArgumentParser) -> None:
-    a.add_argument("--model", required=True, help="a saved pipeline folder (e.g. runs/demo-fashion/model)")
+    a.add_argument(
+        "--model",
+        required=True,
+        help="a saved pipeline folder (e.g. runs/demo-fashion/model) or a released model's name (e.g. emoji-16)",
+    )
     a.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     a.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     a.add_argument("--gallery", default=None, help="an image folder to search by text (default: Fashion-MNIST test)")

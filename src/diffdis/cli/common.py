@@ -92,9 +92,11 @@ def query_kwargs(args: argparse.Namespace) -> dict:
 
 
 def check_model(path: str) -> None:
+    """Refuse a --model that is neither a saved pipeline folder nor a released model's name."""
     from ..factory import CONFIG_NAME
+    from ..pretrained import resolve_model
 
-    if not (Path(path) / CONFIG_NAME).is_file():
+    if not (resolve_model(path) / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"--model {path} is not a saved DiffDis pipeline ({CONFIG_NAME} is missing)")
 
 

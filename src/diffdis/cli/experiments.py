@@ -139,6 +139,29 @@ def self_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def release_arguments(r: argparse.ArgumentParser) -> None:
+    r.add_argument("--out", default="runs/emoji-release", help="the training run's folder (default runs/emoji-release)")
+    r.add_argument(
+        "--stage",
+        choices=("train", "all"),
+        default="all",
+        help="train: the resumable run with its validation curves only; all (default): train, then read the test "
+        "concepts once and write the shipped folder",
+    )
+    overrides_option(r)
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def release(args: argparse.Namespace) -> int:
+    from ..experiments.release import run_release, train_release
+
+    if args.stage == "train":
+        train_release(args.out, args.set, progress=not args.no_progress)
+    else:
+        run_release(args.out, args.set, progress=not args.no_progress)
+    return 0
+
+
 DEMO = Command(
     "demo", "train the tiny preset on built-in data, then generate, classify, retrieve", demo_arguments, demo
 )
@@ -154,4 +177,11 @@ SELF_CHECK = Command(
     "generation re-ranked and guided by the model's own discrimination, measured against more steps or guidance",
     self_check_arguments,
     self_check,
+)
+RELEASE = Command(
+    "release",
+    "train the released emoji model for hours with validation curves (resumable), evaluate it once on the test "
+    "concepts and write the folder diffdis ships",
+    release_arguments,
+    release,
 )

@@ -13,7 +13,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def arguments(g: argparse.ArgumentParser) -> None:
-    g.add_argument("--model", required=True, help="folder of a saved pipeline (a run's model/)")
+    g.add_argument("--model", required=True, help="a saved pipeline folder (a run's model/) or a released model's name")
     g.add_argument("--prompt", required=True, help="the caption to draw")
     g.add_argument("--num-images", type=positive, default=8, help="how many images (default 8)")
     g.add_argument(

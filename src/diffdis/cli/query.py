@@ -22,7 +22,7 @@ from .common import (
 
 
 def _common(c: argparse.ArgumentParser, images_help: str) -> None:
-    c.add_argument("--model", required=True, help="folder of a saved pipeline (a run's model/)")
+    c.add_argument("--model", required=True, help="a saved pipeline folder (a run's model/) or a released model's name")
     c.add_argument("--dataset", choices=("fashion-mnist",), help="built-in real test set")
     c.add_argument("--data-dir", default=None, help="folder of the dataset's IDX files (default: Debian's)")
     c.add_argument("--images", help=images_help)
@@ -44,7 +44,7 @@ def retrieve_arguments(c: argparse.ArgumentParser) -> None:
 
 
 def evaluate_arguments(e: argparse.ArgumentParser) -> None:
-    e.add_argument("--model", required=True, help="folder of a saved pipeline (a run's model/)")
+    e.add_argument("--model", required=True, help="a saved pipeline folder (a run's model/) or a released model's name")
     e.add_argument(
         "--suite",
         default="default",

@@ -99,19 +99,22 @@ def emoji_zero_shot(
     embeddings across calls (and models); `images` reads a fixed subset of each set (quick checks only)."""
     if split not in ("val", "test"):
         raise ValueError(f"split={split!r}; use 'val' (to choose settings) or 'test' (to report)")
+    emoji.check_split(pipe.vocabulary)
     query = {**DEFAULT_QUERY, **(query or {})}
     texts = texts or TextCache()
     unseen = _subset(emoji.eval_set("emoji-unseen" if split == "test" else "emoji-unseen-val"), images)
     seen = _subset(emoji.eval_set("emoji-seen-val"), images)
     q_unseen, q_seen = queries(pipe, unseen, query), queries(pipe, seen, query)
+    unseen_classes = texts.classes(pipe, unseen.class_names)
     out = {
         "split": split,
         "query": query,
         "templates": list(EVAL_TEMPLATES),
         "unseen": {
             "setting": "concepts no training caption named, drawn in the training styles; among those concepts",
-            **classification(q_unseen, texts.classes(pipe, unseen.class_names), unseen.labels),
+            **classification(q_unseen, unseen_classes, unseen.labels),
         },
+        **near_and_far(emoji, unseen, q_unseen, unseen_classes),
         "unseen_retrieval": _retrieval(pipe, q_unseen, unseen, texts),
         "seen_heldout_drawings": {
             "setting": "held-out drawings of seen concepts, training styles; among those concepts",
@@ -126,6 +129,25 @@ def emoji_zero_shot(
             "setting": f"seen concepts drawn by {UNSEEN_STYLE} (a style never trained on); among every seen concept",
             **classification(q_style, texts.classes(pipe, style.class_names), style.labels),
             "retrieval": _retrieval(pipe, q_style, style, texts),
+        }
+    return out
+
+
+def near_and_far(emoji: EmojiData, unseen: LabelledImages, q: torch.Tensor, classes: torch.Tensor) -> dict:
+    """The unseen figures again for the *near* concepts (a content word of the name is in a training name or
+    caption) and the *far* ones (none is), each against every unseen candidate, with the group sizes."""
+    index = {name: c for c, name in enumerate(emoji.names)}
+    near = torch.tensor([bool(emoji.shared_words[index[unseen.class_names[y]]]) for y in unseen.labels])
+    out = {}
+    for group, mask in (("near", near), ("far", ~near)):
+        concepts = len({int(y) for y in unseen.labels[mask]})
+        figures = classification(q[mask], classes, unseen.labels[mask]) if mask.any() else {"images": 0}
+        out[f"unseen_{group}"] = {
+            "setting": f"the {group} unseen concepts: a content word of the name "
+            + ("is in" if group == "near" else "is in no")
+            + " training name or caption (data/emoji/transfer.py); candidates: every unseen concept",
+            "concepts": concepts,
+            **figures,
         }
     return out
 

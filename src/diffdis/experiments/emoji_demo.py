@@ -55,13 +55,28 @@ def run_emoji_demo(out: str | Path = "runs/demo-emoji", overrides: list[str] | N
 
     start = time.perf_counter()
     emoji = EmojiData.load(config.model.resolution)  # builds the cache the first time
+    emoji.check_split()
     timings["data_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     model_dir = train(config, out, progress=progress)
     timings["train_s"] = time.perf_counter() - start
-    pipe = DiffDisPipeline.from_pretrained(model_dir)
+    summary = {
+        "command": f"diffdis demo --data emoji --out {out}" + "".join(f" --set {o}" for o in overrides or []),
+        "code": code_version(),
+        "model": model_record(config, model_dir, out),
+        **evaluate_emoji_model(DiffDisPipeline.from_pretrained(model_dir), emoji, out, timings),
+    }
+    write_json(out / "results.json", summary)
+    write_model_card(model_dir, measured_figures(summary))
+    print(report(summary, "DiffDis emoji demo (tiny preset)"))
+    return summary
 
+
+def evaluate_emoji_model(pipe, emoji: EmojiData, out: Path, timings: dict) -> dict:
+    """Every figure of an emoji model: zero-shot on the validation and (once) the test concepts, generation
+    judged and measured (FID/KID) for seen and unseen prompts, and out/samples.png. `timings` gains the
+    evaluation's own."""
     start = time.perf_counter()
     figures = {"validation": emoji_zero_shot(pipe, emoji, "val"), "test": emoji_zero_shot(pipe, emoji, "test")}
     timings["discriminate_s"] = time.perf_counter() - start
@@ -79,21 +94,13 @@ def run_emoji_demo(out: str | Path = "runs/demo-emoji", overrides: list[str] | N
         "grid": _grid(pipe, emoji, seen[:GRID_CONCEPTS], unseen[:GRID_CONCEPTS], out / "samples.png"),
     }
     timings["generate_s"] = time.perf_counter() - start
-
-    summary = {
-        "command": f"diffdis demo --data emoji --out {out}" + "".join(f" --set {o}" for o in overrides or []),
-        "code": code_version(),
-        "model": model_record(config, model_dir, out),
+    return {
         "data": emoji.record(),
         "discrimination": figures,
         "generation": generation,
         "timings_s": timings,
         "environment": environment(),
     }
-    write_json(out / "results.json", summary)
-    write_model_card(model_dir, measured_figures(summary))
-    print(report(summary))
-    return summary
 
 
 def _prompt_concepts(emoji: EmojiData) -> tuple[list[int], list[int]]:
@@ -139,6 +146,16 @@ def measured_figures(s: dict) -> dict:
                 "how": f"{u['images']} drawings of {u['classes']} concepts no training caption named, among those "
                 f"concepts (chance {u['chance_top1']:.2f}% / {u['chance_top5']:.1f}%)",
             },
+            *[
+                {
+                    "name": f"zero-shot top-1 / top-5, {group} unseen test concepts",
+                    "value": f"{g['top1']:.1f}% / {g['top5']:.1f}%",
+                    "how": f"{g['concepts']} concepts whose name shares {words} content word with a training name or "
+                    "caption, among all unseen test concepts",
+                }
+                for group, words in (("near", "a"), ("far", "no"))
+                if (g := test[f"unseen_{group}"])["images"]
+            ],
             {
                 "name": "seen concepts, unseen style, top-1 / top-5",
                 "value": f"{st['top1']:.1f}% / {st['top5']:.1f}%",
@@ -156,7 +173,7 @@ def measured_figures(s: dict) -> dict:
     }
 
 
-def report(s: dict) -> str:
+def report(s: dict, title: str) -> str:
     model, t = s["model"], s["timings_s"]
     capped = " (the time cap stopped it)" if model["steps_trained"] < model["steps_asked"] else ""
     rows = [("training steps", f"{model['steps_trained']} of {model['steps_asked']}{capped}")]
@@ -169,6 +186,15 @@ def report(s: dict) -> str:
                 f"top-1 {u['top1']:.1f}%  top-5 {u['top5']:.1f}%  ({u['images']} drawings, {u['classes']}-way; "
                 f"chance {u['chance_top1']:.2f}% / {u['chance_top5']:.1f}%)",
             ),
+            *[
+                (
+                    f"{split}: {group} unseen concepts",
+                    f"top-1 {g.get('top1', 0):.1f}%  top-5 {g.get('top5', 0):.1f}%  ({g['concepts']} concepts, "
+                    f"{g['images']} drawings)",
+                )
+                for group in ("near", "far")
+                for g in [d[f"unseen_{group}"]]
+            ],
             (
                 f"{split}: retrieval R@1/5/10",
                 " / ".join(f"{r[f'image_to_text_R@{k}']:.1f}" for k in (1, 5, 10))
@@ -208,4 +234,4 @@ def report(s: dict) -> str:
         *[(f"time: {k[:-2]}", f"{v:.0f} s") for k, v in t.items()],
         ("time: total", f"{sum(t.values()):.0f} s"),
     ]
-    return table(rows, "DiffDis emoji demo (tiny preset)")
+    return table(rows, title)

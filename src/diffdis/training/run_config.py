@@ -26,6 +26,7 @@ REFUSED_TRAIN_KEYS = (
     "gradient_accumulation",
     "shuffle_buffer",
     "holdout_classes",
+    "emoji_skin_tones",  # the emoji training images
     "init_from",  # the frozen text encoder and autoencoder come from there
     "ema_decay",  # the exported weights are this average
 )
