@@ -10,11 +10,19 @@ import numpy as np
 import pytest
 
 from diffdis.data.captions import NamesAny
-from diffdis.data.emoji import EmojiData, EmojiDataError, load_catalogue, require_packages
+from diffdis.data.emoji import EmojiData, EmojiDataError, load_catalogue, require_packages, splits
 from diffdis.data.emoji.catalogue import kebab
 from diffdis.data.emoji.images import _render_or_error, render
 from diffdis.data.emoji.packages import PACKAGES, Package, install_packages, integrity_of, package_dir, unpack
-from diffdis.data.emoji.splits import EVAL_TEMPLATES, NAME_TEMPLATES, TRAIN_STYLES, UNSEEN_STYLE, concept_captions
+from diffdis.data.emoji.splits import (
+    EVAL_TEMPLATES,
+    NAME_TEMPLATES,
+    TRAIN_STYLES,
+    UNSEEN_STYLE,
+    SplitMismatch,
+    concept_captions,
+)
+from diffdis.data.emoji.transfer import content_words, near_concepts, stem
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +163,64 @@ def test_the_builtin_registry_refuses_what_a_set_cannot_train_on():
         check_builtin(preset("tiny", [*data_overrides("emoji"), "train.holdout_classes=dog face"]))
     with pytest.raises(ConfigError, match="fashion-mnist, shapes, emoji"):
         builtin("cifar")
+
+
+def test_the_split_of_record_is_checked_and_a_model_with_other_holdouts_is_refused(emoji, monkeypatch):
+    emoji.check_split()  # the installed packages give the split every figure of record used
+    vocabulary = emoji.vocabulary()
+    emoji.check_split(vocabulary)
+    moved = emoji.names[emoji.concepts("test")[0]]
+    other = {**vocabulary, "held_out_test": [*vocabulary["held_out_test"][1:], "a concept from elsewhere"]}
+    with pytest.raises(SplitMismatch, match=moved):
+        emoji.check_split(other)
+    emoji.check_split({"data": "fashion-mnist"})  # not an emoji model: nothing to compare
+    monkeypatch.setattr(splits, "SPLIT_FINGERPRINT", "0" * 16)
+    with pytest.raises(SplitMismatch, match="diffdis emoji install"):
+        emoji.check_split()
+
+
+def test_a_held_out_seen_drawing_trains_in_no_skin_tone(emoji):
+    records = emoji.index["images"]
+    held = {(records[i]["concept"], records[i]["style"]) for i in emoji.seen_validation_images}
+    toned = [
+        i
+        for i in emoji.seen_validation_images
+        if any(
+            r["tone"] and (r["concept"], r["style"]) == (records[i]["concept"], records[i]["style"]) for r in records
+        )
+    ]
+    assert toned  # the rule matters: some held-out drawings have skin-tone siblings
+    assert not any((records[i]["concept"], records[i]["style"]) in held for i in emoji.training_rows(skin_tones=True))
+
+
+def test_a_caption_that_names_a_held_out_concept_across_punctuation_is_removed(emoji):
+    data, _ = emoji.training_set()
+    held = NamesAny(tuple(emoji.names[c] for c in emoji.concepts("test") + emoji.concepts("val")))
+    unpunctuated = [splits._unpunctuated(c) for s in data.caption_sets for c in s]
+    assert not any(held(c) for c in unpunctuated)
+    assert splits._unpunctuated("mountain railway: car, trip.") == "mountain railway car trip"
+
+
+def test_stemming_meets_plurals_and_irregular_forms():
+    assert stem("teeth") == stem("tooth") == "tooth"
+    assert stem("cats") == "cat" and stem("berries") == "berry" and stem("running") == "run"
+    assert stem("glass") == "glass" and stem("bus") == "bus"
+    assert content_words("an emoji of a Smiling Cat.") == {"smil", "cat"}
+
+
+def test_near_and_far_concepts():
+    found = near_concepts({0: "tooth", 1: "gorilla", 2: "grinning cat"}, ["teeth: mouth, dentist.", "cat face"])
+    assert found == {0: ["tooth"], 1: [], 2: ["cat"]}
+    emoji_like = near_concepts({0: "newspaper"}, ["rolled-up newspaper", "an emoji for news, paper, rolled."])
+    assert emoji_like == {0: ["newspaper"]}  # a trained drawing's name counts even when its captions were removed
+
+
+def test_every_held_out_concept_is_near_or_far(emoji):
+    shared = emoji.shared_words
+    held = emoji.concepts("test") + emoji.concepts("val")
+    assert set(shared) == set(held)
+    far = [c for c in emoji.concepts("test") if not shared[c]]
+    assert 20 < len(far) < 143  # both groups are populated on the split of record
+    data, _ = emoji.training_set()
+    trained = set().union(*(content_words(c) for s in data.caption_sets for c in s))
+    assert not any(content_words(emoji.names[c]) & trained for c in far)

@@ -31,6 +31,7 @@ from ..data.emoji import EmojiData
 from ..data.image_files import image_files, read_images
 from ..model_card import CARD_NAME, MEASURED_NAME
 from ..pipeline import DiffDisPipeline
+from ..pretrained import RELEASE_NAME
 from ..samplers import DEFAULT_SAMPLER
 from .inputs import Limits
 
@@ -67,6 +68,8 @@ class AppService:
         self.pipe, self.model_dir, self.limits = pipe, Path(model_dir), limits or Limits()
         self.examples_dir = Path(tempfile.mkdtemp(prefix="diffdis-app-examples-"))
         self.emoji = (pipe.vocabulary or {}).get("data") == "emoji"
+        release = self.model_dir / RELEASE_NAME  # a released model says which concepts it draws well
+        self.release = json.loads(release.read_text()) if release.is_file() else None
         # An emoji model's labels and prompts are read with the emoji evaluation templates, and a label list may
         # name every concept (the text encodings of one list are computed once and cached).
         self.templates = EMOJI_TEMPLATES if self.emoji else None
@@ -125,6 +128,12 @@ class AppService:
         vocabulary = self.pipe.vocabulary or {"classes": {n: [] for n in FASHION_MNIST_CLASSES}}
         held = [*vocabulary.get("held_out_test", []), *vocabulary.get("held_out_validation", [])]
         return sorted({*vocabulary["classes"], *held, *vocabulary.get("held_out_classes", [])})
+
+    def showcase_prompts(self) -> list[str]:
+        """Prompts the Generate tab opens with: for a released model, concepts its samples were judged to show
+        (release.json's draws_well, measured), else the first default labels."""
+        names = (self.release or {}).get("draws_well") or self.default_labels()
+        return [self.prompt(name) for name in names]
 
     def prompt(self, name: str) -> str:
         """A generation prompt for a class name, in the words the model was trained with."""

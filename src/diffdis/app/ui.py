@@ -66,7 +66,7 @@ def build_app(service: AppService, cache_cleanup: tuple[int, int] = CACHE_CLEANU
     with gr.Blocks(title="DiffDis", analytics_enabled=False, delete_cache=cache_cleanup) as app:
         gr.Markdown(
             "# DiffDis\nOne diffusion model that generates images from text and scores images against text. "
-            f"Model: `{service.model_dir}`."
+            f"Model: `{service.release['name'] + ' (released)' if service.release else service.model_dir}`."
         )
         with gr.Tab("Generate"):
             _generate_tab(service, limits)
@@ -85,8 +85,9 @@ def build_app(service: AppService, cache_cleanup: tuple[int, int] = CACHE_CLEANU
 def _generate_tab(service: AppService, limits: Limits) -> None:
     with gr.Row():
         with gr.Column():
+            showcase = service.showcase_prompts()
             prompt = gr.Textbox(
-                label="prompt", placeholder="a photo of a dress.", max_lines=2, elem_id="generate-prompt"
+                showcase[0], label="prompt", placeholder="a photo of a dress.", max_lines=2, elem_id="generate-prompt"
             )
             num_images = gr.Slider(1, limits.num_images, value=4, step=1, label="images")
             steps = gr.Slider(1, limits.steps, value=DEFAULT_GENERATION_STEPS, step=1, label="sampler steps (DDIM)")
@@ -104,7 +105,7 @@ def _generate_tab(service: AppService, limits: Limits) -> None:
             )
             button = gr.Button("Generate", variant="primary", elem_id="generate-button")
         gallery = _gallery("images, each with the model's own score of it", "generate-gallery")
-    gr.Examples([[service.prompt(name)] for name in service.default_labels()[:4]], inputs=[prompt])
+    gr.Examples([[p] for p in showcase[1:5]], inputs=[prompt])
 
     @friendly
     def run(prompt, num_images, steps, guidance, seed, randomize_seed, candidates, progress=gr.Progress()):  # noqa: B008

@@ -224,6 +224,7 @@ def emoji_generation(
         "guidance_scale": guidance_scale,
         "seed": seed,
         "judged_correct": 100.0 * (predicted == target).float().mean().item(),
+        "correct": (predicted == target).int().tolist(),  # per sample, prompts concept by concept
         "chance": 100.0 / len(emoji.names),
         "fid_kid": distances or None,
     }

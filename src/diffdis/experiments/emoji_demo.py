@@ -82,7 +82,7 @@ def evaluate_emoji_model(pipe, emoji: EmojiData, out: Path, timings: dict) -> di
     timings["discriminate_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    seen, unseen = _prompt_concepts(emoji)
+    seen, unseen = prompt_concepts(emoji)
     judge, judge_record = emoji_judge(emoji, epochs=JUDGE_EPOCHS)
     timings["judge_train_s"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -103,7 +103,7 @@ def evaluate_emoji_model(pipe, emoji: EmojiData, out: Path, timings: dict) -> di
     }
 
 
-def _prompt_concepts(emoji: EmojiData) -> tuple[list[int], list[int]]:
+def prompt_concepts(emoji: EmojiData) -> tuple[list[int], list[int]]:
     """Seen concepts (a seeded choice) and the unseen test concepts, in a seeded order."""
     rng = np.random.default_rng(0)
     return [int(c) for c in rng.permutation(emoji.concepts("train"))], [
@@ -133,12 +133,15 @@ def _grid(pipe, emoji: EmojiData, seen: list[int], unseen: list[int], path: Path
     }
 
 
-def measured_figures(s: dict) -> dict:
-    """The demo's headline figures for the model card."""
+DEMO_SOURCE = "the emoji demo (`diffdis demo --data emoji`): held-out concepts and the held-out style"
+
+
+def measured_figures(s: dict, source: str = DEMO_SOURCE) -> dict:
+    """The headline figures of an emoji model's evaluation (evaluate_emoji_model) for its model card."""
     test, g = s["discrimination"]["test"], s["generation"]
     u, st = test["unseen"], test["unseen_style"]
     return {
-        "source": "the emoji demo (`diffdis demo --data emoji`): held-out concepts and the held-out style",
+        "source": source,
         "figures": [
             {
                 "name": "zero-shot top-1 / top-5, unseen test concepts",
@@ -149,12 +152,13 @@ def measured_figures(s: dict) -> dict:
             *[
                 {
                     "name": f"zero-shot top-1 / top-5, {group} unseen test concepts",
-                    "value": f"{g['top1']:.1f}% / {g['top5']:.1f}%",
-                    "how": f"{g['concepts']} concepts whose name shares {words} content word with a training name or "
-                    "caption, among all unseen test concepts",
+                    "value": f"{part['top1']:.1f}% / {part['top5']:.1f}%",
+                    "how": f"{part['concepts']} concepts whose name shares {words} content word with a training name "
+                    "or caption, among all unseen test concepts",
                 }
                 for group, words in (("near", "a"), ("far", "no"))
-                if (g := test[f"unseen_{group}"])["images"]
+                for part in [test[f"unseen_{group}"]]
+                if part["images"]
             ],
             {
                 "name": "seen concepts, unseen style, top-1 / top-5",

@@ -13,16 +13,34 @@ the shipped folder (fp16 safetensors, model card, results) that `diffdis.list_pr
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..config import DEFAULT_GUIDANCE
+from ..config import DEFAULT_GUIDANCE, Config, preset
 from ..data.emoji import EmojiData
 from ..evaluation.emoji import emoji_generation, emoji_judge, emoji_zero_shot
+from ..model_card import write_model_card
+from ..pipeline import DiffDisPipeline
+from ..pretrained import RELEASE_NAME, RELEASED_DIR
+from ..provenance import code_version
 from ..training import train
-from .emoji_demo import EMOJI_DEMO_OVERRIDES
+from ..utils.results import write_json
+from .demo import model_record
+from .emoji_demo import (
+    EMOJI_DEMO_OVERRIDES,
+    JUDGE_EPOCHS,
+    evaluate_emoji_model,
+    measured_figures,
+    prompt_concepts,
+    report,
+)
+
+RELEASE = "emoji-16"  # the released folder's name, as list_pretrained() and from_pretrained() take it
+FP16_TOLERANCE = 1.0  # points of unseen-validation top-1 the fp16 export may differ from the trained weights
 
 # The demo's chosen settings, trained longer: its time cap and step count replaced, validation curves on.
 RELEASE_OVERRIDES = [
@@ -50,7 +68,7 @@ class EmojiCurve:
 
     def __call__(self, pipe) -> dict:
         if self.judge is None:
-            self.judge, self.judge_record = emoji_judge(self.emoji)
+            self.judge, self.judge_record = emoji_judge(self.emoji, epochs=JUDGE_EPOCHS)
         figures = emoji_zero_shot(pipe, self.emoji, "val")
         point = {
             "wall_time": time.strftime("%Y-%m-%d %H:%M:%S"),  # with train_log.jsonl: the CPU time behind each point
@@ -69,8 +87,6 @@ class EmojiCurve:
 
 def train_release(out: str | Path = "runs/emoji-release", overrides: list[str] | None = None, progress: bool = True):
     """Train (or resume) the released model's run in `out`; returns the saved pipeline's folder."""
-    from ..config import preset
-
     config = preset("tiny", RELEASE_OVERRIDES + list(overrides or []))
     emoji = EmojiData.load(config.model.resolution)
     emoji.check_split()
@@ -78,6 +94,100 @@ def train_release(out: str | Path = "runs/emoji-release", overrides: list[str] |
 
 
 def run_release(out: str | Path = "runs/emoji-release", overrides: list[str] | None = None, progress: bool = True):
-    """Train (or resume), then evaluate once on the test concepts and write the shipped folder."""
+    """Train (or resume), evaluate once on the test concepts (skipped when results.json already holds these
+    weights' figures), and write the shipped folder."""
+    out = Path(out)
     model_dir = train_release(out, overrides, progress)
-    return model_dir
+    results = out / "results.json"
+    summary = json.loads(results.read_text()) if results.is_file() else None
+    if summary is None or summary["model"]["training"]["parameter_checksums"] != _checksums(out):
+        summary = evaluate_release(out, model_dir, overrides)
+    return export_release(summary, out, model_dir)
+
+
+def _checksums(out: Path) -> list[str]:
+    return json.loads((out / "train_summary.json").read_text())["parameter_checksums"]
+
+
+def evaluate_release(out: Path, model_dir: Path, overrides: list[str] | None = None) -> dict:
+    """The figures of record (emoji_demo.evaluate_emoji_model: the test concepts read here, once) with the run's
+    validation curves; written to out/results.json."""
+    config = Config.from_json(out / "config.json")
+    emoji = EmojiData.load(config.model.resolution)
+    training = json.loads((out / "train_summary.json").read_text())
+    summary = {
+        "command": f"diffdis release --out {out}" + "".join(f" --set {o}" for o in overrides or []),
+        "code": code_version(),
+        "model": model_record(config, model_dir, out),
+        "curves": training["validation"],
+        **evaluate_emoji_model(
+            DiffDisPipeline.from_pretrained(model_dir), emoji, out, {"train_s": training["train_seconds"]}
+        ),
+    }
+    write_json(out / "results.json", summary)
+    print(report(summary, f"DiffDis released emoji model {RELEASE}"))
+    return summary
+
+
+def export_release(summary: dict, out: Path, model_dir: Path, dest: Path | None = None) -> Path:
+    """The shipped folder: the EMA weights in fp16 safetensors, the model card with the measured figures,
+    samples.png, results.json and release.json (what `list_pretrained` shows). Checks that the fp16 weights give
+    the fp32 model's validation figures before writing release.json."""
+    dest = dest or RELEASED_DIR / RELEASE
+    pipe = DiffDisPipeline.from_pretrained(model_dir)
+    pipe.model.half()
+    pipe.save_pretrained(dest)
+    shutil.copy(out / "samples.png", dest / "samples.png")
+    write_json(dest / "results.json", summary)
+    write_model_card(
+        dest, measured_figures(summary, f"the release's evaluation (`{summary['command']}`, results.json)")
+    )
+    emoji = EmojiData.load(pipe.config.model.resolution)
+    fp16 = emoji_zero_shot(DiffDisPipeline.from_pretrained(dest), emoji, "val")["unseen"]
+    fp32 = summary["discrimination"]["validation"]["unseen"]
+    if abs(fp16["top1"] - fp32["top1"]) > FP16_TOLERANCE:
+        raise RuntimeError(
+            f"the fp16 export scores {fp16['top1']:.2f}% unseen-validation top-1 against the trained weights' "
+            f"{fp32['top1']:.2f}%: not shipped (delete {dest} and export in fp32)"
+        )
+    write_json(dest / RELEASE_NAME, release_record(summary, emoji, fp16["top1"]))
+    return dest
+
+
+def release_record(summary: dict, emoji: EmojiData, fp16_val_top1: float) -> dict:
+    """release.json: what `diffdis.list_pretrained()` shows of the model."""
+    test, gen = summary["discrimination"]["test"], summary["generation"]
+    seen = gen["seen"]
+    per_concept = np.array(seen["correct"]).reshape(seen["concepts"], -1).all(1)
+    concepts = prompt_concepts(emoji)[0][: seen["concepts"]]
+    m = summary["model"]
+    return {
+        "name": RELEASE,
+        "summary": "DiffDis on emoji drawings: draws the concepts it was taught and names drawings of concepts no "
+        "training caption named",
+        "resolution": m["config"]["model"]["resolution"],
+        "knows": f"{len(emoji.concepts('train'))} emoji concepts by their CLDR names "
+        f"and keywords; {test['unseen']['classes']} test and {len(emoji.concepts('val'))} validation concepts held "
+        "out (vocabulary.json)",
+        "figures": {
+            "unseen_test_top1": round(test["unseen"]["top1"], 1),
+            "unseen_test_top5": round(test["unseen"]["top5"], 1),
+            "unseen_far_test_top1": round(test["unseen_far"]["top1"], 1),
+            "unseen_near_test_top1": round(test["unseen_near"]["top1"], 1),
+            "generation_judged_seen": round(seen["judged_correct"], 1),
+            "generation_judged_unseen": round(gen["unseen"]["judged_correct"], 1),
+            "judge_on_real_drawings": round(gen["judge"]["test_accuracy"], 1),
+            "fp16_unseen_validation_top1": round(fp16_val_top1, 1),
+        },
+        "draws_well": [emoji.names[c] for c, ok in zip(concepts, per_concept) if ok],
+        "training": {
+            "steps": m["steps_trained"],
+            "cpu_minutes": round(summary["timings_s"]["train_s"] / 60, 1),
+            "machine": "2 CPU cores",
+            "code": summary["code"],
+        },
+        "licences": "weights Apache-2.0; trained on Noto Emoji (Apache-2.0), Twemoji (CC BY 4.0, attribution: "
+        "Twemoji by Twitter, Inc and other contributors) and Fluent UI Emoji (MIT) art; OpenMoji (CC BY-SA 4.0) "
+        "drawings only evaluated, names from its openmoji.json",
+        "results": "results.json",
+    }

@@ -1,0 +1,79 @@
+"""The released emoji model's path end to end in a reduced mode (a small model, a few steps, few samples): the
+validation curves, the evaluation of record, the fp16 export, listing and loading by name; and the model that
+ships with the package, loaded by name as a user would."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import SMALL
+from safetensors import safe_open
+
+import diffdis
+from diffdis import DiffDisPipeline, pretrained
+from diffdis.experiments import emoji_demo, release
+from diffdis.pretrained import resolve_model
+
+SHIPPED = "emoji-16"
+
+
+@pytest.mark.slow  # trains and evaluates
+def test_the_release_trains_with_curves_evaluates_once_and_exports_a_listed_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(emoji_demo, "GENERATION", {"num_inference_steps": 2, "guidance_scale": 3.0, "seed": 0})
+    for module in (emoji_demo, release):
+        monkeypatch.setattr(module, "JUDGE_EPOCHS", 1)
+    monkeypatch.setattr(emoji_demo, "GRID_CONCEPTS", 2)
+    monkeypatch.setattr(emoji_demo, "GRID_SAMPLES", 2)
+    monkeypatch.setattr(emoji_demo, "JUDGED_CONCEPTS", 3)
+    monkeypatch.setattr(release, "CURVE_GENERATION", {"num_inference_steps": 2, "guidance_scale": 3.0, "seed": 0})
+    monkeypatch.setattr(release, "CURVE_CONCEPTS", 2)
+    monkeypatch.setattr(pretrained, "RELEASED_DIR", tmp_path / "released")
+    monkeypatch.setattr(release, "RELEASED_DIR", tmp_path / "released")
+    overrides = [*SMALL, "train.max_steps=4", "train.batch_size=16", "train.warmup_steps=1", "train.validate_every=2"]
+    run = tmp_path / "run"
+    dest = release.run_release(run, overrides, progress=False)
+
+    curve = json.loads((run / "train_summary.json").read_text())["validation"]
+    assert [point["step"] for point in curve] == [2, 4]
+    assert {"unseen_top1", "unseen_far_top1", "unseen_near_top5", "judged_seen", "judged_val"} <= set(curve[-1])
+    results = json.loads((run / "results.json").read_text())
+    test = results["discrimination"]["test"]
+    near, far = test["unseen_near"], test["unseen_far"]
+    assert near["concepts"] + far["concepts"] == 143 and near["images"] + far["images"] == test["unseen"]["images"]
+    assert results["curves"] == curve and results["command"].startswith("diffdis release --out")
+
+    listed = diffdis.list_pretrained()
+    assert [m["name"] for m in listed] == [release.RELEASE] and dest == tmp_path / "released" / release.RELEASE
+    record = listed[0]
+    assert record["figures"]["unseen_test_top1"] == round(test["unseen"]["top1"], 1)
+    assert "CC BY 4.0" in record["licences"] and "CC BY-SA 4.0" in (dest / "README.md").read_text()
+    with safe_open(str(dest / "text_stream.safetensors"), "pt") as f:
+        assert all(f.get_tensor(k).dtype.itemsize == 2 for k in f.keys())  # shipped in half precision
+    pipe = DiffDisPipeline.from_pretrained(release.RELEASE)  # by name
+    assert next(pipe.model.parameters()).dtype.itemsize == 4  # computed in fp32 as every pipeline is
+    assert pipe.vocabulary["data"] == "emoji" and len(pipe.generate("an emoji of cat face.", 2)) == 1
+
+    written = (run / "results.json").stat().st_mtime_ns
+    release.run_release(run, overrides, progress=False)  # finished: neither trains nor reads the test set again
+    assert (run / "results.json").stat().st_mtime_ns == written
+
+
+def test_an_unknown_model_name_is_refused_with_the_released_names():
+    with pytest.raises(FileNotFoundError, match=SHIPPED):
+        resolve_model("emoji-17")
+    with pytest.raises(FileNotFoundError, match="list_pretrained"):
+        DiffDisPipeline.from_pretrained("no-such-model")
+
+
+def test_the_shipped_model_is_listed_and_loads_by_name_from_the_package():
+    listed = {m["name"]: m for m in diffdis.list_pretrained()}
+    assert SHIPPED in listed, "the released emoji model ships inside the package (src/diffdis/released/)"
+    model = listed[SHIPPED]
+    assert model["resolution"] == 16 and model["draws_well"] and model["figures"]["unseen_test_top1"] > 100 / 143
+    pipe = DiffDisPipeline.from_pretrained(SHIPPED)
+    assert pipe.vocabulary["data"] == "emoji"
+    images = pipe.generate(f"an emoji of {model['draws_well'][0]}.", num_inference_steps=5, seed=0)
+    assert images[0].size == (16, 16)
+    labels = ["cat face", "red apple", "rocket"]
+    assert pipe.predict(images, labels).probabilities.shape == (1, 3)
