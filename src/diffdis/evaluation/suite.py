@@ -140,6 +140,13 @@ def summary_lines(result: dict) -> list[str]:
             f"{r['image_to_text_R@1']:.1f}, name->image {r['text_to_image_R@1']:.1f}; generalised harmonic mean "
             f"{g['generalized_harmonic_mean']:.1f}"
         )
+        for group in ("near", "far"):
+            part = e[f"unseen_{group}"]
+            if part["images"]:
+                lines.append(
+                    f"{'emoji ' + group + ' (' + e['split'] + ')':24s} top-1 {part['top1']:6.2f}%, top-5 "
+                    f"{part['top5']:6.2f}%  ({part['concepts']} concepts, {part['images']} images)"
+                )
     return lines
 
 

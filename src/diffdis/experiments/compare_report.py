@@ -59,6 +59,9 @@ _TEST = ("test",)
 COLUMNS["emoji"] = [
     ("unseen top-1", (*_TEST, "unseen", "top1"), (*_TEST, "unseen", "correct"), False),
     ("unseen top-5", (*_TEST, "unseen", "top5"), None, False),
+    # near/far (data/emoji/transfer.py): recorded by results made since the grouping exists, blank before
+    ("unseen near top-1", (*_TEST, "unseen_near", "top1"), (*_TEST, "unseen_near", "correct"), False),
+    ("unseen far top-1", (*_TEST, "unseen_far", "top1"), (*_TEST, "unseen_far", "correct"), False),
     ("validation unseen top-1", ("validation", "top1"), None, False),
     ("unseen style top-1", (*_TEST, "unseen_style", "top1"), (*_TEST, "unseen_style", "correct"), False),
     ("unseen style top-5", (*_TEST, "unseen_style", "top5"), None, False),
