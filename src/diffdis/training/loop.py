@@ -42,7 +42,8 @@ from torch.distributed.tensor import DTensor
 from ..config import FROM_INIT, Config, ConfigError
 from ..data.builtin import builtin
 from ..data.datasets import LabelledImages
-from ..data.sources import check_data, training_batches
+from ..data.emoji.packages import cache_root
+from ..data.sources import MemoryBatches, check_data, training_batches
 from ..factory import CONFIG_NAME
 from ..model_card import write_model_card
 from ..models.encoders import MINILM
@@ -236,6 +237,13 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
     if state.step and data_state is None:
         progress.write(f"the checkpoint was written by {len(state.data)} processes: the data stream restarts")
     batches, val_set = training_batches(config, rank, world, data_state)
+    # A built-in set's captions are encoded once per machine, not at the start of every run; when the run draws
+    # fewer captions than the set has (a short test), encoding them all first would cost more than it saves.
+    if (
+        isinstance(batches, MemoryBatches)
+        and len(captions := batches.data.all_captions()) <= t.max_steps * t.batch_size
+    ):
+        pipe.text_encoder.preload(captions, cache_root() / "text")
     return _Run(
         config,
         run_dir,
