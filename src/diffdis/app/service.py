@@ -76,7 +76,9 @@ class AppService:
         if self.emoji:
             self.limits = dataclasses.replace(self.limits, labels=max(self.limits.labels, len(self.all_labels())))
             # drawings of concepts the model never saw, at a size people can see
-            test = EmojiData.load(EMOJI_DISPLAY_SIZE).eval_set("emoji-unseen")
+            data = EmojiData.load(EMOJI_DISPLAY_SIZE)
+            data.check_split(pipe.vocabulary)  # the examples must be concepts this model never saw
+            test = data.eval_set("emoji-unseen")
         else:
             try:
                 test = load_fashion_mnist("test", 28, 1, data_dir)  # the original 28x28 images, for people to see
