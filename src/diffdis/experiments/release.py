@@ -28,6 +28,7 @@ from ..pipeline import DiffDisPipeline
 from ..pretrained import RELEASE_NAME, RELEASED_DIR
 from ..provenance import code_version
 from ..training import train
+from ..utils.charts import line_chart, save
 from ..utils.results import write_json
 from .demo import model_record
 from .emoji_demo import (
@@ -151,7 +152,36 @@ def export_release(summary: dict, out: Path, model_dir: Path, dest: Path | None 
             f"{fp32['top1']:.2f}%: not shipped (delete {dest} and export in fp32)"
         )
     write_json(dest / RELEASE_NAME, release_record(summary, emoji, fp16["top1"]))
+    save(curves_chart(summary["curves"], summary["generation"]["judge"]["test_accuracy"]), dest / "curves.png")
     return dest
+
+
+def curves_chart(curve: list[dict], judge_real: float):
+    """The validation curves against training steps: zero-shot on the unseen validation concepts (all, near, far)
+    and on held-out drawings of seen concepts; generation judged on seen and validation prompts, beside half the
+    judge's rate on real drawings (the generation target)."""
+
+    def series(key: str) -> dict[int, float]:
+        return {p["step"]: p[key] for p in curve if key in p}
+
+    zero_shot = {
+        "unseen validation top-1": series("unseen_top1"),
+        "unseen validation top-5": series("unseen_top5"),
+        "near unseen top-1": series("unseen_near_top1"),
+        "far unseen top-1": series("unseen_far_top1"),
+        "seen held-out drawings top-1": series("seen_heldout_drawings_top1"),
+    }
+    generation = {
+        "judged correct, seen prompts": series("judged_seen"),
+        "judged correct, validation prompts": series("judged_val"),
+        "half the judge's rate on real drawings": {p["step"]: judge_real / 2 for p in curve},
+    }
+    return line_chart(
+        [(zero_shot, "zero-shot, validation (never a test concept)"), (generation, "generation, judged")],
+        "training step",
+        "%",
+        log_x=False,
+    )
 
 
 def release_record(summary: dict, emoji: EmojiData, fp16_val_top1: float) -> dict:
