@@ -145,3 +145,23 @@ def test_non_finite_steps_are_skipped_and_a_run_of_them_stops_training(tmp_path,
     for folder in saved:
         for name in ("model.safetensors", "ema.safetensors"):
             assert all(torch.isfinite(v).all() for v in load_file(folder / name).values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_a_readable_checkpoint_that_does_not_fit_is_refused_and_left_untouched(tmp_path, idx_dir, capsys):
+    run = tmp_path / "run"
+    command = ["train", "--out", str(run), "--checkpoint-every", "2", "--no-progress"]
+    command += [a for o in _overrides(idx_dir) for a in ("--set", o)]
+    assert main(command + ["--max-steps", "4"]) == 0
+    latest = run / "checkpoints" / "step_0000004"
+    optimizer = torch.load(latest / "optimizer.pt", weights_only=True)
+    optimizer["param_groups"] = optimizer["param_groups"][:1]  # as after a change of the parameter groups
+    torch.save(optimizer, latest / "optimizer.pt")
+    before = {p.name: p.read_bytes() for p in sorted(latest.iterdir())}
+    capsys.readouterr()
+    assert main(command + ["--max-steps", "6"]) != 0
+    refused = capsys.readouterr().err
+    assert "step_0000004 reads, but its optimizer state does not fit this run" in refused, refused
+    assert "move them away" not in refused and "was left as it is" in refused
+    assert {p.name: p.read_bytes() for p in sorted(latest.iterdir())} == before  # nothing deleted or rewritten
+    assert [p.name for p in checkpoints(run)] == ["step_0000002", "step_0000004"]

@@ -24,6 +24,8 @@ from ..factory import usual_permissions
 from .sharding import full_optimizer_state, full_state_dict, is_sharded, load_full_optimizer_state, load_full_state_dict
 
 CHECKPOINT_FORMAT = 3  # bumped when the checkpoint's contents change meaning (3: AdamW groups split by decay)
+# What reading a damaged file raises (torch.load reports a cut archive as RuntimeError; state.json may lack keys:
+# TypeError). Applying decoded state that does not fit raises CheckpointMismatchError instead.
 _UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, SafetensorError, pickle.PickleError)
 
 
@@ -90,19 +92,41 @@ def save_checkpoint(accelerator, run_dir: Path, objective, optimizer, lr_schedul
 
 
 def load_checkpoint(folder: Path, objective, optimizer, lr_schedule, ema) -> TrainState:
+    """Read every file of `folder` (a file that cannot be decoded is damage: _UNREADABLE), then apply them. A
+    checkpoint that reads but does not fit this run (other weights, EMA keys or optimizer groups) is refused with
+    CheckpointMismatchError, never taken for damage: passing over it would advise moving good state away."""
     meta = json.loads((folder / "state.json").read_text())
     if meta.pop("format", 1) != CHECKPOINT_FORMAT:
         raise CheckpointFormatError(
             f"{folder} was written by another diffdis version (checkpoint format {meta.get('format', 1)}, this "
             f"version reads {CHECKPOINT_FORMAT}); train into a new run folder, or resume with the version that wrote it"
         )
-    weights = load_file(folder / "model.safetensors")
+    weights, ema_state = load_file(folder / "model.safetensors"), load_file(folder / "ema.safetensors")
+    optimizer_state = torch.load(folder / "optimizer.pt", weights_only=True)
+    schedule_state = torch.load(folder / "lr_scheduler.pt", weights_only=True)
+    state = TrainState(**meta)  # everything decoded: from here on a failure is a mismatch, not damage
     _check_fits(folder, weights, objective.state_dict())
-    load_full_state_dict(objective, weights)
-    ema.load_state_dict(load_file(folder / "ema.safetensors"))
-    load_full_optimizer_state(optimizer, torch.load(folder / "optimizer.pt", weights_only=True))
-    lr_schedule.load_state_dict(torch.load(folder / "lr_scheduler.pt", weights_only=True))
-    return TrainState(**meta)
+    for part, apply in (
+        ("weights", lambda: load_full_state_dict(objective, weights)),
+        ("EMA", lambda: ema.load_state_dict(ema_state)),
+        ("optimizer state", lambda: load_full_optimizer_state(optimizer, optimizer_state)),
+        ("learning-rate schedule", lambda: lr_schedule.load_state_dict(schedule_state)),
+    ):
+        try:
+            apply()
+        except (ValueError, KeyError, RuntimeError, TypeError, IndexError) as error:
+            raise CheckpointMismatchError(
+                f"{folder} reads, but its {part} does not fit this run ({error}). The checkpoint is intact and was "
+                f"left as it is; it was written by {_writer(state)}. Resume with that code and the run's config.json, "
+                "or train into a new folder"
+            ) from None
+    return state
+
+
+def _writer(state: TrainState) -> str:
+    """Which code and command wrote a checkpoint, from its segments' record."""
+    last = state.segments[-1] if state.segments else {}
+    return f"code {last.get('code', 'unknown')} ({last.get('command', 'command unknown')})"
 
 
 def _check_fits(folder: Path, saved: dict[str, torch.Tensor], model: dict[str, torch.Tensor]) -> None:
@@ -133,7 +157,7 @@ def resume(run_dir: Path, objective, optimizer, lr_schedule, ema) -> tuple[Train
             return load_checkpoint(folder, objective, optimizer, lr_schedule, ema), folder
         except (CheckpointFormatError, CheckpointMismatchError):
             raise
-        except (*_UNREADABLE, json.JSONDecodeError) as error:
+        except (*_UNREADABLE, json.JSONDecodeError) as error:  # decoding failed: damage (mismatches raise above)
             warnings.warn(
                 f"checkpoint {folder} is damaged or incomplete ({error!r}); trying the one before it", stacklevel=2
             )
