@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import SMALL
+from helpers import ENV, SMALL
 from PIL import Image
 
 from diffdis import DiffDisPipeline
@@ -228,3 +228,23 @@ def test_compare_budget_mode_fits_each_model_its_own_steps(tmp_path, idx_dir):
     logged = [json.loads(line) for line in (tmp_path / "probe/fashion/clip/train_log.jsonl").read_text().splitlines()]
     assert logged[-1]["step"] == 3 and steps == int(30 / (16 / logged[-1]["images_per_second"]))
     assert budget_steps(run, 1.0, tmp_path, extra, probe=3) in (2 * steps, 2 * steps + 1)  # the probe is reused
+
+
+def test_generating_and_classifying_import_nothing_of_the_training_stack(tmp_path, small_pipeline):
+    """`diffdis generate` and `classify` run without the training package (FSDP2 and the loop need a recent
+    torch; a user who only generates should not depend on them)."""
+    folder = tmp_path / "model"
+    small_pipeline.save_pretrained(folder)
+    images = tmp_path / "images"
+    code = f"""
+import json, sys
+from diffdis.cli import main
+assert main(["generate", "--model", {str(folder)!r}, "--prompt", "a bag.", "--num-images", "2", "--steps", "2",
+             "--out", {str(images)!r}]) == 0
+assert main(["classify", "--model", {str(folder)!r}, "--images", {str(images)!r}, "--labels", "bag,coat"]) == 0
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("diffdis.training."))))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
+    assert out.returncode == 0, out.stderr
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded == ["diffdis.training.errors"], loaded  # the command line's error classes, nothing more

@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     from ..config import ConfigError
     from ..data.emoji import EmojiDataError
-    from ..training import TrainingStopped
-    from ..training.checkpoint import CheckpointError
+    from ..training.errors import CheckpointError, TrainingStopped
 
     run = {command.name: command.run for command in COMMANDS}[args.command]
     try:

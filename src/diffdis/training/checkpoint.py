@@ -21,16 +21,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..factory import usual_permissions
+from .errors import CheckpointError
 from .sharding import full_optimizer_state, full_state_dict, is_sharded, load_full_optimizer_state, load_full_state_dict
 
 CHECKPOINT_FORMAT = 3  # bumped when the checkpoint's contents change meaning (3: AdamW groups split by decay)
 # What reading a damaged file raises (torch.load reports a cut archive as RuntimeError; state.json may lack keys:
 # TypeError). Applying decoded state that does not fit raises CheckpointMismatchError instead.
 _UNREADABLE = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, SafetensorError, pickle.PickleError)
-
-
-class CheckpointError(RuntimeError):
-    """No checkpoint of the run can be read."""
 
 
 class CheckpointFormatError(ValueError):

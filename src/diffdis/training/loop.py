@@ -51,6 +51,7 @@ from ..objective import DiffDisObjective
 from ..pipeline import DiffDisPipeline
 from ..provenance import provenance
 from .checkpoint import TrainState, checkpoints, resume, save_checkpoint
+from .errors import TrainingStopped
 from .init import build_pipeline, resolve_config
 from .memory import held_bytes, memory_record, peak_resident_mb
 from .optim import EMA, apply_recipe, lr_lambda, parameter_groups
@@ -68,11 +69,6 @@ from .sharding import (
 from .validation import validation_record
 
 Scorers = tuple[Callable[[DiffDisPipeline], dict[str, float]], ...]
-
-
-class TrainingStopped(RuntimeError):
-    """Training cannot usefully go on (e.g. a run of non-finite steps); the message names the step and the
-    checkpoint to resume from."""
 
 
 def train(config: Config, run_dir: str | Path, progress: bool = True, scorers: Scorers = ()) -> Path:

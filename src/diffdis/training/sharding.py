@@ -20,13 +20,27 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
-from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
+
+FSDP2_TORCH = (2, 7)  # fully_shard is public from 2.6; its ignored_params (the replicated scalars) from 2.7
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int(minor)
 
 
 def shard(module: torch.nn.Module, units: Iterable[torch.nn.Module] = ()) -> torch.nn.Module:
     """Shard `module`'s parameters over every process (in place), each of `units` gathered on its own and the rest
-    with `module`; scalars stay replicated."""
+    with `module`; scalars stay replicated. FSDP2 is imported here, so that older torch versions train without it."""
+    if _torch_version() < FSDP2_TORCH:
+        raise RuntimeError(
+            f"train.sharding=fsdp needs torch >= {'.'.join(map(str, FSDP2_TORCH))} (FSDP2's fully_shard with "
+            f"ignored_params); this is torch {torch.__version__}. Upgrade torch, or train with train.sharding=none "
+            "(DDP replicas)"
+        )
+    from torch.distributed.fsdp import fully_shard
+
     scalars = {p for p in module.parameters() if p.dim() == 0}
     for unit in units:
         fully_shard(unit, ignored_params=scalars)
@@ -35,6 +49,10 @@ def shard(module: torch.nn.Module, units: Iterable[torch.nn.Module] = ()) -> tor
 
 
 def is_sharded(module: torch.nn.Module) -> bool:
+    if _torch_version() < FSDP2_TORCH:
+        return False  # nothing can have been sharded
+    from torch.distributed.fsdp import FSDPModule
+
     return isinstance(module, FSDPModule)
 
 
