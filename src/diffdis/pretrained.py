@@ -38,6 +38,6 @@ def resolve_model(model: str | Path) -> Path:
         return folders[str(model)]
     names = ", ".join(folders) or "none in this installation"
     raise FileNotFoundError(
-        f"{model!r} is neither a saved DiffDis pipeline folder nor a released model's name; released models: "
+        f"{model!r} is not a saved DiffDis pipeline folder, nor a released model's name; released models: "
         f"{names} (diffdis.list_pretrained() describes them)"
     )
