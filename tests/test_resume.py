@@ -50,6 +50,14 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _four_steps(run: Path, idx_dir) -> list[str]:
+    """Train 4 steps into `run` with checkpoints at steps 2 and 4; returns the command line that trains it further."""
+    command = ["train", "--out", str(run), "--checkpoint-every", "2", "--no-progress"]
+    command += [a for o in _overrides(idx_dir) for a in ("--set", o)]
+    assert main(command + ["--max-steps", "4"]) == 0
+    return command
+
+
 def _final_state(run, step):
     folder = run / "checkpoints" / f"step_{step:07d}"
     optimizer = torch.load(folder / "optimizer.pt", weights_only=True)
@@ -95,9 +103,7 @@ def test_sigkill_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(tmp_
 @pytest.mark.slow
 def test_damaged_latest_checkpoint_falls_back_with_a_warning(tmp_path, idx_dir, capsys):
     run = tmp_path / "run"
-    command = ["train", "--out", str(run), "--checkpoint-every", "2", "--no-progress"]
-    command += [a for o in _overrides(idx_dir) for a in ("--set", o)]
-    assert main(command + ["--max-steps", "4"]) == 0
+    command = _four_steps(run, idx_dir)
     weights = run / "checkpoints" / "step_0000004" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # cut off, as by a full disk
     (run / "checkpoints" / "step_0000009.tmp").mkdir()  # a write that a crash interrupted
@@ -110,9 +116,7 @@ def test_damaged_latest_checkpoint_falls_back_with_a_warning(tmp_path, idx_dir, 
 @pytest.mark.slow
 def test_pickled_code_in_a_checkpoint_is_never_run(tmp_path, idx_dir):
     run, marker = tmp_path / "run", tmp_path / "pwned"
-    command = ["train", "--out", str(run), "--checkpoint-every", "2", "--no-progress"]
-    command += [a for o in _overrides(idx_dir) for a in ("--set", o)]
-    assert main(command + ["--max-steps", "4"]) == 0
+    command = _four_steps(run, idx_dir)
 
     class Payload:
         def __reduce__(self):
@@ -150,9 +154,7 @@ def test_non_finite_steps_are_skipped_and_a_run_of_them_stops_training(tmp_path,
 @pytest.mark.slow
 def test_a_readable_checkpoint_that_does_not_fit_is_refused_and_left_untouched(tmp_path, idx_dir, capsys):
     run = tmp_path / "run"
-    command = ["train", "--out", str(run), "--checkpoint-every", "2", "--no-progress"]
-    command += [a for o in _overrides(idx_dir) for a in ("--set", o)]
-    assert main(command + ["--max-steps", "4"]) == 0
+    command = _four_steps(run, idx_dir)
     latest = run / "checkpoints" / "step_0000004"
     optimizer = torch.load(latest / "optimizer.pt", weights_only=True)
     optimizer["param_groups"] = optimizer["param_groups"][:1]  # as after a change of the parameter groups
