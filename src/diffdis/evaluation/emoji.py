@@ -18,9 +18,8 @@ from ..data.datasets import LabelledImages, fixed_subset
 from ..data.emoji import EVAL_TEMPLATES, GENERATION_TEMPLATE, STYLES, UNSEEN_STYLE, EmojiData
 from ..data.transforms import uint8_to_model
 from ..metrics import recall_at_k
-from ..samplers import DEFAULT_SAMPLER
 from .fid import InceptionFeatures, fid_kid
-from .judge import Judge, accuracy, pil_to_uint8, train_judge
+from .judge import Judge, accuracy, generation_settings, pil_to_uint8, train_judge
 from .zero_shot import unseen_class_accuracy
 
 DEFAULT_QUERY = {"num_inference_steps": DEFAULT_QUERY_STEPS, "guidance_scale": DEFAULT_QUERY_GUIDANCE, "seed": 0}
@@ -219,10 +218,7 @@ def emoji_generation(
         "prompt": GENERATION_TEMPLATE,
         "concepts": len(concepts),
         "images": len(prompts),
-        "sampler": DEFAULT_SAMPLER,
-        "num_inference_steps": num_inference_steps,
-        "guidance_scale": guidance_scale,
-        "seed": seed,
+        **generation_settings(num_inference_steps, guidance_scale, seed),
         "judged_correct": 100.0 * (predicted == target).float().mean().item(),
         "correct": (predicted == target).int().tolist(),  # per sample, prompts concept by concept
         "chance": 100.0 / len(emoji.names),

@@ -130,14 +130,22 @@ def class_samples(
     target = torch.arange(len(class_names)).repeat_interleave(per_class)
     settings = {
         "prompt": GENERATION_PROMPT,
+        "images": len(prompts),
+        **generation_settings(num_inference_steps, guidance_scale, seed, **options),
+    }
+    return images, target, settings
+
+
+def generation_settings(num_inference_steps: int, guidance_scale: float, seed: int, **options) -> dict:
+    """How samples were drawn, in the words every generation record uses (an option such as `sampler` or
+    `candidates` passed to `generate` overrides or adds to the defaults)."""
+    return {
         "sampler": DEFAULT_SAMPLER,
         "num_inference_steps": num_inference_steps,
         "guidance_scale": guidance_scale,
         "seed": seed,
-        "images": len(prompts),
         **options,
     }
-    return images, target, settings
 
 
 def generation_accuracy(pipe, judge: Judge, class_names: Sequence[str], per_class: int, **settings) -> dict:

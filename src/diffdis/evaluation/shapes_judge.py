@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 
 from ..data.shapes import COLOURS, PLACES, SHAPES, SIZES, ShapeScene, load_shapes, render
-from ..samplers import DEFAULT_SAMPLER
+from .judge import generation_settings
 
 ATTRIBUTE_VALUES = {"colour": tuple(COLOURS), "shape": SHAPES, "size": tuple(SIZES)}
 BRIGHT = 140  # above the blend where two drawn objects touch, below every palette colour's brightest channel
@@ -91,9 +91,5 @@ def shapes_generation_accuracy(
         "images": num_images,
         "prompts": f"shapes {split} split captions",
         "judged_by": "redrawing the prompted scene per attribute value, nearest in L1; count by connected regions",
-        "sampler": DEFAULT_SAMPLER,
-        "num_inference_steps": num_inference_steps,
-        "guidance_scale": guidance_scale,
-        "seed": seed,
-        **options,
+        **generation_settings(num_inference_steps, guidance_scale, seed, **options),
     }
