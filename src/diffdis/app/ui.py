@@ -105,7 +105,8 @@ def _generate_tab(service: AppService, limits: Limits) -> None:
             )
             button = gr.Button("Generate", variant="primary", elem_id="generate-button")
         gallery = _gallery("images, each with the model's own score of it", "generate-gallery")
-    gr.Examples([[p] for p in showcase[1:5]], inputs=[prompt])
+    if len(showcase) > 1:
+        gr.Examples([[p] for p in showcase[1:5]], inputs=[prompt])
 
     @friendly
     def run(prompt, num_images, steps, guidance, seed, randomize_seed, candidates, progress=gr.Progress()):  # noqa: B008
