@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import Config
 from .data.emoji.packages import PACKAGES
+from .pretrained import RELEASE_NAME
 
 CARD_NAME = "README.md"
 MEASURED_NAME = "measured.json"  # {"source": ..., "figures": [{"name", "value", "how"}, ...]}
@@ -38,8 +39,16 @@ def model_card(folder: Path) -> str:
     summary = _read_json(folder / "train_summary.json")
     vocabulary = _read_json(folder / "vocabulary.json")
     measured = _read_json(folder / MEASURED_NAME)
+    release = _read_json(folder / RELEASE_NAME)  # a model shipped with the package (pretrained.py)
     m, t = config.model, config.train
     data = " + ".join(str(s) for s in t.sources)
+    where = release["name"] if release else "path/to/this/folder"
+    emoji = bool(vocabulary and vocabulary.get("data") == "emoji")
+    example = (
+        ("an emoji of red apple.", ("red apple", "rocket", "cat face"))
+        if emoji
+        else ("a photo of a dress.", ("dress", "coat", "sandal"))
+    )
     tags = ["diffdis", "text-to-image", "zero-shot-image-classification", "image-text-retrieval"]
     front = ["---", "library_name: diffdis", "tags:", *[f"- {tag}" for tag in tags]]
     if any(s.kind == "fashion-mnist" for s in t.sources):
@@ -69,6 +78,7 @@ def model_card(folder: Path) -> str:
         "## Training",
         "",
         *_training_lines(config, summary),
+        *(_release_lines(release) if release else []),
         "",
         "## Measured on these weights",
         "",
@@ -79,13 +89,13 @@ def model_card(folder: Path) -> str:
         "```python",
         "from diffdis import DiffDisPipeline",
         "",
-        'pipe = DiffDisPipeline.from_pretrained("path/to/this/folder")',
-        'images = pipe.generate(["a photo of a dress."])',
-        'prediction = pipe.predict(images, ["dress", "coat", "sandal"])',
+        f'pipe = DiffDisPipeline.from_pretrained("{where}")',
+        f'images = pipe.generate(["{example[0]}"])',
+        f"prediction = pipe.predict(images, {list(example[1])})",
         "print(prediction.top_k(3))",
         "```",
         "",
-        "or `diffdis generate|classify|retrieve --model path/to/this/folder ...`, or `diffdis app --model ...` "
+        f"or `diffdis generate|classify|retrieve --model {where} ...`, or `diffdis app --model {where}` "
         "for the web app.",
         "",
         "## Intended use and limitations",
@@ -99,6 +109,8 @@ def model_card(folder: Path) -> str:
         "- Its probabilities are a softmax over the labels given: they rank those labels and say nothing about "
         "labels left out.",
         "- It reproduces the content and the biases of its training images and captions.",
+        "- Not for decisions about people, and not as evidence of what anything looks like outside its training "
+        "images.",
         "",
     ]
     return "\n".join(lines)
@@ -140,9 +152,10 @@ def _emoji_lines(vocabulary: dict) -> list[str]:
     ]
     lines += [
         "",
-        "The Twemoji (CC BY 4.0) and OpenMoji (CC BY-SA 4.0) art requires attribution; images this model generates "
-        "are derived from training on them. Apple, Facebook and JoyPixels art was not used (unclear or restrictive "
-        "licences).",
+        "The Twemoji art (CC BY 4.0) requires attribution, and images this model generates derive from training on "
+        "it. OpenMoji (CC BY-SA 4.0, attribution required) gave the CLDR names and keywords of the captions; its "
+        "drawings were used for evaluation only, never trained on. Apple, Facebook and JoyPixels art was not used "
+        "(unclear or restrictive licences).",
     ]
     return lines
 
@@ -168,6 +181,16 @@ def _training_lines(config: Config, summary: dict | None) -> list[str]:
     for check in scored[-1:]:
         rows.append(("last validation", f"top-1 {check['val_top1']:.2f}% at step {check['step']} (held-out images)"))
     return _table(rows)
+
+
+def _release_lines(release: dict) -> list[str]:
+    """How a released model was trained, as its release.json says."""
+    t = release["training"]
+    return [
+        "",
+        f"Released as `{release['name']}` (`diffdis.list_pretrained()`): {t['steps']} steps, {t['loop_minutes']} "
+        f"minutes of training loop on {t['machine']}, code {t['code']}; validation curves in curves.png.",
+    ]
 
 
 def _measured_lines(measured: dict | None) -> list[str]:

@@ -139,7 +139,8 @@ def export_release(summary: dict, out: Path, model_dir: Path, dest: Path | None 
     pipe = DiffDisPipeline.from_pretrained(model_dir)
     pipe.model.half()
     pipe.save_pretrained(dest)
-    shutil.copy(out / "samples.png", dest / "samples.png")
+    for name in ("samples.png", "model/train_summary.json"):
+        shutil.copy(out / name, dest / Path(name).name)
     write_json(dest / "results.json", summary)
     write_model_card(
         dest, measured_figures(summary, f"the release's evaluation (`{summary['command']}`, results.json)")
@@ -153,6 +154,7 @@ def export_release(summary: dict, out: Path, model_dir: Path, dest: Path | None 
             f"{fp32['top1']:.2f}%: not shipped (delete {dest} and export in fp32)"
         )
     write_json(dest / RELEASE_NAME, release_record(summary, emoji, fp16["top1"]))
+    write_model_card(dest)  # again, now with what release.json says of its training
     save(curves_chart(summary["curves"], summary["generation"]["judge"]["test_accuracy"]), dest / "curves.png")
     return dest
 
