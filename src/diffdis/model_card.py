@@ -91,7 +91,7 @@ def model_card(folder: Path) -> str:
         "",
         f'pipe = DiffDisPipeline.from_pretrained("{where}")',
         f'images = pipe.generate(["{example[0]}"])',
-        f"prediction = pipe.predict(images, {list(example[1])})",
+        f"prediction = pipe.predict(images, {json.dumps(list(example[1]))})",  # the quotes ruff format keeps
         "print(prediction.top_k(3))",
         "```",
         "",

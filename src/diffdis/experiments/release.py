@@ -1,11 +1,11 @@
 """The released emoji model: its long training run, with validation curves, and its figures of record.
 
-`train_release` trains the emoji demo's settings (chosen on the unseen validation concepts) for hours instead of
-12 minutes: a longer cosine schedule and a longer EMA horizon. Every `validate_every` steps the curve scorer
-records, on validation data only, unseen-validation zero-shot (top-1/top-5, near and far concepts apart), the
-held-out drawings of seen concepts, and generation judged on seen and validation concepts, with the training
-seconds so far: the run's `train_summary.json` holds the curve. The run resumes by itself from its newest
-checkpoint, so a stopped machine loses at most `checkpoint_every` steps.
+`train_release` trains the emoji demo's settings (chosen on the unseen validation concepts) for 10,000 steps
+instead of 12 minutes: a longer cosine schedule and a longer EMA horizon. Every `validate_every` steps the curve
+scorer records, on validation data only, unseen-validation zero-shot (top-1/top-5, near and far concepts apart),
+the held-out drawings of seen concepts, and generation judged on seen and validation concepts, with the time of
+day: the run's `train_summary.json` holds the curve (docs/release.md reads it). The run resumes by itself from
+its newest checkpoint, so a stopped machine loses at most `checkpoint_every` steps.
 
 `evaluate_release` then reads the test concepts once (the emoji demo's evaluation) and `export_release` writes
 the shipped folder (fp16 safetensors, model card, results) that `diffdis.list_pretrained()` lists.
@@ -50,7 +50,7 @@ RELEASE_OVERRIDES = [
     "train.ema_decay=0.999",  # a horizon of ~1,000 steps: a tenth of the run (the demo's 0.995 suits 500 steps)
     "train.validate_every=1000",
     "train.final_validation=true",
-    "train.checkpoint_every=1000",  # at every validation, and all of them kept: the curves choose the weights
+    "train.checkpoint_every=1000",  # at every validation, all ten kept: the curves can choose the weights
     "train.keep_checkpoints=10",
     "train.sample_rows=8",
 ]
