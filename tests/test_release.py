@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from helpers import SMALL
 from safetensors import safe_open
 
@@ -53,6 +54,11 @@ def test_the_release_trains_with_curves_evaluates_once_and_exports_a_listed_mode
     pipe = DiffDisPipeline.from_pretrained(release.RELEASE)  # by name
     assert next(pipe.model.parameters()).dtype.itemsize == 4  # computed in fp32 as every pipeline is
     assert pipe.vocabulary["data"] == "emoji" and len(pipe.generate("an emoji of cat face.", 2)) == 1
+    stored = pipe.familiarity()  # read from the folder: the export stored it
+    assert (dest / "familiarity.safetensors").is_file()
+    computed = pipe.to("cpu").familiarity()  # moving the pipeline drops it: computed again from the vocabulary
+    assert stored[0] == computed[0] and abs(stored[2] - computed[2]) < 1e-5
+    assert torch.allclose(stored[1], computed[1], atol=1e-5)
 
     written = (run / "results.json").stat().st_mtime_ns
     release.run_release(run, overrides, progress=False)  # finished: neither trains nor reads the test set again

@@ -155,7 +155,9 @@ class DiffDisPipeline:
         *parts, vocabulary = factory.load(path)
         pipe = cls(*parts)
         pipe.vocabulary = vocabulary
-        return pipe.to(device, dtype)
+        pipe.to(device, dtype)
+        factory.load_familiarity(pipe, path)
+        return pipe
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write the folder `from_pretrained` reads (the layout in this module's docstring) and its model card."""
@@ -211,19 +213,24 @@ class DiffDisPipeline:
         on the model's own vocabulary). Empty when the model folder does not say what it was trained on."""
         if self.vocabulary is None:
             return []
-        if self._familiarity is None:
-            captions = record_captions(self.vocabulary)
-            known = self.encode_text(captions)
-            names = [n for names in self.vocabulary["classes"].values() for n in names]
-            prompts = self.encode_text([t.format(n) for n in names for t in EVAL_TEMPLATES])
-            self._familiarity = (captions, known, (prompts @ known.T).max(1).values.min().item())
-        captions, known, threshold = self._familiarity
+        captions, known, threshold = self.familiarity()
         best = (self.encode_text(list(texts)) @ known.T).max(1)
         return [
             (text, captions[i], value)
             for text, value, i in zip(texts, best.values.tolist(), best.indices.tolist())
             if value < threshold
         ]
+
+    def familiarity(self) -> tuple[list[str], torch.Tensor, float]:
+        """What `unfamiliar` compares with: the training captions, their embeddings (N, D) and the threshold;
+        computed once (a minute for the emoji vocabulary on a CPU), or read from the folder (factory.py)."""
+        if self._familiarity is None:
+            captions = record_captions(self.vocabulary)
+            known = self.encode_text(captions)
+            names = [n for names in self.vocabulary["classes"].values() for n in names]
+            prompts = self.encode_text([t.format(n) for n in names for t in EVAL_TEMPLATES])
+            self._familiarity = (captions, known, (prompts @ known.T).max(1).values.min().item())
+        return self._familiarity
 
     def class_embeddings(self, class_names: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
         """(K, D): per class, the normalised mean of its normalised template embeddings (computed once per set)."""

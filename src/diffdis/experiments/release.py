@@ -23,6 +23,7 @@ import numpy as np
 from ..config import DEFAULT_GUIDANCE, Config, preset
 from ..data.emoji import EmojiData
 from ..evaluation.emoji import emoji_generation, emoji_judge, emoji_zero_shot
+from ..factory import save_familiarity
 from ..model_card import write_model_card
 from ..pipeline import DiffDisPipeline
 from ..pretrained import RELEASE_NAME, RELEASED_DIR
@@ -139,6 +140,7 @@ def export_release(summary: dict, out: Path, model_dir: Path, dest: Path | None 
     pipe = DiffDisPipeline.from_pretrained(model_dir)
     pipe.model.half()
     pipe.save_pretrained(dest)
+    save_familiarity(pipe, dest)  # its first `unfamiliar` check (the app runs one per prompt) then takes no minute
     for name in ("samples.png", "model/train_summary.json"):
         shutil.copy(out / name, dest / Path(name).name)
     write_json(dest / "results.json", summary)
