@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -213,6 +214,11 @@ class TrainConfig:
     text_dropout: float = 0.1  # generation pass: caption replaced by the empty caption (CFG)
     image_dropout: float = 0.1  # discrimination pass: image replaced by the learned null latent (CFG)
     logit_scale_init: float = 14.285714  # 1/0.07 as in CLIP; learnable, clamped at 100
+    # REPA (repa.py): align one UNet feature map ("mid" or "down.N") with a frozen image encoder's features of the
+    # clean image (a registered name or a folder: models/image_encoders.py), weight align_weight (0 = off)
+    align_weight: float = 0.0
+    align_layer: str = "mid"
+    align_encoder: str = "efficientnet-lite0"
     ema_decay: float = 0.995  # 0 = no EMA (saves one fp32 copy of the weights)
     mixed_precision: str = "no"  # no, fp16, bf16
     # "fsdp": shard the trained weights, their gradients, AdamW moments and EMA over the processes (torch FSDP2;
@@ -255,6 +261,10 @@ class TrainConfig:
             )
         if self.num_workers < 0 or self.shuffle_buffer < 1:
             raise ConfigError("train.num_workers must be >= 0 and train.shuffle_buffer >= 1")
+        if self.align_weight < 0:
+            raise ConfigError(f"train.align_weight={self.align_weight}; it must be >= 0 (0 turns REPA off)")
+        if self.align_layer != "mid" and not re.fullmatch(r"down\.\d+", self.align_layer):
+            raise ConfigError(f"train.align_layer={self.align_layer!r}; use 'mid' or 'down.N' (a UNet down block)")
         for name in ("text_dropout", "image_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"train.{name}={getattr(self, name)}; it must lie in [0, 1)")

@@ -15,11 +15,15 @@ InfoNCE negatives are the whole global batch (features gathered from all process
 
 The single-task baselines (`model.variant`) use the same module: `gen` computes L_IG only, `dis` L_ITA only,
 `clip` L_ITA on the pooled encoder embedding of the clean image (no text diffusion, no L_IG).
+
+With `train.align_weight` > 0 every variant adds REPA's alignment loss (repa.py) on the pass it has; at 0 nothing
+of it is built and the loss is exactly L_IG + λ·L_ITA.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +36,8 @@ from .data.transforms import uint8_to_model
 from .diffusion import QueryDiffusion
 from .models.diffdis import DiffDisModel
 from .models.encoders import KLAutoencoder, PixelSpace, TextEncoder
+from .models.image_encoders import FrozenImageEncoder, image_encoder
+from .repa import Alignment
 
 LOGIT_SCALE_MAX = math.log(100.0)  # CLIP's clamp of the temperature
 
@@ -90,6 +96,7 @@ class DiffDisObjective(nn.Module):
         rank: int = 0,
         world: int = 1,
         query_regression: bool = False,
+        encoder: FrozenImageEncoder | None = None,
     ):
         super().__init__()
         self.rank, self.world = rank, world
@@ -105,6 +112,11 @@ class DiffDisObjective(nn.Module):
         self.image_dropout = config.image_dropout
         if self.kind.discriminates:
             self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
+        self.align_weight = config.align_weight
+        self.align = None
+        if config.align_weight > 0:  # REPA: the encoder computes targets a batch does not bring (repa.py)
+            self.image_encoder = (encoder or image_encoder(config.align_encoder),)
+            self.align = Alignment(model.unet, config.align_layer, self.image_encoder[0].spec.channels)
 
     @classmethod
     def from_pipeline(cls, pipe, config: TrainConfig, rank: int = 0, world: int = 1) -> DiffDisObjective:
@@ -117,7 +129,8 @@ class DiffDisObjective(nn.Module):
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters that Stable Diffusion does not have (they get their own learning rate)."""
         own = [self.logit_scale] if self.kind.discriminates else []
-        return [*self.model.new_parameters(), *own]
+        projector = list(self.align.parameters()) if self.align is not None else []
+        return [*self.model.new_parameters(), *own, *projector]
 
     @torch.no_grad()
     def clamp_logit_scale(self) -> None:
@@ -130,8 +143,22 @@ class DiffDisObjective(nn.Module):
         return self.logit_scale.exp().item() if self.kind.discriminates else None
 
     def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """A micro-batch ({"images", "captions"} or precomputed {"latent", "c", "e"}) -> the losses."""
-        return self.loss(*self.encode(batch, generator), generator)
+        """A micro-batch ({"images", "captions"} or precomputed {"latent", "c", "e"}; with REPA, optionally the
+        encoder's "features" of its images) -> the losses."""
+        targets = self.align_targets(batch) if self.align is not None else None
+        return self.loss(*self.encode(batch, generator), generator, targets)
+
+    def align_targets(self, batch: dict) -> torch.Tensor:
+        """REPA's targets (B, C, h, w): the features the batch brings (cached for built-in sets), else the
+        encoder run on its images (file sources: ~60 ms an image on a CPU)."""
+        if "features" in batch:
+            return batch["features"]
+        if "images" not in batch:
+            raise ValueError(
+                "train.align_weight > 0 needs the training images for the image encoder, but this batch holds "
+                "only precomputed latents: train from the image files, or set train.align_weight=0"
+            )
+        return self.image_encoder[0](batch["images"])
 
     def encode(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
         """A micro-batch -> (z, c, e) through the frozen encoders (or read from precomputed encodings)."""
@@ -157,6 +184,7 @@ class DiffDisObjective(nn.Module):
         c: torch.Tensor,  # (B, L, D) caption condition
         e: torch.Tensor,  # (B, D) unit caption query
         generator: torch.Generator | None = None,
+        targets: torch.Tensor | None = None,  # (B, C, h, w) REPA's encoder features of the clean images
     ) -> dict[str, torch.Tensor]:
         b, device = z.shape[0], z.device
         T = self.scheduler.config.num_train_timesteps
@@ -168,26 +196,39 @@ class DiffDisObjective(nn.Module):
         if self.query_regression:  # pure regression from noise: same draws, the query timestep pinned at T-1
             t_e = torch.full_like(t_e, T - 1)
         zero = torch.zeros((), device=device)
+        # REPA records the aligned layer's first output: the generation pass's when the variant has one.
+        capture = self.align.capture() if self.align is not None else nullcontext([])
 
-        l_ig = zero
-        if self.kind.generates:  # generation pass (text query masked): Eq. 4
-            eps_z = torch.randn(rows, *z.shape[1:], dtype=z.dtype, **rng)[mine]
-            z_t = self.scheduler.add_noise(z, eps_z, t_z)
-            drop_text = (torch.rand(rows, **rng)[mine] < self.text_dropout)[:, None, None]
-            c_in = torch.where(drop_text, self.model.null_context.to(c.dtype), c)
-            l_ig = F.mse_loss(self.model(z_t, t_z, c_in).float(), eps_z.float())
+        l_ig, l_ita = zero, zero
+        with capture as hidden:
+            if self.kind.generates:  # generation pass (text query masked): Eq. 4
+                eps_z = torch.randn(rows, *z.shape[1:], dtype=z.dtype, **rng)[mine]
+                z_t = self.scheduler.add_noise(z, eps_z, t_z)
+                drop_text = (torch.rand(rows, **rng)[mine] < self.text_dropout)[:, None, None]
+                c_in = torch.where(drop_text, self.model.null_context.to(c.dtype), c)
+                l_ig = F.mse_loss(self.model(z_t, t_z, c_in).float(), eps_z.float())
 
-        l_ita = zero
-        if self.kind.query == "diffused":  # discrimination pass (caption masked): Eq. 6-8
-            eps_e = torch.randn(rows, *e.shape[1:], dtype=z.dtype, **rng)[mine]
-            drop_image = torch.rand(rows, **rng)[mine] < self.image_dropout
-            l_ita = self.query_loss(z, e, t_e, eps_e, drop_image)
-        elif self.kind.query == "pooled":
-            l_ita = self.contrastive(F.normalize(self.model.clip_embed(z).float(), dim=-1), e)
+            if self.kind.query == "diffused":  # discrimination pass (caption masked): Eq. 6-8
+                eps_e = torch.randn(rows, *e.shape[1:], dtype=z.dtype, **rng)[mine]
+                drop_image = torch.rand(rows, **rng)[mine] < self.image_dropout
+                l_ita = self.query_loss(z, e, t_e, eps_e, drop_image)
+            elif self.kind.query == "pooled":
+                l_ita = self.contrastive(F.normalize(self.model.clip_embed(z).float(), dim=-1), e)
 
         # "terms": the two summands with their graphs, for the trainer's per-loss gradients (L_IG, λ·L_ITA).
         terms = (l_ig, self.lam * l_ita)
-        return {"loss": terms[0] + terms[1], "l_ig": l_ig.detach(), "l_ita": l_ita.detach(), "terms": terms}
+        l_align = zero
+        if self.align is not None:  # REPA's term joins the pass it aligns
+            l_align = self.align.loss(hidden[0], targets)
+            aligned = self.align_weight * l_align
+            terms = (terms[0] + aligned, terms[1]) if self.kind.generates else (terms[0], terms[1] + aligned)
+        return {
+            "loss": terms[0] + terms[1],
+            "l_ig": l_ig.detach(),
+            "l_ita": l_ita.detach(),
+            "l_align": l_align.detach(),
+            "terms": terms,
+        }
 
     def contrastive(self, e_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """Symmetric InfoNCE over s_ij = cos(ê_0(image i), e(caption j)): this process's B rows against the

@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from ..config import Config
 from ..specs import parse_spec
 from .batches import BatchPosition, ShuffledBatches
@@ -45,6 +48,7 @@ class MemoryBatches:
         position = BatchPosition(**state) if state else BatchPosition()
         self.data, self.rank, self.world, self.accumulation = data, rank, world, t.gradient_accumulation
         self.stream = ShuffledBatches(len(data), t.batch_size, t.seed, position)
+        self.features: torch.Tensor | None = None  # (N, C, h, w): REPA's targets per image, when training aligns
 
     def __iter__(self) -> Iterator[Step]:
         for indices, rng in self.stream:
@@ -52,10 +56,14 @@ class MemoryBatches:
             share = len(indices) // self.world
             mine = list(range(self.rank * share, (self.rank + 1) * share))  # this process's rows
             micro = share // self.accumulation
-            yield [
-                {"images": self.data.images[indices[rows]], "captions": [captions[j] for j in rows]}
-                for rows in (mine[i : i + micro] for i in range(0, share, micro))
-            ]
+            parts = [mine[i : i + micro] for i in range(0, share, micro)]
+            yield [self._batch(indices[rows], [captions[j] for j in rows]) for rows in parts]
+
+    def _batch(self, indices: np.ndarray, captions: list[str]) -> dict:
+        batch = {"images": self.data.images[indices], "captions": captions}
+        if self.features is not None:
+            batch["features"] = self.features[indices]
+        return batch
 
     @property
     def state(self) -> dict:

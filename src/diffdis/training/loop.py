@@ -45,6 +45,7 @@ from ..data.datasets import LabelledImages
 from ..data.emoji.packages import cache_root
 from ..data.sources import MemoryBatches, check_data, training_batches
 from ..factory import CONFIG_NAME
+from ..image_features import training_features
 from ..model_card import write_model_card
 from ..models.encoders import MINILM
 from ..objective import DiffDisObjective
@@ -205,6 +206,7 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
     if t.gradient_checkpointing:
         pipe.model.unet.enable_gradient_checkpointing()
     objective = DiffDisObjective.from_pipeline(pipe, t, rank, world).to(accelerator.device)
+    image_encoder = objective.image_encoder[0] if objective.align is not None else None  # REPA's targets
     if t.sharding == "fsdp":  # before the optimizer and EMA, which then hold the shards
         shard(objective, pipe.model.sharding_units())
     pipe.model.train()
@@ -240,6 +242,9 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
         and len(captions := batches.data.all_captions()) <= t.max_steps * t.batch_size
     ):
         pipe.text_encoder.preload(captions, cache_root() / "text")
+    if image_encoder is not None and isinstance(batches, MemoryBatches):  # built-in sets: cached, from sharp sources
+        with accelerator.main_process_first():
+            batches.features = training_features(config, image_encoder, log=progress.write).maps
     return _Run(
         config,
         run_dir,

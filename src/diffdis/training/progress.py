@@ -17,7 +17,7 @@ class LossMeter:
     per-process values alone are each a part of the global batch); the gradient norms (already global), means
     over the steps that measured them; and the training images per second."""
 
-    NAMES = ("loss/L_IG", "loss/L_ITA", "loss/total")
+    NAMES = ("loss/L_IG", "loss/L_ITA", "loss/total", "loss/L_align")
 
     def __init__(self):
         self.reset()
@@ -28,7 +28,7 @@ class LossMeter:
         self.norms: dict[str, list[float]] = {}
 
     def add(self, out: dict[str, torch.Tensor], images: int) -> None:
-        values = torch.stack([out["l_ig"], out["l_ita"], out["loss"].detach()]).float()
+        values = torch.stack([out["l_ig"], out["l_ita"], out["loss"].detach(), out["l_align"]]).float()
         self.sums = values if self.sums is None else self.sums + values
         self.count += 1
         self.images += images

@@ -27,6 +27,9 @@ REFUSED_TRAIN_KEYS = (
     "shuffle_buffer",
     "holdout_classes",
     "emoji_skin_tones",  # the emoji training images
+    "align_weight",  # REPA: whether a projector exists, and the loss it is trained on
+    "align_layer",  # the projector's input width
+    "align_encoder",  # the projector's output width and its targets
     "init_from",  # the frozen text encoder and autoencoder come from there
     "ema_decay",  # the exported weights are this average
 )

@@ -190,10 +190,8 @@ class EmojiData:
             and (skin_tones or not r["tone"])
         ]
 
-    def training_set(self, skin_tones: bool = True) -> tuple[CaptionedImages, dict]:
-        """The training images with their captions after the held-out-name rule, and the counts of what the
-        rule removed. Drawings that share a name (the same concept in several styles) share one caption set."""
-        rows = self.training_rows(skin_tones)
+    def _captions_allowed(self, rows: list[int]) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+        """Drawing name -> its captions, before and after the held-out-name rule."""
         by_name: dict[str, tuple[str, ...]] = {}
         for i in rows:
             record = self._records[i]
@@ -202,7 +200,20 @@ class EmojiData:
                 by_name[record["name"]] = concept_captions(record["name"], keywords)
         named = self.held_out_names
         allowed = {n: tuple(c for c in cs if not named(c) and not named(_unpunctuated(c))) for n, cs in by_name.items()}
-        keep = [i for i in rows if allowed[self._records[i]["name"]]]
+        return by_name, allowed
+
+    def trained_rows(self, skin_tones: bool = True) -> list[int]:
+        """The cache rows of `training_set`'s images, in its order (rows left without a caption removed)."""
+        rows = self.training_rows(skin_tones)
+        allowed = self._captions_allowed(rows)[1]
+        return [i for i in rows if allowed[self._records[i]["name"]]]
+
+    def training_set(self, skin_tones: bool = True) -> tuple[CaptionedImages, dict]:
+        """The training images with their captions after the held-out-name rule, and the counts of what the
+        rule removed. Drawings that share a name (the same concept in several styles) share one caption set."""
+        rows = self.training_rows(skin_tones)
+        by_name, allowed = self._captions_allowed(rows)
+        keep = self.trained_rows(skin_tones)
         names = list(dict.fromkeys(self._records[i]["name"] for i in keep))
         position = {name: k for k, name in enumerate(names)}
         caption_ids = torch.tensor([position[self._records[i]["name"]] for i in keep])
@@ -234,21 +245,25 @@ class EmojiData:
         names = tuple(self.names[c] for c in concepts)
         return LabelledImages(torch.from_numpy(self.images[rows]), labels, names)
 
-    def eval_set(self, name: str) -> LabelledImages:
-        """emoji-unseen (test concepts, training styles, among the test concepts), emoji-unseen-val (the same for
-        the validation concepts), emoji-style (seen concepts drawn by OpenMoji, among all seen concepts),
-        emoji-seen-val (the held-out drawings of seen concepts, among those concepts)."""
+    def eval_rows(self, name: str) -> tuple[list[int], list[int]]:
+        """An evaluation set's (cache rows, candidate concepts): emoji-unseen (test concepts, training styles,
+        among the test concepts), emoji-unseen-val (the same for the validation concepts), emoji-style (seen
+        concepts drawn by OpenMoji, among all seen concepts), emoji-seen-val (the held-out drawings of seen
+        concepts, among those concepts)."""
         if name in ("emoji-unseen", "emoji-unseen-val"):
             concepts = self.concepts("test" if name == "emoji-unseen" else "val")
-            return self.labelled(self.drawings_of(concepts, TRAIN_STYLES), concepts)
+            return self.drawings_of(concepts, TRAIN_STYLES), concepts
         if name == "emoji-style":
             concepts = self.concepts("train")
-            return self.labelled(self.drawings_of(concepts, (UNSEEN_STYLE,)), concepts)
+            return self.drawings_of(concepts, (UNSEEN_STYLE,)), concepts
         if name == "emoji-seen-val":
             rows = self.seen_validation_images
-            concepts = sorted({self._records[i]["concept"] for i in rows})
-            return self.labelled(rows, concepts)
+            return rows, sorted({self._records[i]["concept"] for i in rows})
         raise ValueError(f"unknown emoji evaluation set {name!r}; use one of {', '.join(EVAL_SETS)}")
+
+    def eval_set(self, name: str) -> LabelledImages:
+        """The evaluation set `name` (eval_rows) labelled by position among its candidate concepts."""
+        return self.labelled(*self.eval_rows(name))
 
     def record(self) -> dict:
         """What a result file says about the data: versions, checksum, split seed and counts."""
