@@ -67,11 +67,12 @@ class LockedImageText:
         data: CaptionedImages,
         sharp: torch.Tensor | None = None,
         vocabulary: dict | None = None,
-        settings: LitSettings = LitSettings(),
+        settings: LitSettings | None = None,
         log=print,
     ) -> LockedImageText:
         """Fit the map on `data`'s training images (their features from `sharp`, the same images from a sharper
         source, when given) against their caption sets."""
+        settings = settings or LitSettings()
         text = load_text_encoder(config.model.text_encoder, config.model.text_max_length)
         text.preload(data.all_captions(), cache_root() / "text")  # the same file training reads
         features = cached_features(encoder, data.images if sharp is None else sharp, log=log).pooled  # (N, C)

@@ -10,12 +10,27 @@ import sys
 
 from .app import APP
 from .data import EMOJI, ENCODE, PACK
-from .experiments import COMPARE, DEMO, RELEASE, SELF_CHECK
+from .experiments import COMPARE, DEMO, LIT, RELEASE, SELF_CHECK
 from .generate import GENERATE
 from .query import CLASSIFY, EVALUATE, RETRIEVE
 from .train import TRAIN
 
-COMMANDS = (TRAIN, GENERATE, CLASSIFY, RETRIEVE, EVALUATE, COMPARE, RELEASE, SELF_CHECK, PACK, ENCODE, DEMO, EMOJI, APP)
+COMMANDS = (
+    TRAIN,
+    GENERATE,
+    CLASSIFY,
+    RETRIEVE,
+    EVALUATE,
+    COMPARE,
+    RELEASE,
+    LIT,
+    SELF_CHECK,
+    PACK,
+    ENCODE,
+    DEMO,
+    EMOJI,
+    APP,
+)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -162,6 +162,21 @@ def release(args: argparse.Namespace) -> int:
     return 0
 
 
+def lit_arguments(r: argparse.ArgumentParser) -> None:
+    r.add_argument("--out", default="runs/lit-emoji", help="where results.json and the fitted model go")
+    r.add_argument("--encoder", default="efficientnet-lite0", help="a registered image encoder, or a folder")
+    r.add_argument(
+        "--split", choices=("val", "test"), default="val", help="val (default; to choose on) or test (to report)"
+    )
+
+
+def lit(args: argparse.Namespace) -> int:
+    from ..experiments.lit_baseline import lit_lines, run_lit
+
+    print("\n".join(lit_lines(run_lit(args.out, args.encoder, args.split))))
+    return 0
+
+
 DEMO = Command(
     "demo", "train the tiny preset on built-in data, then generate, classify, retrieve", demo_arguments, demo
 )
@@ -184,4 +199,11 @@ RELEASE = Command(
     "concepts and write the folder diffdis ships",
     release_arguments,
     release,
+)
+LIT = Command(
+    "lit",
+    "the locked-image baseline on the emoji set: a frozen pretrained image encoder and a linear map into the text "
+    "space, scored like every emoji model",
+    lit_arguments,
+    lit,
 )

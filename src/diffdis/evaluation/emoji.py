@@ -16,8 +16,10 @@ import torch
 from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, DEFAULT_QUERY_GUIDANCE, DEFAULT_QUERY_STEPS
 from ..data.datasets import LabelledImages, fixed_subset
 from ..data.emoji import EVAL_TEMPLATES, GENERATION_TEMPLATE, STYLES, UNSEEN_STYLE, EmojiData
+from ..data.imagenet import imagenet_match
 from ..data.transforms import uint8_to_model
 from ..metrics import recall_at_k
+from ..models.image_encoders import IMAGE_ENCODERS
 from .fid import InceptionFeatures, fid_kid
 from .judge import Judge, accuracy, generation_settings, pil_to_uint8, train_judge
 from .zero_shot import unseen_class_accuracy
@@ -114,6 +116,7 @@ def emoji_zero_shot(
             **classification(q_unseen, unseen_classes, unseen.labels),
         },
         **near_and_far(emoji, unseen, q_unseen, unseen_classes),
+        **encoder_seen(unseen, q_unseen, unseen_classes, pretrained_image_encoder(pipe)),
         "unseen_retrieval": _retrieval(pipe, q_unseen, unseen, texts),
         "seen_heldout_drawings": {
             "setting": "held-out drawings of seen concepts, training styles; among those concepts",
@@ -137,18 +140,47 @@ def near_and_far(emoji: EmojiData, unseen: LabelledImages, q: torch.Tensor, clas
     caption) and the *far* ones (none is), each against every unseen candidate, with the group sizes."""
     index = {name: c for c, name in enumerate(emoji.names)}
     near = torch.tensor([bool(emoji.shared_words[index[unseen.class_names[y]]]) for y in unseen.labels])
-    out = {}
-    for group, mask in (("near", near), ("far", ~near)):
-        concepts = len({int(y) for y in unseen.labels[mask]})
-        figures = classification(q[mask], classes, unseen.labels[mask]) if mask.any() else {"images": 0}
-        out[f"unseen_{group}"] = {
-            "setting": f"the {group} unseen concepts: a content word of the name "
-            + ("is in" if group == "near" else "is in no")
-            + " training name or caption (data/emoji/transfer.py); candidates: every unseen concept",
-            "concepts": concepts,
-            **figures,
-        }
-    return out
+    rule = "a content word of the name {} a training name or caption (data/emoji/transfer.py); candidates: every unseen"
+    return {
+        "unseen_near": _group(unseen, q, classes, near, "near unseen concepts: " + rule.format("is in")),
+        "unseen_far": _group(unseen, q, classes, ~near, "far unseen concepts: " + rule.format("is in no")),
+    }
+
+
+def encoder_seen(unseen: LabelledImages, q: torch.Tensor, classes: torch.Tensor, trained_on: str) -> dict:
+    """For a model built on an ImageNet-1k encoder: the unseen figures again for the concepts whose names match an
+    ImageNet class (the encoder saw them with labels; data/imagenet.py) and for the rest, with the matches."""
+    if trained_on != "imagenet-1k":
+        return {}
+    matches = {n: imagenet_match(n) for n in unseen.class_names}
+    seen = torch.tensor([matches[unseen.class_names[y]] is not None for y in unseen.labels])
+    where = "(data/imagenet.py); candidates: every unseen concept"
+    return {
+        "unseen_encoder_seen": {
+            **_group(unseen, q, classes, seen, f"unseen concepts whose name matches an ImageNet-1k class {where}"),
+            "matches": {n: m for n, m in matches.items() if m},
+        },
+        "unseen_encoder_unseen": _group(
+            unseen, q, classes, ~seen, f"unseen concepts whose name matches no ImageNet-1k class {where}"
+        ),
+    }
+
+
+def _group(unseen: LabelledImages, q: torch.Tensor, classes: torch.Tensor, mask: torch.Tensor, setting: str) -> dict:
+    figures = classification(q[mask], classes, unseen.labels[mask]) if mask.any() else {"images": 0}
+    return {"setting": setting, "concepts": len({int(y) for y in unseen.labels[mask]}), **figures}
+
+
+def pretrained_image_encoder(model) -> str:
+    """What labelled data the model's pretrained image encoder saw ("" without one): lit's encoder, or the encoder
+    a DiffDis model was aligned to in training (REPA)."""
+    if hasattr(model, "image_encoder"):
+        return model.image_encoder.spec.trained_on
+    t = model.config.train
+    if t.align_weight > 0:
+        spec = IMAGE_ENCODERS.get(t.align_encoder)
+        return spec.trained_on if spec else "unknown (an encoder from a folder)"
+    return ""
 
 
 def _subset(data: LabelledImages, images: int | None) -> LabelledImages:
