@@ -19,6 +19,7 @@ def test_the_emoji_demo_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(emoji_demo, "GRID_SAMPLES", 2)
     monkeypatch.setattr(emoji_demo, "JUDGED_CONCEPTS", 3)
     monkeypatch.setattr(emoji_demo, "JUDGE_EPOCHS", 1)
+    monkeypatch.setattr(emoji_demo, "LIT_INPUT_SIZE", 32)  # the lit baseline's encoder at 32 px: seconds
     overrides = [*SMALL, "train.max_steps=3", "train.batch_size=16", "train.max_minutes=0", "train.warmup_steps=1"]
     summary = emoji_demo.run_emoji_demo(tmp_path, overrides, progress=False)
 
@@ -33,6 +34,10 @@ def test_the_emoji_demo_end_to_end(tmp_path, monkeypatch, capsys):
     assert 0 <= summary["generation"]["seen"]["judged_correct"] <= 100
     assert saved["generation"]["judge"]["test_images"] > 1000
     assert (tmp_path / "samples.png").exists()
+    lit = saved["lit"]  # the locked-image baseline, on the same sets, its ImageNet-class concepts apart
+    assert lit["test"]["unseen"]["classes"] == 143 and lit["val"]["unseen"]["classes"] == 71
+    assert lit["test"]["unseen_encoder_seen"]["concepts"] + lit["test"]["unseen_encoder_unseen"]["concepts"] == 143
+    assert lit["encoder_licence"].startswith("Apache-2.0")
 
     model = tmp_path / "model"
     vocabulary = json.loads((model / "vocabulary.json").read_text())

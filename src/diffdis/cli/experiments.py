@@ -168,12 +168,20 @@ def lit_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument(
         "--split", choices=("val", "test"), default="val", help="val (default; to choose on) or test (to report)"
     )
+    r.add_argument(
+        "--sweep",
+        action="store_true",
+        help="instead: compare lit's settings on the validation concepts and write runs/emoji-tuning/lit.json",
+    )
 
 
 def lit(args: argparse.Namespace) -> int:
-    from ..experiments.lit_baseline import lit_lines, run_lit
+    from ..experiments.lit_baseline import lit_lines, run_lit, sweep_lit
 
-    print("\n".join(lit_lines(run_lit(args.out, args.encoder, args.split))))
+    if args.sweep:
+        sweep_lit(encoder=args.encoder)
+        return 0
+    print("\n".join(lit_lines(run_lit(args.out, args.encoder, (args.split,)))))
     return 0
 
 

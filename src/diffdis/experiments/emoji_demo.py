@@ -46,6 +46,7 @@ GRID_CONCEPTS = 8  # per group (seen, unseen) in samples.png
 GRID_SAMPLES = 6
 JUDGED_CONCEPTS = 48  # per group, two samples each
 JUDGE_EPOCHS = 12
+LIT_INPUT_SIZE = None  # the image encoder's own (224 px); tests use less
 
 
 def run_emoji_demo(out: str | Path = "runs/demo-emoji", overrides: list[str] | None = None, progress: bool = True):
@@ -67,6 +68,12 @@ def run_emoji_demo(out: str | Path = "runs/demo-emoji", overrides: list[str] | N
         "model": model_record(config, model_dir, out),
         **evaluate_emoji_model(DiffDisPipeline.from_pretrained(model_dir), emoji, out, timings),
     }
+    from .lit_baseline import run_lit  # it fits on this demo's data settings: imported here, not in a cycle
+
+    start = time.perf_counter()
+    lit = run_lit(out / "lit", splits=("val", "test"), input_size=LIT_INPUT_SIZE)  # the bar to read DiffDis against
+    summary["lit"] = {"results": str(out / "lit" / "results.json"), **lit["model"], **lit["discrimination"]}
+    summary["timings_s"]["lit_s"] = time.perf_counter() - start
     write_json(out / "results.json", summary)
     write_model_card(model_dir, measured_figures(summary))
     print(report(summary, "DiffDis emoji demo (tiny preset)"))
@@ -235,7 +242,26 @@ def report(s: dict, title: str) -> str:
             )
             for group in ("seen", "unseen")
         ],
+        *_lit_rows(s.get("lit")),
         *[(f"time: {k[:-2]}", f"{v:.0f} s") for k, v in t.items()],
         ("time: total", f"{sum(t.values()):.0f} s"),
     ]
     return table(rows, title)
+
+
+def _lit_rows(lit: dict | None) -> list[tuple[str, str]]:
+    """The locked-image baseline's unseen figures, the bar to read the model's against."""
+    if not lit:
+        return []
+    rows = []
+    for split in ("validation", "test"):
+        d = lit["val" if split == "validation" else "test"]
+        u, far = d["unseen"], d["unseen_far"]
+        rows.append(
+            (
+                f"lit baseline, {split}: unseen",
+                f"top-1 {u['top1']:.1f}%  top-5 {u['top5']:.1f}%  (far {far['top1']:.1f}%; frozen "
+                f"{lit['image_encoder']} + a linear map, no generation)",
+            )
+        )
+    return rows

@@ -26,29 +26,36 @@ SPLITS = ("val", "test")
 LIT_SETTINGS = LitSettings()  # 300 full-batch steps, lr 1e-2: chosen on the unseen validation concepts (docs)
 
 
-def fit_emoji_lit(encoder: str = DEFAULT_IMAGE_ENCODER, settings: LitSettings = LIT_SETTINGS) -> LockedImageText:
+def fit_emoji_lit(
+    encoder: str = DEFAULT_IMAGE_ENCODER, settings: LitSettings = LIT_SETTINGS, input_size: int | None = None
+) -> LockedImageText:
     config = preset("tiny", EMOJI_DEMO_OVERRIDES)
     emoji = EmojiData.load(config.model.resolution)
     emoji.check_split()
     tones = config.train.emoji_skin_tones
     data, _ = emoji.training_set(tones)
     sharp = emoji_sharp(emoji.trained_rows(tones))
-    return LockedImageText.fit(image_encoder(encoder), config, data, sharp, emoji.vocabulary(), settings)
+    return LockedImageText.fit(image_encoder(encoder, input_size), config, data, sharp, emoji.vocabulary(), settings)
 
 
-def run_lit(out: str | Path = "runs/lit-emoji", encoder: str = DEFAULT_IMAGE_ENCODER, split: str = "val") -> dict:
-    """Fit lit, score it on `split` ("val", or "test": read once per reported figure) and write out/results.json
-    and the fitted model (out/model)."""
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}; use 'val' (to choose settings) or 'test' (to report)")
+def run_lit(
+    out: str | Path = "runs/lit-emoji",
+    encoder: str = DEFAULT_IMAGE_ENCODER,
+    splits: tuple[str, ...] = ("val",),
+    input_size: int | None = None,
+) -> dict:
+    """Fit lit, score it on `splits` ("val" to choose settings; "test" is read once per reported figure) and
+    write out/results.json and the fitted model (out/model). `input_size` overrides the encoder's own (tests)."""
+    if not splits or set(splits) - set(SPLITS):
+        raise ValueError(f"splits={splits!r}; use 'val' (to choose settings) and/or 'test' (to report)")
     out = Path(out)
     start = time.perf_counter()
-    lit = fit_emoji_lit(encoder)
+    lit = fit_emoji_lit(encoder, input_size=input_size)
     fit_s = time.perf_counter() - start
     lit.save(out / "model")
     sharp = EmojiData.load(SHARP_EMOJI)  # the evaluation sets from the sharp source, as lit trained
     start = time.perf_counter()
-    figures = emoji_zero_shot(lit, sharp, split)
+    figures = {split: emoji_zero_shot(lit, sharp, split) for split in splits}
     summary = {
         **provenance(),
         "model": {
@@ -63,18 +70,62 @@ def run_lit(out: str | Path = "runs/lit-emoji", encoder: str = DEFAULT_IMAGE_ENC
             "trained_on": "the emoji demo's training images and captions (no skin tones)",
         },
         "data": sharp.record(),
-        "discrimination": {split: figures},
+        "discrimination": figures,
         "timings_s": {"fit_s": fit_s, "evaluate_s": time.perf_counter() - start},
     }
     write_json(out / "results.json", summary)
     return summary
 
 
+# The settings compared on the unseen validation concepts (runs/emoji-tuning/lit.json): the optimiser, the
+# encoder's input size, and the source the encoder reads (the 64-px drawings, or the 16-px training pixels).
+SWEEP: tuple[tuple[str, LitSettings, int | None, bool], ...] = (
+    ("default", LIT_SETTINGS, None, True),
+    ("1000 steps", LitSettings(steps=1000), None, True),
+    ("lr 3e-3", LitSettings(lr=3e-3), None, True),
+    ("weight decay 1e-2", LitSettings(weight_decay=1e-2), None, True),
+    ("112-px input", LIT_SETTINGS, 112, True),
+    ("16-px source", LIT_SETTINGS, None, False),
+)
+
+
+def sweep_lit(out: str | Path = "runs/emoji-tuning/lit.json", encoder: str = DEFAULT_IMAGE_ENCODER) -> dict:
+    """Score every SWEEP setting on the unseen validation concepts only; the result file records each."""
+    runs = {}
+    for name, settings, input_size, sharp_source in SWEEP:
+        config = preset("tiny", EMOJI_DEMO_OVERRIDES)
+        emoji = EmojiData.load(config.model.resolution)
+        data, _ = emoji.training_set(config.train.emoji_skin_tones)
+        rows = emoji.trained_rows(config.train.emoji_skin_tones)
+        sharp = emoji_sharp(rows) if sharp_source else None
+        lit = LockedImageText.fit(image_encoder(encoder, input_size), config, data, sharp, emoji.vocabulary(), settings)
+        figures = emoji_zero_shot(lit, EmojiData.load(SHARP_EMOJI) if sharp_source else emoji, "val")
+        runs[name] = {
+            "settings": asdict(settings),
+            "input_size": lit.image_encoder.input_size,
+            "source": f"{SHARP_EMOJI}-px drawings" if sharp_source else f"{config.model.resolution}-px training pixels",
+            **{k: {m: figures[k].get(m) for m in ("top1", "top5", "concepts")} for k in _GROUPS if k in figures},
+            "seen_heldout_drawings_top1": figures["seen_heldout_drawings"]["top1"],
+        }
+        print(name, runs[name]["unseen"], flush=True)
+    record = {
+        **provenance(),
+        "purpose": "choose lit's settings on the unseen validation concepts (71 concepts); no test concept read",
+        "encoder": encoder,
+        "runs": runs,
+    }
+    write_json(out, record)
+    return record
+
+
+_GROUPS = ("unseen", "unseen_near", "unseen_far", "unseen_encoder_seen", "unseen_encoder_unseen")
+
+
 def lit_lines(summary: dict) -> list[str]:
     """The result as text lines: every unseen group with its size."""
     lines = [f"lit ({summary['model']['image_encoder']}, frozen) on the emoji concepts"]
     for split, figures in summary["discrimination"].items():
-        for key in ("unseen", "unseen_near", "unseen_far", "unseen_encoder_seen", "unseen_encoder_unseen"):
+        for key in _GROUPS:
             if key in figures and figures[key].get("images"):
                 f = figures[key]
                 size = f" ({f['concepts']} concepts)" if "concepts" in f else ""
