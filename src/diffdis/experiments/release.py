@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DEFAULT_GUIDANCE, Config, preset
+from ..config import DEFAULT_GUIDANCE, Config, apply_overrides, preset
 from ..data.emoji import EmojiData
 from ..evaluation.emoji import emoji_generation, emoji_judge, emoji_zero_shot
 from ..factory import save_familiarity
@@ -29,6 +29,7 @@ from ..pipeline import DiffDisPipeline
 from ..pretrained import RELEASE_NAME, RELEASED_DIR
 from ..provenance import code_version
 from ..training import train
+from ..training.checkpoint import checkpoints
 from ..utils.charts import line_chart, save
 from ..utils.results import write_json
 from .demo import model_record
@@ -159,6 +160,33 @@ def export_release(summary: dict, out: Path, model_dir: Path, dest: Path | None 
     write_model_card(dest)  # again, now with what release.json says of its training
     save(curves_chart(summary["curves"], summary["generation"]["judge"]["test_accuracy"]), dest / "curves.png")
     return dest
+
+
+def best_step(run_dir: str | Path) -> int:
+    """The validation point to ship: the highest unseen-validation top-1 among the run's kept checkpoints (ties:
+    top-5, then the earlier step). Validation figures only; the test concepts are read after the choice."""
+    run_dir = Path(run_dir)
+    kept = {int(p.name.split("_")[-1]) for p in checkpoints(run_dir)}
+    history = json.loads((checkpoints(run_dir)[-1] / "state.json").read_text())["history"]
+    points = [p for p in history if p["step"] in kept and "unseen_top1" in p]
+    if not points:
+        raise ValueError(f"{run_dir} keeps no checkpoint with a validation point; train with train.validate_every")
+    return max(points, key=lambda p: (p["unseen_top1"], p["unseen_top5"], -p["step"]))["step"]
+
+
+def checkpoint_run(run_dir: str | Path, step: int, dest: str | Path) -> Path:
+    """A run folder `dest` whose newest checkpoint is `run_dir`'s at `step` and whose config stops there: training
+    it exports that checkpoint's EMA weights with its validation history (nothing is trained)."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    source = next((c for c in checkpoints(run_dir) if int(c.name.split("_")[-1]) == step), None)
+    if source is None:
+        raise FileNotFoundError(f"{run_dir} keeps no checkpoint of step {step}")
+    config = Config.from_json(run_dir / "config.json")
+    config = apply_overrides(config, [f"train.max_steps={step}"])
+    (dest / "checkpoints").mkdir(parents=True, exist_ok=True)
+    config.to_json(dest / "config.json")
+    shutil.copytree(source, dest / "checkpoints" / source.name, dirs_exist_ok=True)
+    return train(config, dest, progress=False)
 
 
 def curves_chart(curve: list[dict], judge_real: float):

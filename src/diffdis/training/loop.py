@@ -51,6 +51,7 @@ from ..models.encoders import MINILM
 from ..objective import DiffDisObjective
 from ..pipeline import DiffDisPipeline
 from ..provenance import provenance
+from ..utils.optional import require
 from .checkpoint import TrainState, checkpoints, resume, save_checkpoint
 from .errors import TrainingStopped
 from .init import build_pipeline, resolve_config
@@ -127,6 +128,7 @@ class _Run:
 
 
 def make_accelerator(config: Config, run_dir: Path) -> Accelerator:
+    require("tensorboard", "train")  # the run's logs (accelerate would fail later, without saying how to fix it)
     return Accelerator(
         mixed_precision=config.train.mixed_precision,
         log_with="tensorboard",

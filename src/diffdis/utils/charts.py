@@ -8,9 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from matplotlib import colormaps
-from matplotlib.colors import to_hex
-from matplotlib.figure import Figure
+
+from .optional import require
+
+require("matplotlib", "eval")
+from matplotlib import colormaps  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 Series = dict[str, dict[int, float]]  # line name -> {x: y}
 

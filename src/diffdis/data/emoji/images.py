@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ...utils.optional import require
 from ..transforms import image_to_uint8
 from .catalogue import Catalogue, Drawing, load_catalogue
 from .packages import PACKAGES, EmojiDataError, emoji_root
@@ -32,8 +33,7 @@ CACHE_VERSION = 1  # bump when rendering changes, so caches built before are reb
 def rasterise(path: str) -> Image.Image:
     """A drawing as RGBA. SVGs through resvg (a renderer in the wheel: no system library needed)."""
     if path.endswith(".svg"):
-        import resvg_py
-
+        resvg_py = require("resvg_py", "emoji", "resvg-py")
         png = bytes(resvg_py.svg_to_bytes(svg_path=path, width=RENDER_SIZE, height=RENDER_SIZE))
         return Image.open(io.BytesIO(png)).convert("RGBA")
     with Image.open(path) as image:
