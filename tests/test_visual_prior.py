@@ -201,7 +201,9 @@ def test_a_repa_run_exports_no_projector_and_refuses_a_changed_alignment_on_resu
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
 
 
-def test_lit_fits_a_map_into_the_text_space_and_saves_and_loads(toy, small_config, feature_cache, tmp_path):
+def test_lit_fits_a_map_into_the_text_space_saves_loads_and_is_evaluated(
+    toy, small_config, feature_cache, tmp_path, idx_dir
+):
     colours = {"red": (255, 0, 0), "blue": (0, 0, 255), "green": (0, 255, 0)}
     images, ids = [], []
     for k, rgb in enumerate(colours.values()):
@@ -217,6 +219,13 @@ def test_lit_fits_a_map_into_the_text_space_and_saves_and_loads(toy, small_confi
     lit.save(tmp_path / "lit")
     again = LockedImageText.load(tmp_path / "lit")
     assert torch.allclose(again.encode_image(test), lit.encode_image(test), atol=1e-6)
+
+    # `diffdis evaluate` scores a saved lit like a pipeline (classification; it has no retrieval path)
+    out = tmp_path / "suite.json"
+    args = ["evaluate", "--model", str(tmp_path / "lit"), "--suite", "fashion", "--data-dir", str(idx_dir)]
+    assert main([*args, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert 0 <= result["zero_shot"]["fashion-mnist"]["top1"] <= 100 and "skipped" in result["retrieval"]
 
 
 def test_unseen_concepts_that_are_imagenet_classes_are_reported_apart():

@@ -121,9 +121,15 @@ class LockedImageText:
             self._classes[key] = F.normalize(e.view(len(class_names), len(templates), -1).mean(1), dim=-1)
         return self._classes[key]
 
+    def scores(
+        self, images: torch.Tensor, class_names: Sequence[str], templates: Sequence[str] | None = None, **ignored
+    ) -> torch.Tensor:
+        """(N, K) cosines of each image against each class (the pipeline's `scores`, as the suite calls it)."""
+        return self.encode_image(images) @ self.class_embeddings(class_names, templates).T
+
     def classify(self, images: torch.Tensor, class_names: Sequence[str]) -> torch.Tensor:
         """(N,) indices into `class_names`."""
-        return (self.encode_image(images) @ self.class_embeddings(class_names).T).argmax(1)
+        return self.scores(images, class_names).argmax(1)
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)

@@ -91,11 +91,15 @@ def query_kwargs(args: argparse.Namespace) -> dict:
     return kwargs
 
 
-def check_model(path: str) -> None:
-    """Refuse a --model that is neither a saved pipeline folder nor a released model's name."""
+def check_model(path: str, lit: bool = False) -> None:
+    """Refuse a --model that is neither a saved pipeline folder nor a released model's name (nor, where `lit`, a
+    saved locked-image baseline)."""
     from ..factory import CONFIG_NAME
+    from ..lit import LIT_CONFIG
     from ..pretrained import resolve_model
 
+    if lit and (Path(path) / LIT_CONFIG).is_file():
+        return
     if not (resolve_model(path) / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"--model {path} is not a saved DiffDis pipeline ({CONFIG_NAME} is missing)")
 
@@ -114,8 +118,11 @@ def load(args: argparse.Namespace):
     """The saved pipeline on --device (CUDA when available) computing in --dtype; called after every argument
     has been checked, so that a mistake costs no model loading."""
     from ..factory import default_device
+    from ..lit import LIT_CONFIG, LockedImageText
     from ..pipeline import DiffDisPipeline
 
+    if (Path(args.model) / LIT_CONFIG).is_file():  # `diffdis evaluate` scores the locked-image baseline too
+        return LockedImageText.load(args.model)
     return DiffDisPipeline.from_pretrained(args.model, args.device or default_device(), args.dtype)
 
 

@@ -66,7 +66,7 @@ def _check_inputs(args: argparse.Namespace) -> None:
     if getattr(args, "dataset", None):
         for stem in FASHION_MNIST_FILES["test"]:
             find_idx(Path(args.data_dir or FASHION_MNIST_DIR), stem)  # names the missing file and how to get it
-    check_model(args.model)
+    check_model(args.model, lit=args.command == "evaluate")
     if args.json:
         check_writable(Path(args.json), "--json")
 
