@@ -1,10 +1,11 @@
 """Is a difference between two models real? Paired comparisons: both models trained with the same seeds and
 scored on the same evaluation images, so each seed gives one difference.
 
-The unit of replication is the training seed: a model's figure varies from seed to seed far more than the test
-images' sampling makes it vary, so the interval is a Student-t interval over the per-seed differences with
-seeds - 1 degrees of freedom (with 3 seeds its quantile is 4.30, not 1.96). Image sampling enters only as the
-precision of one seed's figure (`image_standard_error`). A report that tests several differences at once
+The unit of replication is the training seed: the interval is a Student-t interval over the per-seed differences
+with seeds - 1 degrees of freedom (with 3 seeds its quantile is 4.30, not 1.96). It says how a difference would
+move with other seeds on the same test images; it does not cover their sampling, which enters only as the
+precision of one seed's figure (`image_standard_error`). Where that error is as large as the seed spread (the
+emoji concepts: docs/study.md), the interval holds for the evaluated concepts only. A report that tests several differences at once
 corrects them as a family with Holm-Bonferroni (`holm`).
 """
 
