@@ -1,11 +1,14 @@
 """`make gpu-check`: the `sd` preset at full size on a CUDA GPU, in one command of under 10 minutes, one JSON.
 
 On a CUDA machine it builds a Stable Diffusion v1 folder of SD's exact shapes with random weights (no network:
-diffdis.models.sd_folders) and measures, in bf16 autocast with PyTorch's SDPA attention:
+diffdis.models.sd_folders) and measures, with PyTorch's SDPA attention:
 
-- training: step time and peak memory at 256 and 512 px, at the micro-batches of the docs' recipes (4 without
-  EMA: one 24 GB card; 32 with EMA: one 80 GB card); an out-of-memory case is recorded as such, not fatal;
-- generation images/s with DDIM at 25 and 50 steps, and zero-shot classification images/s, at 256 px;
+- training: the step `diffdis train` runs (bf16 autocast, gradient checkpointing, its AdamW parameter groups,
+  clipping, schedule and EMA), a few steps of it on JPEG shards, with the run's own step time and memory record,
+  at 256 and 512 px, at the micro-batches of the docs' recipes (4 without EMA: one 24 GB card; 32 with EMA: one
+  80 GB card); an out-of-memory case is recorded as such, not fatal;
+- generation images/s with DDIM at 25 and 50 steps, and zero-shot classification images/s, at 256 px, by the
+  pipeline loaded with `dtype="bfloat16"` as a user loads it;
 - bf16 against fp32: the cosine of the two text queries of the same images, and the largest pixel difference
   of the same generation;
 - a 2-step resume: `diffdis train` for 2 steps, against 1 step and a resume for the second (largest weight
@@ -24,7 +27,6 @@ import argparse
 import contextlib
 import json
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -81,77 +83,70 @@ def _pipeline(folder: Path, resolution: int, overrides: list[str], device: torch
     return DiffDisPipeline.from_stable_diffusion(folder, _config(folder, resolution, overrides)).to(device)
 
 
-def train_figures(folder: Path, resolution: int, batch: int, ema: bool, p: dict, device: torch.device) -> dict:
-    """Step time and peak memory of the joint step (bf16 autocast, gradient checkpointing, AdamW, EMA or not)."""
-    from diffdis.objective import DiffDisObjective
-    from diffdis.training.memory import held_bytes
-    from diffdis.training.optim import EMA
+def train_figures(folder: Path, shards: Path, resolution: int, batch: int, ema: bool, p: dict) -> dict:
+    """Step time and memory of the step `diffdis train` runs (its parameter groups, clipping, schedule, EMA and
+    accelerate; bf16 autocast and gradient checkpointing), for a few steps on the JPEG shards: the run's own
+    record of its steps (training/memory.py). An out-of-memory run is recorded as such."""
+    from diffdis.cli import main
 
-    pipe = _pipeline(folder, resolution, p["overrides"], device)
-    pipe.model.unet.enable_gradient_checkpointing()
-    train = _config(folder, resolution, p["overrides"]).train
-    objective = DiffDisObjective.from_pipeline(pipe, train).to(device).train()
-    optimizer = torch.optim.AdamW([w for w in objective.parameters() if w.requires_grad])
-    average = EMA(objective, 0.9999 if ema else 0.0)
-    images = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
-    captions = [f"{PROMPT}, number {i}" for i in range(batch)]
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    seconds, held = [], None
-    try:
-        for _ in range(p["train_steps"]):
-            started = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                loss = objective({"images": images, "captions": captions})["loss"]
-            loss.backward()
-            optimizer.step()
-            held = held or held_bytes(objective, optimizer, average.shadow)
-            optimizer.zero_grad(set_to_none=True)
-            average.update()
-            _sync(device)
-            seconds.append(time.perf_counter() - started)
-    except torch.cuda.OutOfMemoryError as error:
-        return {"out_of_memory": str(error).splitlines()[0]}
-    median = statistics.median(seconds[1:])  # the first step pays for kernel choice and allocation
-    figures = {"first_step_seconds": seconds[0], "median_step_seconds": median, "images_per_second": batch / median}
-    figures.update(held)
-    if device.type == "cuda":
-        figures["peak_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-        figures["peak_reserved_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
-    return figures
+    settings = [
+        f"model.resolution={resolution}",
+        f"train.batch_size={batch}",
+        "train.mixed_precision=bf16",
+        "train.gradient_checkpointing=true",
+        f"train.ema_decay={0.9999 if ema else 0}",
+        f"train.warmup_steps={p['train_steps']}",
+        "train.validate_every=0",
+        "train.final_validation=false",
+        "train.num_workers=0",
+        "train.keep_checkpoints=1",
+        *p["overrides"],
+    ]
+    with tempfile.TemporaryDirectory(dir=CACHE) as run:
+        argv = ["train", "--preset", "sd", "--init-from", str(folder), "--data", shard_spec(shards)]
+        argv += ["--max-steps", str(p["train_steps"]), "--no-progress", *(a for s in settings for a in ("--set", s))]
+        try:
+            if main([*argv, "--out", run]) != 0:
+                return {"failed": f"diffdis {' '.join(argv)} returned an error"}
+        except torch.cuda.OutOfMemoryError as error:
+            return {"out_of_memory": str(error).splitlines()[0]}
+        memory = json.loads((Path(run) / "train_summary.json").read_text())["memory"]
+    return {
+        "command": "diffdis " + " ".join(argv),
+        "images_per_second": batch / memory["median_step_seconds"],
+        **memory,
+    }
 
 
 def inference_figures(pipe, p: dict, device: torch.device) -> dict:
-    """Generation and zero-shot images/s (fp32 weights, bf16 autocast)."""
+    """Generation and zero-shot images/s of a pipeline as a user loads it (its own `dtype=`: bf16 here)."""
     out = {}
-    with torch.autocast(device.type, dtype=torch.bfloat16):
-        pipe.generate([PROMPT], 2, seed=0)  # warm-up: kernels, allocator
-        for steps in p["generation_steps"]:
-            _sync(device)
-            started = time.perf_counter()
-            pipe.generate([PROMPT] * p["generation_batch"], steps, seed=0)
-            _sync(device)
-            out[f"generation_ddim{steps}_images_per_second"] = p["generation_batch"] / (time.perf_counter() - started)
-        images = torch.rand(p["classify_batch"], 3, p["resolution"], p["resolution"], device=device) * 2 - 1
-        pipe.classify(images[:2], NAMES)
+    pipe.generate([PROMPT], 2, seed=0)  # warm-up: kernels, allocator
+    for steps in p["generation_steps"]:
         _sync(device)
         started = time.perf_counter()
-        pipe.classify(images, NAMES)
+        pipe.generate([PROMPT] * p["generation_batch"], steps, seed=0)
         _sync(device)
-        out["zero_shot_images_per_second"] = p["classify_batch"] / (time.perf_counter() - started)
+        out[f"generation_ddim{steps}_images_per_second"] = p["generation_batch"] / (time.perf_counter() - started)
+    images = torch.rand(p["classify_batch"], 3, p["resolution"], p["resolution"], device=device) * 2 - 1
+    pipe.classify(images[:2], NAMES)
+    _sync(device)
+    started = time.perf_counter()
+    pipe.classify(images, NAMES)
+    _sync(device)
+    out["zero_shot_images_per_second"] = p["classify_batch"] / (time.perf_counter() - started)
     return out
 
 
-def agreement(pipe, p: dict, device: torch.device) -> dict:
-    """bf16 autocast against fp32, on the same weights, images and noise."""
+def agreement(fp32_pipe, bf16_pipe, p: dict, device: torch.device) -> dict:
+    """The pipeline loaded in bf16 against the same weights in fp32, on the same images and noise."""
     images = torch.rand(8, 3, p["resolution"], p["resolution"], generator=torch.Generator().manual_seed(1)) * 2 - 1
     images = images.to(device)
     steps = p["generation_steps"][0]
-    fp32 = pipe.encode_image(images, seed=0)
-    picture32 = np.asarray(pipe.generate([PROMPT], steps, seed=0)[0]).astype(np.int16)
-    with torch.autocast(device.type, dtype=torch.bfloat16):
-        bf16 = pipe.encode_image(images, seed=0)
-        picture16 = np.asarray(pipe.generate([PROMPT], steps, seed=0)[0]).astype(np.int16)
+    fp32 = fp32_pipe.encode_image(images, seed=0)
+    picture32 = np.asarray(fp32_pipe.generate([PROMPT], steps, seed=0)[0]).astype(np.int16)
+    bf16 = bf16_pipe.encode_image(images, seed=0)
+    picture16 = np.asarray(bf16_pipe.generate([PROMPT], steps, seed=0)[0]).astype(np.int16)
     cosine = torch.nn.functional.cosine_similarity(fp32.float(), bf16.float(), dim=1)
     return {
         "query_cosine_min": cosine.min().item(),
@@ -192,6 +187,7 @@ def resume_figures(folder: Path, p: dict, shards: Path) -> dict:
 
 
 def run(out: Path) -> dict:
+    from diffdis import DiffDisPipeline
     from diffdis.models.sd_folders import build_stable_diffusion
     from diffdis.provenance import provenance
 
@@ -217,13 +213,15 @@ def run(out: Path) -> dict:
         }
         for resolution, batch, ema in p["train"]:
             name = f"{resolution}px_batch{batch}_{'ema' if ema else 'no_ema'}"
-            record["train"][name] = train_figures(folder, resolution, batch, ema, p, device)
+            record["train"][name] = train_figures(folder, shards, resolution, batch, ema, p)
             if cuda:
                 torch.cuda.empty_cache()
-        pipe = _pipeline(folder, p["resolution"], p["overrides"], device)
-        record["inference"] = inference_figures(pipe, p, device)
-        record["bf16_vs_fp32"] = agreement(pipe, p, device)
-        del pipe
+        with tempfile.TemporaryDirectory(dir=CACHE if CACHE.exists() else None) as saved:
+            _pipeline(folder, p["resolution"], p["overrides"], torch.device("cpu")).save_pretrained(saved)
+            fp32, bf16 = (DiffDisPipeline.from_pretrained(saved, device, dtype) for dtype in ("float32", "bfloat16"))
+        record["inference"] = inference_figures(bf16, p, device)
+        record["bf16_vs_fp32"] = agreement(fp32, bf16, p, device)
+        del fp32, bf16
         record["resume"] = resume_figures(folder, p, shards)
     record["seconds"] = time.perf_counter() - started
     record["provenance"] = provenance()

@@ -65,6 +65,7 @@ def test_the_gpu_check_runs_its_reduced_mode_without_cuda(tmp_path, monkeypatch)
         assert figures["gradient_bytes"] == weights and figures["optimizer_bytes"] >= 2 * weights
         assert figures["ema_bytes"] == (0 if name.endswith("no_ema") else weights)
         assert figures["median_step_seconds"] > 0
+        assert figures["command"].startswith("diffdis train --preset sd")  # the step `diffdis train` runs
     assert set(record["inference"]) == {
         "generation_ddim2_images_per_second",
         "generation_ddim4_images_per_second",
