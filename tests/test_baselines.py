@@ -36,7 +36,7 @@ def test_a_new_variant_is_one_declaration(monkeypatch):
     trained and served by what it declares, with no other change."""
     from diffdis import config
 
-    toy = config.Variant(generates=True, discriminates=True, query="pooled", tasks="generates and pools (a toy)")
+    toy = config.Variant(True, True, config.Answer.POOLED, "generates and pools (a toy)")
     monkeypatch.setitem(config.VARIANTS, "gen-clip", toy)
     torch.manual_seed(0)
     pipe = DiffDisPipeline.from_config(preset("tiny", SMALL + ["model.variant=gen-clip"]))

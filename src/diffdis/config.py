@@ -8,6 +8,7 @@ compute, with the valid choices in the message.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import re
 import typing
@@ -35,6 +36,14 @@ class ConfigError(ValueError):
     """A configuration key or value that cannot be used; the message says which and what would work."""
 
 
+class Answer(enum.Enum):
+    """How a variant answers image -> text."""
+
+    DIFFUSED = "diffused"  # a text query denoised by the text stream and the unique transformer (DiffDis, dis)
+    POOLED = "pooled"  # a CLIP-style embedding of the pooled mid-block features (clip)
+    NONE = "none"  # it does not discriminate (gen)
+
+
 @dataclass(frozen=True)
 class Variant:
     """What a model variant is, declared once: the model builds, the objective trains, the pipeline serves and the
@@ -42,28 +51,31 @@ class Variant:
 
     generates: bool  # trains L_IG and runs the UNet's up path: text -> image
     discriminates: bool  # trains L_ITA and answers image -> text
-    query: str  # how it answers: "diffused" (the text stream and unique transformer), "pooled" (clip), "" (none)
+    answer: Answer  # how it answers image -> text
     tasks: str  # in words, for the model card
 
     @property
     def text_stream(self) -> bool:
         """Whether it has the dual-stream text modules (the diffused query)."""
-        return self.query == "diffused"
+        return self.answer is Answer.DIFFUSED
 
 
 VARIANTS: dict[str, Variant] = {  # the paper's model and the single-task baselines
     "diffdis": Variant(
         True,
         True,
-        "diffused",
+        Answer.DIFFUSED,
         "generates images from text and scores images against text (both directions of one network)",
     ),
-    "gen": Variant(True, False, "", "generates images from text only (the single-task generation baseline)"),
+    "gen": Variant(True, False, Answer.NONE, "generates images from text only (the single-task generation baseline)"),
     "dis": Variant(
-        False, True, "diffused", "scores images against text only (the single-task discrimination baseline)"
+        False, True, Answer.DIFFUSED, "scores images against text only (the single-task discrimination baseline)"
     ),
     "clip": Variant(
-        False, True, "pooled", "scores images against text with a CLIP-style image tower (the dual-encoder baseline)"
+        False,
+        True,
+        Answer.POOLED,
+        "scores images against text with a CLIP-style image tower (the dual-encoder baseline)",
     ),
 }
 
@@ -162,7 +174,12 @@ class ModelConfig:
     @property
     def one_step_query(self) -> bool:
         """Whether further query steps refine nothing: a pooled query (clip), or one trained at t_e = T-1 only."""
-        return self.kind.query == "pooled" or self.query_training == "regression"
+        return self.kind.answer is Answer.POOLED or self.regression_query
+
+    @property
+    def regression_query(self) -> bool:
+        """The text branch trained at t_e = T-1 only (model.query_training=regression): it reads out in one step."""
+        return self.query_training == "regression"
 
     def heads_per_level(self) -> tuple[int, ...]:
         if self.attention_heads:

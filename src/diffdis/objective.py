@@ -31,7 +31,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TrainConfig
+from .config import Answer, TrainConfig
 from .data.transforms import uint8_to_model
 from .diffusion import QueryDiffusion
 from .models.diffdis import DiffDisModel
@@ -123,8 +123,7 @@ class DiffDisObjective(nn.Module):
         """The objective of a DiffDisPipeline's model, encoders and noise schedule."""
         m = pipe.config.model
         encoders = Encoders(pipe.text_encoder, pipe.autoencoder, m.resolution, m.text_max_length)
-        regression = m.query_training == "regression"
-        return cls(pipe.model, pipe.scheduler, pipe.query, config, encoders, rank, world, regression)
+        return cls(pipe.model, pipe.scheduler, pipe.query, config, encoders, rank, world, m.regression_query)
 
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters that Stable Diffusion does not have (they get their own learning rate)."""
@@ -208,12 +207,12 @@ class DiffDisObjective(nn.Module):
                 c_in = torch.where(drop_text, self.model.null_context.to(c.dtype), c)
                 l_ig = F.mse_loss(self.model(z_t, t_z, c_in).float(), eps_z.float())
 
-            if self.kind.query == "diffused":  # discrimination pass (caption masked): Eq. 6-8
+            if self.kind.answer is Answer.DIFFUSED:  # discrimination pass (caption masked): Eq. 6-8
                 eps_e = torch.randn(rows, *e.shape[1:], dtype=z.dtype, **rng)[mine]
                 drop_image = torch.rand(rows, **rng)[mine] < self.image_dropout
                 l_ita = self.query_loss(z, e, t_e, eps_e, drop_image)
-            elif self.kind.query == "pooled":
-                l_ita = self.contrastive(F.normalize(self.model.clip_embed(z).float(), dim=-1), e)
+            elif self.kind.answer is Answer.POOLED:
+                l_ita = self.contrastive(self.model.pooled_query(z), e)
 
         # "terms": the two summands with their graphs, for the trainer's per-loss gradients (L_IG, λ·L_ITA).
         terms = (l_ig, self.lam * l_ita)

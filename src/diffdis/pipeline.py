@@ -33,6 +33,7 @@ from .config import (
     DEFAULT_QUERY_GUIDANCE,
     DEFAULT_QUERY_STEPS,
     QUERY_STARTS,
+    Answer,
     Config,
 )
 from .data.captions import EVAL_TEMPLATES, check_labels
@@ -344,11 +345,11 @@ class DiffDisPipeline:
         sampler: str = DEFAULT_SAMPLER,
     ) -> torch.Tensor:
         """(B, D) float32 unit queries of clean latents z from starts `noise`."""
-        if self.config.model.query_training == "regression":  # trained at t_e = T-1 only: one read-out
+        if self.config.model.regression_query:  # trained at t_e = T-1 only: one read-out
             steps = 1
         with self._autocast():
-            if self.config.model.kind.query == "pooled":  # one encoder pass, no query diffusion
-                return F.normalize(self.model.clip_embed(z).float(), dim=-1)
+            if self.config.model.kind.answer is Answer.POOLED:  # one encoder pass, no query diffusion
+                return self.model.pooled_query(z)
             e = sample_query(
                 self.model, self.query, self.scheduler, z, noise.to(self.device), steps, guidance_scale, sampler
             )

@@ -5,8 +5,8 @@ The unit of replication is the training seed: the interval is a Student-t interv
 with seeds - 1 degrees of freedom (with 3 seeds its quantile is 4.30, not 1.96). It says how a difference would
 move with other seeds on the same test images; it does not cover their sampling, which enters only as the
 precision of one seed's figure (`image_standard_error`). Where that error is as large as the seed spread (the
-emoji concepts: docs/study.md), the interval holds for the evaluated concepts only. A report that tests several differences at once
-corrects them as a family with Holm-Bonferroni (`holm`).
+emoji concepts: docs/study.md), the interval holds for the evaluated concepts only. A report that tests several
+differences at once corrects them as a family with Holm-Bonferroni (`holm`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config
+from ..config import Answer, Config
 from ..data.builtin import holdout_indices
 from ..data.captions import EVAL_TEMPLATES_BY_SET, TRAIN_TEMPLATES
 from ..data.datasets import (
@@ -151,7 +151,8 @@ def curve_scorer(config: Config, ctx: Context, unseen: Sequence[int]):
     def score(pipe: DiffDisPipeline) -> dict[str, float]:
         out = {}
         if pipe.can_discriminate and unseen:
-            query = {"num_inference_steps": 1 if pipe.config.model.kind.query == "pooled" else 2, "seed": ctx.seed}
+            steps = 1 if pipe.config.model.kind.answer is Answer.POOLED else 2
+            query = {"num_inference_steps": steps, "seed": ctx.seed}
             scores = pipe.scores(uint8_to_model(val.images), val.class_names, None, **query).cpu()
             figures = unseen_class_accuracy(scores, val.labels, unseen)
             out.update(curve_seen_top1=figures["generalized_seen_top1"], curve_unseen_top1=figures["unseen_top1"])

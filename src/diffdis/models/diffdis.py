@@ -13,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..config import ModelConfig
+from ..config import Answer, ModelConfig
 from .text_stream import DualStreamBlock, TimestepEmbedder, UniqueTransformer, shared_context_transformer
 
 
@@ -98,7 +99,7 @@ class DiffDisModel(nn.Module):
             # Learned "no image" for classifier-free guidance of the discrimination pass (one value per channel,
             # so it works at any resolution). Zero = a mid-grey image at initialisation.
             self.null_latent = nn.Parameter(torch.zeros(1, unet.config.in_channels, 1, 1))
-        if config.kind.query == "pooled":  # its image tower ends in a pooled linear embedding instead
+        if config.kind.answer is Answer.POOLED:  # its image tower ends in a pooled linear embedding instead
             self.clip_head = nn.Linear(unet.config.block_out_channels[-1], text_dim)
         if not config.kind.generates:  # the up path is never run
             for module in (unet.up_blocks, unet.conv_norm_out, unet.conv_out):
@@ -151,6 +152,10 @@ class DiffDisModel(nn.Module):
         mid-block features through a linear head (B, D)."""
         h, _ = self._encode(self.image_prefix(z), None)
         return self.clip_head(h.mean(dim=(2, 3)))
+
+    def pooled_query(self, z: torch.Tensor) -> torch.Tensor:
+        """A pooled variant's answer (Answer.POOLED), as training and inference both read it: (B, D) unit."""
+        return F.normalize(self.clip_embed(z).float(), dim=-1)
 
     def _operations(self) -> list[tuple[str, nn.Module]]:
         """The discrimination pass as a flat list: down blocks (resnets, attention, downsamplers), then the
