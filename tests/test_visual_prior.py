@@ -220,12 +220,12 @@ def test_lit_fits_a_map_into_the_text_space_saves_loads_and_is_evaluated(
     again = LockedImageText.load(tmp_path / "lit")
     assert torch.allclose(again.encode_image(test), lit.encode_image(test), atol=1e-6)
 
-    # `diffdis evaluate` scores a saved lit like a pipeline (classification; it has no retrieval path)
+    # `diffdis evaluate` scores a saved lit like a pipeline
     out = tmp_path / "suite.json"
     args = ["evaluate", "--model", str(tmp_path / "lit"), "--suite", "fashion", "--data-dir", str(idx_dir)]
     assert main([*args, "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert 0 <= result["zero_shot"]["fashion-mnist"]["top1"] <= 100 and "skipped" in result["retrieval"]
+    assert 0 <= result["zero_shot"]["fashion-mnist"]["top1"] <= 100 and "image_to_text_R@1" in result["retrieval"]
 
 
 def test_unseen_concepts_that_are_imagenet_classes_are_reported_apart():

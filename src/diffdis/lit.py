@@ -6,8 +6,9 @@ Training takes seconds: the encoder's features of the training images are cached
 is fitted by full-batch AdamW on a softmax over the training caption sets: an image's class is its caption set
 (a concept's templates and keywords), represented by the normalised mean of its captions' embeddings, so nothing
 of a held-out concept enters. Zero-shot then works as for DiffDis: cosine of the mapped image feature against
-candidate class embeddings. It quacks like a DiffDisPipeline where evaluation needs it (`encode_image`,
-`encode_text`, `class_embeddings`, `vocabulary`, `config`), so the emoji evaluation scores both the same way.
+candidate class embeddings. It answers where evaluation asks a DiffDisPipeline (`encode_image`, `encode_text`,
+`class_embeddings`, `scores`, `retrieve`, `vocabulary`, `config`), so the emoji evaluation and `diffdis evaluate`
+score both the same way.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from .data.datasets import CaptionedImages
 from .data.emoji import EVAL_TEMPLATES
 from .data.emoji.packages import cache_root
 from .image_features import cached_features
+from .metrics import recall_at_k, relevance_matrix
 from .models.encoders import TextEncoder, load_text_encoder
 from .models.image_encoders import FrozenImageEncoder, image_encoder
+from .pipeline import RetrievalResult
 
 LIT_CONFIG = "lit.json"
 LIT_WEIGHTS = "projection.safetensors"
@@ -126,6 +129,12 @@ class LockedImageText:
     ) -> torch.Tensor:
         """(N, K) cosines of each image against each class (the pipeline's `scores`, as the suite calls it)."""
         return self.encode_image(images) @ self.class_embeddings(class_names, templates).T
+
+    def retrieve(self, images: torch.Tensor, texts: Sequence[str], relevance=None, **ignored) -> RetrievalResult:
+        """Image<->text retrieval as the pipeline's `retrieve`: similarities and R@1/5/10 both ways."""
+        relevance = relevance_matrix(relevance, len(images), len(texts))
+        similarity = self.encode_image(images) @ self.encode_text(texts).T  # (N_images, N_texts)
+        return RetrievalResult(similarity, recall_at_k(similarity, relevance))
 
     def classify(self, images: torch.Tensor, class_names: Sequence[str]) -> torch.Tensor:
         """(N,) indices into `class_names`."""

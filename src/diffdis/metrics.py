@@ -3,6 +3,8 @@ by the pipeline's `retrieve` and the evaluation package)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
@@ -36,3 +38,27 @@ def recall_at_k(
         **{f"image_to_text_R@{k}": v for k, v in i2t.items()},
         **{f"text_to_image_R@{k}": v for k, v in t2i.items()},
     }
+
+
+def relevance_matrix(
+    relevance: torch.Tensor | Sequence[Sequence[int]] | None, n_images: int, n_texts: int
+) -> torch.Tensor:
+    """Which texts are correct for each image, as an (N_images, N_texts) bool matrix: `relevance` as such, or per
+    image the list of its matching text indices, or None (text i for image i only, so the counts must match)."""
+    if relevance is None:
+        if n_images != n_texts:
+            raise ValueError(
+                f"{n_images} images and {n_texts} texts: the default relevance pairs image i with text i; "
+                "pass relevance= (the matching text indices of each image) for other layouts"
+            )
+        return torch.eye(n_images, dtype=torch.bool)
+    if isinstance(relevance, torch.Tensor):
+        return relevance
+    if len(relevance) != n_images:
+        raise ValueError(f"relevance lists {len(relevance)} images' matches for {n_images} images")
+    matrix = torch.zeros(n_images, n_texts, dtype=torch.bool)
+    for i, matches in enumerate(relevance):
+        if any(not 0 <= j < n_texts for j in matches):
+            raise ValueError(f"relevance[{i}] = {list(matches)} names a text outside 0-{n_texts - 1}")
+        matrix[i, list(matches)] = True
+    return matrix

@@ -40,7 +40,7 @@ from .data.captions import EVAL_TEMPLATES, check_labels
 from .data.transforms import images_to_tensor, model_to_pil, uint8_to_model
 from .data.vocabulary import record_captions
 from .diffusion import QueryDiffusion, read_out, sample_latents, sample_query
-from .metrics import recall_at_k
+from .metrics import recall_at_k, relevance_matrix
 from .models.diffdis import DiffDisModel
 from .models.encoders import PixelSpace
 from .samplers import DEFAULT_SAMPLER, sampler_for
@@ -397,23 +397,7 @@ class DiffDisPipeline:
         tensor or, per image, the list of its matching text indices. kwargs go to encode_image."""
         if isinstance(texts, str) or not texts:
             raise ValueError("texts must be a non-empty list of strings")
-        n_images = len(images)
-        if relevance is None:
-            if n_images != len(texts):
-                raise ValueError(
-                    f"{n_images} images and {len(texts)} texts: the default relevance pairs image i with text i; "
-                    "pass relevance= (the matching text indices of each image) for other layouts"
-                )
-            relevance = torch.eye(n_images, dtype=torch.bool)
-        elif not isinstance(relevance, torch.Tensor):
-            if len(relevance) != n_images:
-                raise ValueError(f"relevance lists {len(relevance)} images' matches for {n_images} images")
-            matrix = torch.zeros(n_images, len(texts), dtype=torch.bool)
-            for i, matches in enumerate(relevance):
-                if any(not 0 <= j < len(texts) for j in matches):
-                    raise ValueError(f"relevance[{i}] = {list(matches)} names a text outside 0-{len(texts) - 1}")
-                matrix[i, list(matches)] = True
-            relevance = matrix
+        relevance = relevance_matrix(relevance, len(images), len(texts))
         similarity = self.encode_image(images, **kwargs) @ self.encode_text(texts).T  # (N_img, N_txt)
         return RetrievalResult(similarity.cpu(), recall_at_k(similarity.cpu(), relevance.cpu()))
 
