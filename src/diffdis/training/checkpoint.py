@@ -60,13 +60,16 @@ def checkpoints(run_dir: Path) -> list[Path]:
 
 def save_checkpoint(accelerator, run_dir: Path, objective, optimizer, lr_schedule, ema, state: TrainState, keep: int):
     """Write into step_X.tmp, then rename: a crash at any point leaves the previous checkpoints intact. Whole
-    tensors in every case: a sharded objective's are gathered from every process."""
+    tensors in every case: a sharded objective's are gathered from every process, and only the main process, which
+    writes them, keeps them."""
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(objective)
     if not (accelerator.is_main_process or is_sharded(model)):
         return
-    weights, ema_state, optimizer_state = full_state_dict(model), ema.state_dict(), full_optimizer_state(optimizer)
-    if not accelerator.is_main_process:
+    keep = accelerator.is_main_process
+    weights, ema_state = full_state_dict(model, keep), ema.state_dict(keep)
+    optimizer_state = full_optimizer_state(optimizer, keep)
+    if not keep:
         return
     bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
@@ -76,7 +79,7 @@ def save_checkpoint(accelerator, run_dir: Path, objective, optimizer, lr_schedul
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(weights, tmp / "model.safetensors")
-    save_file({k: v.cpu().contiguous() for k, v in ema_state.items()}, tmp / "ema.safetensors")
+    save_file({k: v.contiguous() for k, v in ema_state.items()}, tmp / "ema.safetensors")
     torch.save(optimizer_state, tmp / "optimizer.pt")
     torch.save(lr_schedule.state_dict(), tmp / "lr_scheduler.pt")
     (tmp / "state.json").write_text(json.dumps({"format": CHECKPOINT_FORMAT, **asdict(state)}, indent=2) + "\n")

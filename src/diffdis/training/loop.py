@@ -447,6 +447,9 @@ def _finish(run: _Run) -> Path:
     acc, state = run.accelerator, run.state
     skipped = _sum_counts(gather_object([run.batches.skipped()]))
     checksums = gather_object([_checksum(run.objective)])  # DDP keeps the replicas equal; verify, do not assume
+    # Each process's peak resident set before its first checkpoint or validation and over the whole segment: what
+    # a checkpoint's gathering costs the processes that do not write it.
+    peaks = gather_object([{"steps_peak_resident_mb": run.steps_peak_mb, "peak_resident_mb": peak_resident_mb()}])
     model_dir = run.dir / "model"
     trained = state.step > run.start_step or not (model_dir / CONFIG_NAME).exists()
     if acc.is_main_process and not trained:
@@ -465,7 +468,10 @@ def _finish(run: _Run) -> Path:
             "skipped_steps": state.skipped_steps,
             "skipped_samples": skipped,
             "processes": acc.num_processes,
-            "memory": memory_record(run.held, run.step_seconds, acc.device, run.steps_peak_mb),  # main process
+            "memory": {  # the main process's, and every process's peaks
+                **memory_record(run.held, run.step_seconds, acc.device, run.steps_peak_mb),
+                "per_process": peaks,
+            },
             "parameter_checksums": checksums,
             "config_changes": state.config_changes,
             "trained_by": state.segments,

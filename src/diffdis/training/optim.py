@@ -91,9 +91,15 @@ class EMA:
         for n, p in self.params.items():
             p.copy_(self.shadow[n].to(p.dtype))
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Whole tensors (gathered, on every process, when the weights are sharded)."""
-        return {**{n: full_tensor(s) for n, s in self.shadow.items()}, "__updates__": torch.tensor(self.updates)}
+    def state_dict(self, keep: bool = True) -> dict[str, torch.Tensor]:
+        """Whole tensors on the CPU (gathered when the weights are sharded: a collective call). With `keep` False
+        each gathered tensor is dropped at once and nothing is returned (every process but the writing one)."""
+        out = {}
+        for name, shadow in self.shadow.items():
+            whole = full_tensor(shadow)
+            if keep:
+                out[name] = whole.cpu()
+        return {**out, "__updates__": torch.tensor(self.updates)} if keep else {}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.updates = int(state.pop("__updates__"))

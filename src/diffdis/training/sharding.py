@@ -9,9 +9,11 @@ backward pass. Scalar parameters (the logit scale), which fully_shard cannot sha
 gradients are averaged here.
 
 Checkpoints hold whole tensors in the layout of unsharded runs, so a run may resume with or without sharding and
-on another number of processes. Validation runs on every process (the units gather inside their forward calls,
-so all processes make the same calls; the main one keeps the record) within `gathered()`; export swaps in whole
-copies with `whole_copies()` and the main process saves them.
+on another number of processes. They are gathered tensor by tensor: every process takes part in each gather,
+only the writing process keeps the result (on the CPU), so the others never hold more than one whole tensor.
+Validation runs on every process (the units gather inside their forward calls, so all processes make the same
+calls; the main one keeps the record) within `gathered()`; export swaps in whole copies with `whole_copies()` and
+the main process saves them.
 """
 
 from __future__ import annotations
@@ -68,9 +70,16 @@ def shard_like(reference: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
     return distribute_tensor(full.to(reference.device, reference.dtype), reference.device_mesh, reference.placements)
 
 
-def full_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """`module.state_dict()` with whole tensors on the CPU (collective when `module` is sharded)."""
-    return {k: full_tensor(v.detach()).cpu().contiguous() for k, v in module.state_dict().items()}
+def full_state_dict(module: torch.nn.Module, keep: bool = True) -> dict[str, torch.Tensor]:
+    """`module.state_dict()` with whole tensors on the CPU (collective when `module` is sharded). With `keep` False
+    (every process but the one that writes) each gathered tensor is dropped at once and nothing is returned, so
+    such a process holds one whole tensor at a time, never the whole state."""
+    out = {}
+    for key, value in module.state_dict().items():
+        whole = full_tensor(value.detach())
+        if keep:
+            out[key] = whole.cpu().contiguous()
+    return out
 
 
 def load_full_state_dict(module: torch.nn.Module, full: dict[str, torch.Tensor]) -> None:
@@ -83,14 +92,16 @@ def _parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p for group in optimizer.param_groups for p in group["params"]]
 
 
-def full_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
-    """`optimizer.state_dict()` with whole tensors (collective when the parameters are sharded)."""
+def full_optimizer_state(optimizer: torch.optim.Optimizer, keep: bool = True) -> dict:
+    """`optimizer.state_dict()` with whole tensors (collective when the parameters are sharded); `keep` as in
+    full_state_dict (False: each gathered tensor dropped at once, an empty dict returned)."""
     state = optimizer.state_dict()
-    state["state"] = {
-        i: {k: full_tensor(v).cpu() if isinstance(v, torch.Tensor) else v for k, v in per_param.items()}
-        for i, per_param in state["state"].items()
-    }
-    return state
+    whole = {}
+    for i, per_param in state["state"].items():
+        gathered = {k: full_tensor(v) if isinstance(v, torch.Tensor) else v for k, v in per_param.items()}
+        if keep:
+            whole[i] = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in gathered.items()}
+    return {**state, "state": whole} if keep else {}
 
 
 def load_full_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
