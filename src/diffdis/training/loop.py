@@ -54,6 +54,7 @@ from ..provenance import provenance
 from ..utils.optional import require
 from .checkpoint import TrainState, checkpoints, resume, save_checkpoint
 from .errors import TrainingStopped
+from .gradients import combine_loss_gradients, set_aside_gradients
 from .init import build_pipeline, resolve_config
 from .memory import held_bytes, memory_record, peak_resident_mb
 from .optim import EMA, apply_recipe, lr_lambda, parameter_groups
@@ -63,7 +64,6 @@ from .sharding import (
     average_replicated_gradients,
     clip_gradients,
     gathered,
-    gradient_norm,
     is_sharded,
     shard,
     whole_copies,
@@ -290,21 +290,23 @@ def _optimizer_step(run: _Run, micro_batches: list[dict]) -> None:
             out = run.objective(batch, generator)
             if split:  # λ·L_ITA's gradients are set aside, then L_IG's accumulate in .grad
                 acc.backward(out["terms"][1] / len(micro_batches))
-                ita_grads = _set_aside_gradients(run.objective, ita_grads)
+                ita_grads = set_aside_gradients(run.objective, ita_grads)
                 acc.backward(out["terms"][0] / len(micro_batches))
             else:
                 acc.backward(out["loss"] / len(micro_batches))
         run.meter.add(out, images=len(batch["captions"]) * acc.num_processes)
     if split:
-        grad_norm = _combine_loss_gradients(run, ita_grads)
+        ig_norm, ita_norm, grad_norm = combine_loss_gradients(
+            run.objective, ita_grads, acc.num_processes, t.grad_clip, t.clip_per_loss
+        )
+        run.meter.add_norms({"grad_norm/L_IG": ig_norm.item(), "grad_norm/L_ITA": ita_norm.item()})
+    elif is_sharded(run.objective):
+        params = [p for p in run.objective.parameters() if p.grad is not None]
+        average_replicated_gradients([p.grad for p in params], acc.num_processes)
+        grad_norm = clip_gradients(params, t.grad_clip)
     else:
-        if is_sharded(run.objective):
-            params = [p for p in run.objective.parameters() if p.grad is not None]
-            average_replicated_gradients([p.grad for p in params], acc.num_processes)
-            grad_norm = clip_gradients(params, t.grad_clip)
-        else:
-            grad_norm = acc.clip_grad_norm_(run.objective.parameters(), t.grad_clip)  # the same on every process
-        run.meter.add_norms({"grad_norm/total": grad_norm.item()})
+        grad_norm = acc.clip_grad_norm_(run.objective.parameters(), t.grad_clip)  # the same on every process
+    run.meter.add_norms({"grad_norm/total": grad_norm.item()})
     if acc.scaler is not None:  # fp16: the GradScaler skips an overflowing update itself and lowers its scale
         run.optimizer.step()
         applied = not acc.optimizer_step_was_skipped
@@ -345,38 +347,6 @@ def _splits_losses(run: _Run) -> bool:
     kind = run.config.model.kind
     joint = kind.generates and kind.discriminates and run.accelerator.scaler is None
     return joint and (t.clip_per_loss or (run.state.step + 1) % t.log_every == 0)
-
-
-def _set_aside_gradients(module: torch.nn.Module, kept: list[torch.Tensor] | None) -> list[torch.Tensor]:
-    """Move the parameters' gradients into `kept` (added to what it holds) and clear them."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    if kept is None:
-        kept = [torch.zeros_like(p) for p in params]
-    for store, p in zip(kept, params):
-        if p.grad is not None:
-            store += p.grad
-            p.grad = None
-    return kept
-
-
-def _combine_loss_gradients(run: _Run, ita_grads: list[torch.Tensor]) -> torch.Tensor:
-    """.grad holds L_IG's gradients and `ita_grads` λ·L_ITA's (each averaged over processes here). Log both norms;
-    clip each to train.grad_clip in its own budget (clip_per_loss) or else their sum, and leave the sum in .grad.
-    Returns the norm of the sum before any clipping of the sum."""
-    acc, t = run.accelerator, run.config.train
-    params = [p for p in run.objective.parameters() if p.requires_grad]
-    ig_grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    # DDP's backward passes did not sync here; a sharded objective's shards are reduced, its scalars not
-    average_replicated_gradients((*ig_grads, *ita_grads), acc.num_processes)
-    norms = [gradient_norm(grads) for grads in (ig_grads, ita_grads)]
-    factors = [float((t.grad_clip / (n + 1e-6)).clamp(max=1.0)) if t.clip_per_loss else 1.0 for n in norms]
-    for p, ig, ita in zip(params, ig_grads, ita_grads):
-        p.grad = ig * factors[0] + ita * factors[1]
-    # Per-loss budgets are not clipped again as a sum: that would couple the two losses once more.
-    total = clip_gradients(params, float("inf") if t.clip_per_loss else t.grad_clip)
-    run.meter.add_norms({"grad_norm/L_IG": norms[0].item(), "grad_norm/L_ITA": norms[1].item()})
-    run.meter.add_norms({"grad_norm/total": total.item()})
-    return total
 
 
 def _loss_was_non_finite(acc: Accelerator, out: dict[str, torch.Tensor]) -> bool:
