@@ -170,3 +170,21 @@ def test_a_quick_pretrain_then_fine_tune_study_writes_every_key(tmp_path):
     assert report["pretrained_minus_scratch"]["diffdis"]["unseen top-1"]["seeds"] == 2
     assert report["families"]["second edition"]["tests"] == 1  # DiffDis pretrained - scratch
     assert "## Emoji: each model pretrained minus the same model from scratch" in (tmp_path / "compare.md").read_text()
+
+
+def test_the_concept_and_seed_interval_widens_when_one_concept_carries_the_difference():
+    from diffdis.evaluation.significance import concept_seed_interval
+
+    rng = np.random.default_rng(0)
+    concepts = np.repeat(np.arange(40), 3)  # 40 concepts, 3 drawings each
+    base = rng.random((5, 120)) < 0.3
+    spread = base.copy()
+    spread[:, ::6] = True  # a gain on every other drawing of every concept: broad
+    narrow = base.copy()
+    narrow[:, :12] = True  # the same sort of gain, from four concepts alone
+    broad, concentrated = (concept_seed_interval(x, base, concepts) for x in (spread, narrow))
+    assert broad["low"] > 0 and broad["concepts"] == 40 and broad["seeds"] == 5
+    width = {name: r["high"] - r["low"] for name, r in (("broad", broad), ("concentrated", concentrated))}
+    assert width["concentrated"] > width["broad"]  # concepts are a source of variation the seed-level t ignores
+    same = concept_seed_interval(base, base, concepts)
+    assert same["mean_difference"] == 0 and same["low"] == same["high"] == 0
