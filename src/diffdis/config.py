@@ -167,14 +167,14 @@ class ModelConfig:
             )
 
     @property
-    def kind(self) -> Variant:
+    def declared(self) -> Variant:
         """The declaration of this model's variant."""
         return VARIANTS[self.variant]
 
     @property
     def one_step_query(self) -> bool:
         """Whether further query steps refine nothing: a pooled query (clip), or one trained at t_e = T-1 only."""
-        return self.kind.answer is Answer.POOLED or self.regression_query
+        return self.declared.answer is Answer.POOLED or self.regression_query
 
     @property
     def regression_query(self) -> bool:

@@ -55,7 +55,7 @@ def model_card(folder: Path) -> str:
         front += ["datasets:", "- fashion_mnist"]
     lines = [*front, "---", "", f"# DiffDis model: {folder.resolve().name}", ""]
     lines += [
-        f"A `{m.variant}` model: one latent-diffusion UNet that {m.kind.tasks}. Images are "
+        f"A `{m.variant}` model: one latent-diffusion UNet that {m.declared.tasks}. Images are "
         f"{m.resolution}x{m.resolution} with {m.image_channels} channel(s).",
         "",
         "## Model",

@@ -102,7 +102,7 @@ class DiffDisObjective(nn.Module):
         self.rank, self.world = rank, world
         self.query_regression = query_regression  # ablation: the text branch always at t_e = T-1
         self.model = model
-        self.kind = model.kind
+        self.declared = model.declared
         self.scheduler = scheduler
         self.query = query
         # A tuple, so that the frozen encoders are no submodules: never checkpointed, never wrapped by DDP.
@@ -110,7 +110,7 @@ class DiffDisObjective(nn.Module):
         self.lam = config.lam
         self.text_dropout = config.text_dropout
         self.image_dropout = config.image_dropout
-        if self.kind.discriminates:
+        if self.declared.discriminates:
             self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
         self.align_weight = config.align_weight
         self.align = None
@@ -127,7 +127,7 @@ class DiffDisObjective(nn.Module):
 
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters that Stable Diffusion does not have (they get their own learning rate)."""
-        own = [self.logit_scale] if self.kind.discriminates else []
+        own = [self.logit_scale] if self.declared.discriminates else []
         projector = list(self.align.parameters()) if self.align is not None else []
         return [*self.model.new_parameters(), *own, *projector]
 
@@ -135,11 +135,11 @@ class DiffDisObjective(nn.Module):
     def clamp_logit_scale(self) -> None:
         """Keep the logit scale at most 100 after each optimizer step (as CLIP does). Clamping inside the forward
         pass instead would zero its gradient for good once it passed the bound."""
-        if self.kind.discriminates:
+        if self.declared.discriminates:
             self.logit_scale.clamp_(max=LOGIT_SCALE_MAX)
 
     def logit_scale_value(self) -> float | None:
-        return self.logit_scale.exp().item() if self.kind.discriminates else None
+        return self.logit_scale.exp().item() if self.declared.discriminates else None
 
     def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """A micro-batch ({"images", "captions"} or precomputed {"latent", "c", "e"}; with REPA, optionally the
@@ -200,18 +200,18 @@ class DiffDisObjective(nn.Module):
 
         l_ig, l_ita = zero, zero
         with capture as hidden:
-            if self.kind.generates:  # generation pass (text query masked): Eq. 4
+            if self.declared.generates:  # generation pass (text query masked): Eq. 4
                 eps_z = torch.randn(rows, *z.shape[1:], dtype=z.dtype, **rng)[mine]
                 z_t = self.scheduler.add_noise(z, eps_z, t_z)
                 drop_text = (torch.rand(rows, **rng)[mine] < self.text_dropout)[:, None, None]
                 c_in = torch.where(drop_text, self.model.null_context.to(c.dtype), c)
                 l_ig = F.mse_loss(self.model(z_t, t_z, c_in).float(), eps_z.float())
 
-            if self.kind.answer is Answer.DIFFUSED:  # discrimination pass (caption masked): Eq. 6-8
+            if self.declared.answer is Answer.DIFFUSED:  # discrimination pass (caption masked): Eq. 6-8
                 eps_e = torch.randn(rows, *e.shape[1:], dtype=z.dtype, **rng)[mine]
                 drop_image = torch.rand(rows, **rng)[mine] < self.image_dropout
                 l_ita = self.query_loss(z, e, t_e, eps_e, drop_image)
-            elif self.kind.answer is Answer.POOLED:
+            elif self.declared.answer is Answer.POOLED:
                 l_ita = self.contrastive(self.model.pooled_query(z), e)
 
         # "terms": the two summands with their graphs, for the trainer's per-loss gradients (L_IG, λ·L_ITA).
@@ -220,7 +220,7 @@ class DiffDisObjective(nn.Module):
         if self.align is not None:  # REPA's term joins the pass it aligns
             l_align = self.align.loss(hidden[0], targets)
             aligned = self.align_weight * l_align
-            terms = (terms[0] + aligned, terms[1]) if self.kind.generates else (terms[0], terms[1] + aligned)
+            terms = (terms[0] + aligned, terms[1]) if self.declared.generates else (terms[0], terms[1] + aligned)
         return {
             "loss": terms[0] + terms[1],
             "l_ig": l_ig.detach(),

@@ -186,11 +186,11 @@ class DiffDisPipeline:
 
     @property
     def can_generate(self) -> bool:
-        return self.config.model.kind.generates
+        return self.config.model.declared.generates
 
     @property
     def can_discriminate(self) -> bool:
-        return self.config.model.kind.discriminates
+        return self.config.model.declared.discriminates
 
     def _require(self, ability: bool, what: str) -> None:
         if not ability:
@@ -348,7 +348,7 @@ class DiffDisPipeline:
         if self.config.model.regression_query:  # trained at t_e = T-1 only: one read-out
             steps = 1
         with self._autocast():
-            if self.config.model.kind.answer is Answer.POOLED:  # one encoder pass, no query diffusion
+            if self.config.model.declared.answer is Answer.POOLED:  # one encoder pass, no query diffusion
                 return self.model.pooled_query(z)
             e = sample_query(
                 self.model, self.query, self.scheduler, z, noise.to(self.device), steps, guidance_scale, sampler

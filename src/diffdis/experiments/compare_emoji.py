@@ -187,7 +187,7 @@ class EmojiEvaluation:
             "test": test,
             "test_ms_per_image": 1000 * seconds / images,  # the query path and scoring; text embeddings shared
         }
-        if config.model.kind.text_stream:
+        if config.model.declared.text_stream:
             batch = fixed_subset(val, ITA_IMAGES)
             captions = [GENERATION_TEMPLATE.format(batch.class_names[k]) for k in batch.labels]
             out["l_ita_by_t_e"] = ita_by_timestep(pipe, config, batch, captions, run_dir)

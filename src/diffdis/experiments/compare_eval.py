@@ -146,12 +146,12 @@ def curve_scorer(config: Config, ctx: Context, unseen: Sequence[int]):
     """A learning-curve point for train(scorers=...), beside the validation's own seen-class top-1: with classes
     held out, seen and unseen validation accuracy; else judged accuracy of 10 samples per class."""
     val = fixed_subset(validation_set(config), ctx.budget.curve_images)
-    judge = ctx.judge(config)[0] if config.model.kind.generates and not unseen else None
+    judge = ctx.judge(config)[0] if config.model.declared.generates and not unseen else None
 
     def score(pipe: DiffDisPipeline) -> dict[str, float]:
         out = {}
         if pipe.can_discriminate and unseen:
-            steps = 1 if pipe.config.model.kind.answer is Answer.POOLED else 2
+            steps = 1 if pipe.config.model.declared.answer is Answer.POOLED else 2
             query = {"num_inference_steps": steps, "seed": ctx.seed}
             scores = pipe.scores(uint8_to_model(val.images), val.class_names, None, **query).cpu()
             figures = unseen_class_accuracy(scores, val.labels, unseen)
@@ -182,7 +182,7 @@ def evaluate_fashion(pipe, config: Config, ctx: Context, run_dir: Path, generati
         began = time.perf_counter()
         scores = pipe.scores(uint8_to_model(test.images), test.class_names, test_set.templates, **query, seed=ctx.seed)
         out["classification"] = _classification(scores.cpu(), test, unseen, time.perf_counter() - began, positions)
-        if m.kind.text_stream:
+        if m.declared.text_stream:
             batch = fixed_subset(val, ITA_IMAGES)  # the images (and seeded captions) the first edition measured
             out["l_ita_by_t_e"] = ita_by_timestep(pipe, config, batch, training_captions(batch), run_dir)
     if pipe.can_generate:
@@ -190,7 +190,7 @@ def evaluate_fashion(pipe, config: Config, ctx: Context, run_dir: Path, generati
         # 8 timesteps. Without, generation quality and both Diffusion-Classifier budgets.
         if not unseen and generation:
             out["generation"] = _generation(pipe, val, test_set.data, ctx, config)
-        if not unseen or not m.kind.discriminates:
+        if not unseen or not m.declared.discriminates:
             budgets = DC_TIMESTEPS if not unseen else DC_TIMESTEPS[:1]
             out["diffusion_classifier"] = {
                 str(n): _diffusion_classifier(pipe, test_set, unseen, n, ctx) for n in budgets

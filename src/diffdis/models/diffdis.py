@@ -71,14 +71,14 @@ class DiffDisModel(nn.Module):
         super().__init__()
         _check_supported(unet)
         self.unet = unet
-        self.kind = config.kind  # what it generates and discriminates (config.VARIANTS)
+        self.declared = config.declared  # what it generates and discriminates (config.VARIANTS)
         text_dim = null_context.shape[-1]
         self.register_buffer("null_context", null_context.detach().clone(), persistent=True)
         # The trained InfoNCE temperature (exp of the objective's logit scale), written into the model at export
         # to turn cosines into probabilities; not part of the training state (the objective owns that).
         self.register_buffer("logit_scale", torch.tensor(1 / 0.07), persistent=False)
         # Only the modules a variant uses are built or trained: a parameter without a gradient would stall DDP.
-        if config.kind.text_stream:
+        if config.declared.text_stream:
             attentions = self.attention_blocks()
             fused = {
                 "all": range(len(attentions)),
@@ -99,9 +99,9 @@ class DiffDisModel(nn.Module):
             # Learned "no image" for classifier-free guidance of the discrimination pass (one value per channel,
             # so it works at any resolution). Zero = a mid-grey image at initialisation.
             self.null_latent = nn.Parameter(torch.zeros(1, unet.config.in_channels, 1, 1))
-        if config.kind.answer is Answer.POOLED:  # its image tower ends in a pooled linear embedding instead
+        if config.declared.answer is Answer.POOLED:  # its image tower ends in a pooled linear embedding instead
             self.clip_head = nn.Linear(unet.config.block_out_channels[-1], text_dim)
-        if not config.kind.generates:  # the up path is never run
+        if not config.declared.generates:  # the up path is never run
             for module in (unet.up_blocks, unet.conv_norm_out, unet.conv_out):
                 if module is not None:
                     module.requires_grad_(False)
@@ -124,7 +124,7 @@ class DiffDisModel(nn.Module):
         units += [d for block in unet.down_blocks for d in block.downsamplers or []]
         for block in unet.up_blocks:  # the up path runs in the generation pass only, through each part's forward
             units += [*block.resnets, *(getattr(block, "attentions", None) or []), *(block.upsamplers or [])]
-        if self.kind.text_stream:
+        if self.declared.text_stream:
             units += [*self.blocks.values(), self.unique]
         return units
 

@@ -140,14 +140,14 @@ def make_accelerator(config: Config, run_dir: Path) -> Accelerator:
 def check_parallelism(accelerator: Accelerator, config: Config) -> str | None:
     """Refuse a parallel setting this loop cannot train correctly; return a warning when an `accelerate config`
     asked for sharding that accelerate does not do on CPU processes (it runs DDP instead, silently)."""
-    kind = accelerator.distributed_type
-    if kind == DistributedType.FSDP:
+    distributed = accelerator.distributed_type
+    if distributed == DistributedType.FSDP:
         raise ConfigError(
             "accelerate is configured for FSDP, which would wrap the model behind this loop's EMA and checkpoints "
             "(the EMA would keep averaging parameters FSDP replaced). Shard with the loop's own FSDP instead: "
             "choose multi-GPU in `accelerate config` and pass --set train.sharding=fsdp (docs/training.md)"
         )
-    if kind == DistributedType.DEEPSPEED:
+    if distributed == DistributedType.DEEPSPEED:
         raise ConfigError(
             "accelerate is configured for DeepSpeed, which this training loop does not support (its EMA, "
             "checkpoints and gradient handling assume a plain torch optimizer). Choose multi-GPU in `accelerate "
@@ -159,7 +159,7 @@ def check_parallelism(accelerator: Accelerator, config: Config) -> str | None:
             "it with `accelerate launch --multi_gpu --num_processes N` (N >= 2), or leave train.sharding=none"
         )
     asked = [name for name in ("FSDP", "DEEPSPEED") if os.environ.get(f"ACCELERATE_USE_{name}", "").lower() == "true"]
-    if asked and kind == DistributedType.MULTI_CPU and config.train.sharding != "fsdp":
+    if asked and distributed == DistributedType.MULTI_CPU and config.train.sharding != "fsdp":
         return (
             f"accelerate was configured for {asked[0]}, which it does not do on CPU processes: this run is DDP over "
             "gloo, every process holding the whole model (--set train.sharding=fsdp shards it)"
@@ -344,8 +344,8 @@ def _splits_losses(run: _Run) -> bool:
     """Whether this step takes the gradients of L_IG and λ·L_ITA separately: for per-loss clipping, and on
     logging steps to log each loss's gradient norm (joint model only; fp16's loss scaler needs one backward)."""
     t = run.config.train
-    kind = run.config.model.kind
-    joint = kind.generates and kind.discriminates and run.accelerator.scaler is None
+    variant = run.config.model.declared
+    joint = variant.generates and variant.discriminates and run.accelerator.scaler is None
     return joint and (t.clip_per_loss or (run.state.step + 1) % t.log_every == 0)
 
 
