@@ -57,8 +57,8 @@ def test_the_release_trains_with_curves_evaluates_once_and_exports_a_listed_mode
     stored = pipe.familiarity()  # read from the folder: the export stored it
     assert (dest / "familiarity.safetensors").is_file()
     computed = pipe.to("cpu").familiarity()  # moving the pipeline drops it: computed again from the vocabulary
-    assert stored[0] == computed[0] and abs(stored[2] - computed[2]) < 1e-5
-    assert torch.allclose(stored[1], computed[1], atol=1e-5)
+    assert stored.captions == computed.captions and abs(stored.threshold - computed.threshold) < 1e-5
+    assert torch.allclose(stored.known, computed.known, atol=1e-5)
 
     written = (run / "results.json").stat().st_mtime_ns
     release.run_release(run, overrides, progress=False)  # finished: neither trains nor reads the test set again

@@ -6,18 +6,15 @@ Also the device default and what a saved folder's files are called."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import Config, preset
-from .data.vocabulary import record_captions
 from .diffusion import training_scheduler
 from .model_card import MEASURED_NAME, write_model_card
 from .models.diffdis import DiffDisModel, build_unet
@@ -27,7 +24,6 @@ from .pretrained import resolve_model
 
 CONFIG_NAME = "diffdis_config.json"
 STREAM_NAME = "text_stream.safetensors"
-FAMILIARITY_NAME = "familiarity.safetensors"  # optional: what `unfamiliar` compares with (save_familiarity)
 VOCABULARY_NAME = "vocabulary.json"  # written by training on labelled built-in data: the class names it knows
 Parts = tuple[DiffDisModel, object, object, DDPMScheduler, Config]
 
@@ -109,34 +105,6 @@ def load(path: str | Path) -> tuple[DiffDisModel, object, object, DDPMScheduler,
     scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
     vocabulary = json.loads((path / VOCABULARY_NAME).read_text()) if (path / VOCABULARY_NAME).is_file() else None
     return model, text_encoder, autoencoder, scheduler, config, vocabulary
-
-
-def save_familiarity(pipe, path: str | Path) -> None:
-    """Store what `pipe.unfamiliar` compares with in the folder, so that loading it skips the minute that encoding
-    a large vocabulary takes (the released models ship it). Keyed by text encoder and captions."""
-    captions, known, threshold = pipe.familiarity()
-    tensors = {"known": known.float().cpu().contiguous(), "threshold": torch.tensor(threshold)}
-    save_file(tensors, Path(path) / FAMILIARITY_NAME, metadata={"key": _familiarity_key(pipe, captions)})
-    usual_permissions(Path(path))
-
-
-def load_familiarity(pipe, path: str | Path) -> None:
-    """Give `pipe` the stored familiarity of its folder, when there is one made by its encoder for its vocabulary
-    (another one is ignored: `unfamiliar` then computes its own)."""
-    file = resolve_model(path) / FAMILIARITY_NAME
-    if pipe.vocabulary is None or not file.is_file():
-        return
-    captions = record_captions(pipe.vocabulary)
-    with safe_open(str(file), "pt") as stored:
-        if (stored.metadata() or {}).get("key") != _familiarity_key(pipe, captions):
-            return
-        known, threshold = stored.get_tensor("known"), stored.get_tensor("threshold").item()
-    pipe._familiarity = (captions, known.to(pipe.device), threshold)
-
-
-def _familiarity_key(pipe, captions: list[str]) -> str:
-    text = "\n".join([getattr(pipe.text_encoder, "identity", type(pipe.text_encoder).__name__), *captions])
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def save(pipe, path: str | Path) -> None:

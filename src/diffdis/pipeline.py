@@ -37,12 +37,13 @@ from .config import (
     Config,
 )
 from .data.captions import EVAL_TEMPLATES, check_labels
-from .data.transforms import images_to_tensor, model_to_pil, uint8_to_model
-from .data.vocabulary import record_captions
+from .data.transforms import check_image_batch, images_to_tensor, model_to_pil
 from .diffusion import QueryDiffusion, read_out, sample_latents, sample_query
+from .familiarity import Familiarity, load_familiarity
 from .metrics import recall_at_k, relevance_matrix
 from .models.diffdis import DiffDisModel
 from .models.encoders import PixelSpace
+from .pretrained import resolve_model
 from .samplers import DEFAULT_SAMPLER, sampler_for
 
 ImageBatch = Sequence[Image.Image] | torch.Tensor
@@ -119,7 +120,7 @@ class DiffDisPipeline:
         self._label_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self.dtype = torch.float32  # compute precision of inference (autocast); the weights stay float32
         self.vocabulary: dict | None = None  # what the training captions named (factory.VOCABULARY_NAME), when known
-        self._familiarity: tuple[list[str], torch.Tensor, float] | None = None
+        self._familiarity: Familiarity | None = None
 
     # ----------------------------------------------------------------------------------------- construction
     # How a pipeline is made and kept is factory.py; these are its user-facing doors.
@@ -157,7 +158,7 @@ class DiffDisPipeline:
         pipe = cls(*parts)
         pipe.vocabulary = vocabulary
         pipe.to(device, dtype)
-        factory.load_familiarity(pipe, path)
+        pipe._familiarity = load_familiarity(resolve_model(path), vocabulary, pipe.text_encoder, pipe.device)
         return pipe
 
     def save_pretrained(self, path: str | Path) -> None:
@@ -210,27 +211,16 @@ class DiffDisPipeline:
 
     def unfamiliar(self, texts: Sequence[str]) -> list[tuple[str, str, float]]:
         """(text, nearest training caption, cosine) for each of `texts` that is less like every training caption
-        than any evaluation prompt of a known class name is (the threshold is that least similarity, measured
-        on the model's own vocabulary). Empty when the model folder does not say what it was trained on."""
+        than any evaluation prompt of a known class name is (familiarity.py). Empty when the model folder does not
+        say what it was trained on."""
         if self.vocabulary is None:
             return []
-        captions, known, threshold = self.familiarity()
-        best = (self.encode_text(list(texts)) @ known.T).max(1)
-        return [
-            (text, captions[i], value)
-            for text, value, i in zip(texts, best.values.tolist(), best.indices.tolist())
-            if value < threshold
-        ]
+        return self.familiarity().unfamiliar(texts, self.encode_text(list(texts)))
 
-    def familiarity(self) -> tuple[list[str], torch.Tensor, float]:
-        """What `unfamiliar` compares with: the training captions, their embeddings (N, D) and the threshold;
-        computed once (a minute for the emoji vocabulary on a CPU), or read from the folder (factory.py)."""
+    def familiarity(self) -> Familiarity:
+        """What `unfamiliar` compares with: read from the model folder, or computed once from the vocabulary."""
         if self._familiarity is None:
-            captions = record_captions(self.vocabulary)
-            known = self.encode_text(captions)
-            names = [n for names in self.vocabulary["classes"].values() for n in names]
-            prompts = self.encode_text([t.format(n) for n in names for t in EVAL_TEMPLATES])
-            self._familiarity = (captions, known, (prompts @ known.T).max(1).values.min().item())
+            self._familiarity = Familiarity.of(self.encode_text, self.vocabulary)
         return self._familiarity
 
     def class_embeddings(self, class_names: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
@@ -260,33 +250,7 @@ class DiffDisPipeline:
     # ----------------------------------------------------------------------------------------------- images
     def check_images(self, images: ImageBatch) -> ImageBatch:
         """Refuse what the model cannot read as meant, with the fix; a uint8 tensor (0-255) is converted."""
-        m = self.config.model
-        if isinstance(images, (Image.Image, str, Path)):
-            raise ValueError("images must be a list of PIL images or an (N, C, R, R) tensor; wrap one image in a list")
-        if len(images) == 0:
-            raise ValueError("no images were given")
-        if not isinstance(images, torch.Tensor):
-            bad = [type(im).__name__ for im in images if not isinstance(im, Image.Image)]
-            if bad:
-                raise ValueError(f"images must be PIL images (open files with PIL.Image.open); got {bad[0]}")
-            return images
-        expected = (m.image_channels, m.resolution, m.resolution)
-        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(
-                f"an image tensor must have shape (N, {', '.join(map(str, expected))}) for this model; got "
-                f"{tuple(images.shape)}. Pass PIL images instead to have them converted and resized"
-            )
-        if images.dtype == torch.uint8:
-            return uint8_to_model(images)
-        if not images.is_floating_point():
-            raise ValueError(f"image tensors must be float in [-1, 1] or uint8 in 0-255; got {images.dtype}")
-        low, high = images.min().item(), images.max().item()
-        if low < -1.001 or high > 1.001:
-            raise ValueError(
-                f"image tensor values lie in [{low:.3g}, {high:.3g}]; the model reads [-1, 1]: pass x / 127.5 - 1 "
-                "for 0-255 values, x * 2 - 1 for 0-1 values, or a uint8 tensor"
-            )
-        return images
+        return check_image_batch(images, self.config.model.image_channels, self.config.model.resolution)
 
     def _latents(self, images: ImageBatch) -> torch.Tensor:
         m = self.config.model

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 import torch
 from PIL import Image
@@ -49,3 +52,37 @@ def model_to_pil(images: torch.Tensor) -> list[Image.Image]:
 def images_to_tensor(images: list[Image.Image], resolution: int, channels: int) -> torch.Tensor:
     """PIL images of any mode and size -> (B, C, R, R) float in [-1, 1]."""
     return uint8_to_model(torch.from_numpy(np.stack([image_to_uint8(im, resolution, channels) for im in images])))
+
+
+def check_image_batch(
+    images: Sequence[Image.Image] | torch.Tensor, channels: int, resolution: int
+) -> Sequence[Image.Image] | torch.Tensor:
+    """A pipeline's image input (a list of PIL images, or an (N, C, R, R) tensor) checked for a model of
+    `channels` and `resolution`: what it cannot read as meant is refused with the fix; a uint8 tensor (0-255) is
+    converted to [-1, 1]."""
+    if isinstance(images, (Image.Image, str, Path)):
+        raise ValueError("images must be a list of PIL images or an (N, C, R, R) tensor; wrap one image in a list")
+    if len(images) == 0:
+        raise ValueError("no images were given")
+    if not isinstance(images, torch.Tensor):
+        bad = [type(im).__name__ for im in images if not isinstance(im, Image.Image)]
+        if bad:
+            raise ValueError(f"images must be PIL images (open files with PIL.Image.open); got {bad[0]}")
+        return images
+    expected = (channels, resolution, resolution)
+    if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+        raise ValueError(
+            f"an image tensor must have shape (N, {', '.join(map(str, expected))}) for this model; got "
+            f"{tuple(images.shape)}. Pass PIL images instead to have them converted and resized"
+        )
+    if images.dtype == torch.uint8:
+        return uint8_to_model(images)
+    if not images.is_floating_point():
+        raise ValueError(f"image tensors must be float in [-1, 1] or uint8 in 0-255; got {images.dtype}")
+    low, high = images.min().item(), images.max().item()
+    if low < -1.001 or high > 1.001:
+        raise ValueError(
+            f"image tensor values lie in [{low:.3g}, {high:.3g}]; the model reads [-1, 1]: pass x / 127.5 - 1 "
+            "for 0-255 values, x * 2 - 1 for 0-1 values, or a uint8 tensor"
+        )
+    return images

@@ -23,7 +23,7 @@ import numpy as np
 from ..config import DEFAULT_GUIDANCE, Config, apply_overrides, preset
 from ..data.emoji import EmojiData
 from ..evaluation.emoji import emoji_generation, emoji_judge, emoji_zero_shot
-from ..factory import save_familiarity
+from ..familiarity import save_familiarity
 from ..model_card import write_model_card
 from ..pipeline import DiffDisPipeline
 from ..pretrained import RELEASE_NAME, RELEASED_DIR
@@ -141,7 +141,8 @@ def export_release(summary: dict, out: Path, model_dir: Path, dest: Path | None 
     pipe = DiffDisPipeline.from_pretrained(model_dir)
     pipe.model.half()
     pipe.save_pretrained(dest)
-    save_familiarity(pipe, dest)  # its first `unfamiliar` check (the app runs one per prompt) then takes no minute
+    # the app's first `unfamiliar` check (it runs one per prompt) then takes no minute
+    save_familiarity(pipe.familiarity(), pipe.text_encoder, dest)
     for name in ("samples.png", "model/train_summary.json"):
         shutil.copy(out / name, dest / Path(name).name)
     write_json(dest / "results.json", summary)
