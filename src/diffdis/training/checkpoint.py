@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from ..factory import usual_permissions
 from .errors import CheckpointError
-from .sharding import full_optimizer_state, full_state_dict, is_sharded, load_full_optimizer_state, load_full_state_dict
+from .sharding import full_optimizer_state, full_state_dict, load_full_optimizer_state, load_full_state_dict
 
 CHECKPOINT_FORMAT = 3  # bumped when the checkpoint's contents change meaning (3: AdamW groups split by decay)
 # What reading a damaged file raises (torch.load reports a cut archive as RuntimeError; state.json may lack keys:
@@ -58,18 +58,20 @@ def checkpoints(run_dir: Path) -> list[Path]:
     return sorted(p for p in folder.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
 
 
-def save_checkpoint(accelerator, run_dir: Path, objective, optimizer, lr_schedule, ema, state: TrainState, keep: int):
+def save_checkpoint(
+    accelerator, run_dir: Path, objective, optimizer, lr_schedule, ema, state: TrainState, keep: int, collective: bool
+):
     """Write into step_X.tmp, then rename: a crash at any point leaves the previous checkpoints intact. Whole
-    tensors in every case: a sharded objective's are gathered from every process, and only the main process, which
-    writes them, keeps them."""
+    tensors in every case: with a `collective` strategy (a sharded objective) they are gathered from every process,
+    and only the main process, which writes them, keeps them."""
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(objective)
-    if not (accelerator.is_main_process or is_sharded(model)):
+    if not (accelerator.is_main_process or collective):
         return
-    keep = accelerator.is_main_process
-    weights, ema_state = full_state_dict(model, keep), ema.state_dict(keep)
-    optimizer_state = full_optimizer_state(optimizer, keep)
-    if not keep:
+    writes = accelerator.is_main_process  # the others take part in the gathers and keep nothing
+    weights, ema_state = full_state_dict(model, writes), ema.state_dict(writes)
+    optimizer_state = full_optimizer_state(optimizer, writes)
+    if not writes:
         return
     bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:

@@ -23,7 +23,6 @@ with) and records no config change.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -37,7 +36,6 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DistributedType
 from accelerate.utils import gather_object
-from torch.distributed.tensor import DTensor
 
 from ..config import FROM_INIT, Config, ConfigError
 from ..data.builtin import builtin
@@ -58,16 +56,9 @@ from .gradients import combine_loss_gradients, set_aside_gradients
 from .init import build_pipeline, resolve_config
 from .memory import held_bytes, memory_record, peak_resident_mb
 from .optim import EMA, apply_recipe, lr_lambda, parameter_groups
+from .parallel import Replicas, parallel_for
 from .progress import LossMeter, Progress
 from .run_config import check_resume_config
-from .sharding import (
-    average_replicated_gradients,
-    clip_gradients,
-    gathered,
-    is_sharded,
-    shard,
-    whole_copies,
-)
 from .validation import validation_record
 
 Scorers = tuple[Callable[[DiffDisPipeline], dict[str, float]], ...]
@@ -109,6 +100,7 @@ class _Run:
     config: Config
     dir: Path
     accelerator: Accelerator
+    parallel: Replicas  # parallel.py: how the processes share the work (Replicas or Shards)
     pipe: DiffDisPipeline
     objective: torch.nn.Module  # DDP-wrapped by accelerate on several processes, or sharded (sharding.py)
     optimizer: torch.optim.Optimizer
@@ -209,8 +201,8 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
         pipe.model.unet.enable_gradient_checkpointing()
     objective = DiffDisObjective.from_pipeline(pipe, t, rank, world).to(accelerator.device)
     image_encoder = objective.image_encoder[0] if objective.align is not None else None  # REPA's targets
-    if t.sharding == "fsdp":  # before the optimizer and EMA, which then hold the shards
-        shard(objective, pipe.model.sharding_units())
+    parallel = parallel_for(accelerator, config)
+    parallel.distribute(objective, pipe.model.sharding_units())  # before the optimizer and EMA, which hold its parts
     pipe.model.train()
     optimizer = torch.optim.AdamW(parameter_groups(objective, t))
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t.warmup_steps, t.max_steps))
@@ -226,10 +218,7 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
     for key, before, now in changes if state.step < t.max_steps else ():  # a change no step follows applies to none
         state.config_changes.append({"step": state.step, "key": key, "from": before, "to": now})
         progress.write(f"{key} changed from {before!r} to {now!r}; it applies from step {state.step}")
-    if is_sharded(objective):  # a sharded objective is not wrapped again
-        optimizer = accelerator.prepare(optimizer)
-    else:
-        objective, optimizer = accelerator.prepare(objective, optimizer)
+    objective, optimizer = parallel.wrap(objective, optimizer)
     # The settings go to TensorBoard once; a resume appends to the same run instead of adding an hparams folder.
     accelerator.init_trackers("logs", config=_hparams(config) if resumed_from is None else None)
 
@@ -251,6 +240,7 @@ def _start(config: Config, run_dir: Path, progress: bool) -> _Run:
         config,
         run_dir,
         accelerator,
+        parallel,
         pipe,
         objective,
         optimizer,
@@ -300,12 +290,8 @@ def _optimizer_step(run: _Run, micro_batches: list[dict]) -> None:
             run.objective, ita_grads, acc.num_processes, t.grad_clip, t.clip_per_loss
         )
         run.meter.add_norms({"grad_norm/L_IG": ig_norm.item(), "grad_norm/L_ITA": ita_norm.item()})
-    elif is_sharded(run.objective):
-        params = [p for p in run.objective.parameters() if p.grad is not None]
-        average_replicated_gradients([p.grad for p in params], acc.num_processes)
-        grad_norm = clip_gradients(params, t.grad_clip)
     else:
-        grad_norm = acc.clip_grad_norm_(run.objective.parameters(), t.grad_clip)  # the same on every process
+        grad_norm = run.parallel.clip(run.objective, t.grad_clip)
     run.meter.add_norms({"grad_norm/total": grad_norm.item()})
     if acc.scaler is not None:  # fp16: the GradScaler skips an overflowing update itself and lowers its scale
         run.optimizer.step()
@@ -379,8 +365,8 @@ def _validation(run: _Run) -> None:
     run.steps_peak_mb = run.steps_peak_mb or peak_resident_mb()
     # A sharded objective's units gather their weights inside their own forward calls, so every process validates,
     # the same way (the main one keeps the record and writes the grid); otherwise the main process alone.
-    if acc.is_main_process or is_sharded(run.objective):
-        with run.ema.applied(), gathered(run.objective):
+    if acc.is_main_process or run.parallel.collective:
+        with run.ema.applied(), run.parallel.for_inference(run.objective):
             record = validation_record(
                 run.pipe,
                 run.val_set,
@@ -407,7 +393,8 @@ def _checkpoint(run: _Run) -> None:
     acc, t, state = run.accelerator, run.config.train, run.state
     run.steps_peak_mb = run.steps_peak_mb or peak_resident_mb()
     state.data = gather_object([run.batches.state])
-    save_checkpoint(acc, run.dir, run.objective, run.optimizer, run.lr_schedule, run.ema, state, t.keep_checkpoints)
+    parts = (run.objective, run.optimizer, run.lr_schedule, run.ema)
+    save_checkpoint(acc, run.dir, *parts, state, t.keep_checkpoints, collective=run.parallel.collective)
     if acc.is_main_process:
         run.config.to_json(run.dir / "config.json")  # from now on, the config the newest checkpoint was trained with
 
@@ -416,7 +403,8 @@ def _finish(run: _Run) -> Path:
     """Export the EMA weights, write the summary, verify the replicas agree, and release the processes."""
     acc, state = run.accelerator, run.state
     skipped = _sum_counts(gather_object([run.batches.skipped()]))
-    checksums = gather_object([_checksum(run.objective)])  # DDP keeps the replicas equal; verify, do not assume
+    # DDP keeps the replicas equal: verify, do not assume
+    checksums = gather_object([run.parallel.checksum(run.objective)])
     # Each process's peak resident set before its first checkpoint or validation and over the whole segment: what
     # a checkpoint's gathering costs the processes that do not write it.
     peaks = gather_object([{"steps_peak_resident_mb": run.steps_peak_mb, "peak_resident_mb": peak_resident_mb()}])
@@ -425,7 +413,7 @@ def _finish(run: _Run) -> Path:
     if acc.is_main_process and not trained:
         run.progress.write(f"nothing to train: the run is at train.max_steps={state.step}; {model_dir} is unchanged")
     if trained:
-        with run.ema.applied(), whole_copies(run.objective):  # on every process; the main one saves
+        with run.ema.applied(), run.parallel.whole_weights(run.objective):  # the main process saves
             scale = acc.unwrap_model(run.objective).logit_scale_value()
             if acc.is_main_process:
                 if scale is not None:  # the temperature that turns the model's cosines into probabilities
@@ -472,16 +460,6 @@ def _vocabulary(config: Config) -> dict | None:
 
 
 @torch.no_grad()
-def _checksum(module: torch.nn.Module) -> str:
-    """A fingerprint of the replicated parameters' exact values (equal on all processes when they are in sync):
-    all of them under DDP; the scalars a sharded objective keeps whole (its shards differ by design)."""
-    digest = hashlib.sha256()
-    for p in module.parameters():
-        if not isinstance(p, DTensor):
-            digest.update(p.detach().cpu().float().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def _sum_counts(per_process: list[dict[str, int]]) -> dict[str, int]:
     total = Counter()
     for counts in per_process:

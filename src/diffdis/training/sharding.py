@@ -1,5 +1,6 @@
 """Sharded data parallelism (train.sharding=fsdp): torch's FSDP2 (`fully_shard`) over the processes accelerate
-launched, so that each process keeps 1/N of the trained weights, their gradients, AdamW moments and EMA copy.
+launched, so that each process keeps 1/N of the trained weights, their gradients, AdamW moments and EMA copy. The
+loop reaches it only through parallel.py's `Shards`.
 
 The units gathered one at a time are the model's `sharding_units()`: the UNet's resnets, downsamplers and up
 blocks, the text stream's blocks and the unique transformer, each used only inside its own forward call. The
