@@ -17,7 +17,6 @@ import numpy as np
 from PIL import Image
 
 from ..config import DEFAULT_GENERATION_STEPS, DEFAULT_GUIDANCE, preset
-from ..data.builtin import data_overrides
 from ..data.emoji import GENERATION_TEMPLATE, EmojiData
 from ..evaluation.emoji import emoji_generation, emoji_judge, emoji_zero_shot
 from ..evaluation.fid import InceptionFeatures
@@ -28,19 +27,9 @@ from ..training import train
 from ..utils.images import image_grid
 from ..utils.results import table, write_json
 from .demo import model_record
+from .emoji_settings import EMOJI_DEMO_OVERRIDES
+from .lit_baseline import run_lit
 
-# Chosen on the unseen validation concepts (docs/emoji.md, "How the demo's settings were chosen").
-EMOJI_DEMO_OVERRIDES = [
-    *data_overrides("emoji"),
-    "model.attention_levels=false,false,true",
-    "train.lam=3",
-    "train.emoji_skin_tones=false",
-    "train.max_steps=2000",
-    "train.max_minutes=12",
-    "train.validate_every=0",
-    "train.final_validation=false",
-    "train.checkpoint_every=250",
-]
 GENERATION = {"num_inference_steps": DEFAULT_GENERATION_STEPS, "guidance_scale": DEFAULT_GUIDANCE, "seed": 0}
 GRID_CONCEPTS = 8  # per group (seen, unseen) in samples.png
 GRID_SAMPLES = 6
@@ -68,8 +57,6 @@ def run_emoji_demo(out: str | Path = "runs/demo-emoji", overrides: list[str] | N
         "model": model_record(config, model_dir, out),
         **evaluate_emoji_model(DiffDisPipeline.from_pretrained(model_dir), emoji, out, timings),
     }
-    from .lit_baseline import run_lit  # it fits on this demo's data settings: imported here, not in a cycle
-
     start = time.perf_counter()
     lit = run_lit(out / "lit", splits=("val", "test"), input_size=LIT_INPUT_SIZE)  # the bar to read DiffDis against
     summary["lit"] = {"results": str(out / "lit" / "results.json"), **lit["model"], **lit["discrimination"]}

@@ -20,7 +20,7 @@ from ..lit import LitSettings, LockedImageText
 from ..models.image_encoders import DEFAULT_IMAGE_ENCODER, image_encoder
 from ..provenance import provenance
 from ..utils.results import write_json
-from .emoji_demo import EMOJI_DEMO_OVERRIDES
+from .emoji_settings import EMOJI_DEMO_OVERRIDES
 
 SPLITS = ("val", "test")
 LIT_SETTINGS = LitSettings()  # 300 full-batch steps, lr 1e-2: chosen on the unseen validation concepts (docs)

@@ -34,13 +34,13 @@ from ..utils.charts import line_chart, save
 from ..utils.results import write_json
 from .demo import model_record
 from .emoji_demo import (
-    EMOJI_DEMO_OVERRIDES,
     JUDGE_EPOCHS,
     evaluate_emoji_model,
     measured_figures,
     prompt_concepts,
     report,
 )
+from .emoji_settings import EMOJI_DEMO_OVERRIDES
 
 RELEASE = "emoji-16"  # the released folder's name, as list_pretrained() and from_pretrained() take it
 FP16_TOLERANCE = 1.0  # points of unseen-validation top-1 the fp16 export may differ from the trained weights
