@@ -277,3 +277,36 @@ def test_an_fsdp_accelerate_config_on_cpu_processes_is_named_as_ddp(monkeypatch)
     assert warning.startswith("accelerate was configured for FSDP, which it does not do on CPU processes")
     assert "train.sharding=fsdp shards it" in warning
     assert loop.check_parallelism(accelerator, preset("tiny", ["train.sharding=fsdp"])) is None
+
+
+@pytest.mark.slow
+def test_the_checkpoint_a_curve_chooses_exports_with_its_own_weights(tmp_path, idx_dir):
+    from diffdis.experiments.release import best_step, checkpoint_run
+
+    run = tmp_path / "run"
+    sets = run_overrides(idx_dir, "train.validate_every=2", "train.keep_checkpoints=5", "train.ema_decay=0")
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                "--checkpoint-every",
+                "2",
+                "--no-progress",
+                "--max-steps",
+                "6",
+                *(a for o in sets for a in ("--set", o)),
+            ]
+        )
+        == 0
+    )
+    history = json.loads((run / "train_summary.json").read_text())["validation"]
+    chosen = best_step(run, key="val_top1", tie="val_top1")
+    best = max(p["val_top1"] for p in history)
+    assert chosen in (2, 4, 6) and next(p for p in history if p["step"] == chosen)["val_top1"] == best
+    model = checkpoint_run(run, 2, tmp_path / "at-2")  # a step that was not the last: its weights, not the final ones
+    saved = load_file(str(run / "checkpoints" / "step_0000002" / "model.safetensors"))
+    exported = load_file(str(model / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(exported[k], saved[f"model.unet.{k}"]) for k in exported)
+    assert json.loads((tmp_path / "at-2" / "train_summary.json").read_text())["steps"] == 2

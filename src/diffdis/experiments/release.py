@@ -163,16 +163,16 @@ def export_release(summary: dict, out: Path, model_dir: Path, dest: Path | None 
     return dest
 
 
-def best_step(run_dir: str | Path) -> int:
-    """The validation point to ship: the highest unseen-validation top-1 among the run's kept checkpoints (ties:
-    top-5, then the earlier step). Validation figures only; the test concepts are read after the choice."""
+def best_step(run_dir: str | Path, key: str = "unseen_top1", tie: str = "unseen_top5") -> int:
+    """The validation point to ship: the highest `key` (unseen-validation top-1) among the run's kept checkpoints
+    (ties: `tie`, then the earlier step). Validation figures only; the test concepts are read after the choice."""
     run_dir = Path(run_dir)
     kept = {int(p.name.split("_")[-1]) for p in checkpoints(run_dir)}
     history = json.loads((checkpoints(run_dir)[-1] / "state.json").read_text())["history"]
-    points = [p for p in history if p["step"] in kept and "unseen_top1" in p]
+    points = [p for p in history if p["step"] in kept and key in p]
     if not points:
         raise ValueError(f"{run_dir} keeps no checkpoint with a validation point; train with train.validate_every")
-    return max(points, key=lambda p: (p["unseen_top1"], p["unseen_top5"], -p["step"]))["step"]
+    return max(points, key=lambda p: (p[key], p.get(tie, 0), -p["step"]))["step"]
 
 
 def checkpoint_run(run_dir: str | Path, step: int, dest: str | Path) -> Path:
