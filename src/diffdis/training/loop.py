@@ -413,12 +413,13 @@ def _finish(run: _Run) -> Path:
     if acc.is_main_process and not trained:
         run.progress.write(f"nothing to train: the run is at train.max_steps={state.step}; {model_dir} is unchanged")
     if trained:
-        with run.ema.applied(), run.parallel.whole_weights(run.objective):  # the main process saves
+        with run.ema.applied():  # saved within: a replica's export is the live model
+            exported = run.parallel.exportable(run.objective, run.pipe)  # a collective call; the main process saves
             scale = acc.unwrap_model(run.objective).logit_scale_value()
-            if acc.is_main_process:
+            if exported is not None:
                 if scale is not None:  # the temperature that turns the model's cosines into probabilities
-                    run.pipe.model.logit_scale.fill_(scale)
-                run.pipe.save_pretrained(model_dir)
+                    exported.model.logit_scale.fill_(scale)
+                exported.save_pretrained(model_dir)
     if acc.is_main_process and trained:
         summary = {
             "steps": state.step,

@@ -6,7 +6,7 @@ process, DDP replicas (accelerate) and FSDP2 shards (sharding.py):
     objective, optimizer = parallel.wrap(objective, optimizer)
     norm = parallel.clip(objective, max_norm)        # averages what no wrapper synchronised, clips, returns the norm
     if main or parallel.collective: with parallel.for_inference(objective): ...   # validation, checkpoints
-    with parallel.whole_weights(objective): ...      # export: whole parameters in place
+    exported = parallel.exportable(objective, pipe)  # export: the pipeline to save (on the main process)
     parallel.checksum(objective)                     # of what every process must hold alike
 """
 
@@ -18,10 +18,13 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 from accelerate import Accelerator
+from diffusers import UNet2DConditionModel
 from torch.distributed.tensor import DTensor
 
 from ..config import Config
-from .sharding import average_replicated_gradients, clip_gradients, gathered, shard, whole_copies
+from ..models.diffdis import DiffDisModel
+from ..pipeline import DiffDisPipeline
+from .sharding import average_replicated_gradients, clip_gradients, full_state_dict, gathered, shard
 
 
 class Replicas:
@@ -46,8 +49,9 @@ class Replicas:
     def for_inference(self, objective: torch.nn.Module):
         return nullcontext()
 
-    def whole_weights(self, objective: torch.nn.Module):
-        return nullcontext()
+    def exportable(self, objective: torch.nn.Module, pipe: DiffDisPipeline) -> DiffDisPipeline | None:
+        """The pipeline the main process saves, with the weights the objective holds now: the run's own."""
+        return pipe if self.accelerator.is_main_process else None
 
     def checksum(self, objective: torch.nn.Module) -> str:
         """A fingerprint of the parameters every process holds alike (all of them for replicas)."""
@@ -83,10 +87,18 @@ class Shards(Replicas):
         with gathered(objective):
             yield
 
-    @contextmanager
-    def whole_weights(self, objective: torch.nn.Module) -> Iterator[None]:
-        with whole_copies(objective):
-            yield
+    def exportable(self, objective: torch.nn.Module, pipe: DiffDisPipeline) -> DiffDisPipeline | None:
+        """Through the state-dict API: the objective's whole state is gathered tensor by tensor (every process
+        takes part), and the main process alone loads it into a whole copy of the model, which it saves."""
+        state = full_state_dict(objective, keep=self.accelerator.is_main_process)
+        if not self.accelerator.is_main_process:
+            return None
+        model = pipe.model
+        whole = DiffDisModel(UNet2DConditionModel.from_config(model.unet.config), pipe.config.model, model.null_context)
+        whole.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+        exported = DiffDisPipeline(whole, pipe.text_encoder, pipe.autoencoder, pipe.scheduler, pipe.config)
+        exported.vocabulary = pipe.vocabulary
+        return exported
 
 
 def parallel_for(accelerator: Accelerator, config: Config) -> Replicas:

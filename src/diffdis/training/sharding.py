@@ -13,8 +13,8 @@ Checkpoints hold whole tensors in the layout of unsharded runs, so a run may res
 on another number of processes. They are gathered tensor by tensor: every process takes part in each gather,
 only the writing process keeps the result (on the CPU), so the others never hold more than one whole tensor.
 Validation runs on every process (the units gather inside their forward calls, so all processes make the same
-calls; the main one keeps the record) within `gathered()`; export swaps in whole copies with `whole_copies()` and
-the main process saves them.
+calls; the main one keeps the record) within `gathered()`; export gathers the state as checkpoints do and the main
+process loads it into a whole copy of the model (parallel.py).
 """
 
 from __future__ import annotations
@@ -132,25 +132,6 @@ def gathered(module: torch.nn.Module) -> Iterator[None]:
         yield
     finally:
         module.reshard()
-
-
-@contextmanager
-def whole_copies(module: torch.nn.Module) -> Iterator[None]:
-    """Whole parameters in `module` for the block (every process enters it): each shard is swapped for a gathered
-    copy with storage of its own (which safetensors can save), then put back. Nothing for an unsharded module."""
-    swapped, gathered = [], {}
-    for owner in module.modules() if is_sharded(module) else ():
-        for name, param in list(owner.named_parameters(recurse=False)):
-            if isinstance(param, DTensor):
-                if id(param) not in gathered:  # a parameter two modules share stays shared
-                    gathered[id(param)] = torch.nn.Parameter(param.full_tensor(), param.requires_grad)
-                setattr(owner, name, gathered[id(param)])
-                swapped.append((owner, name, param))
-    try:
-        yield
-    finally:
-        for owner, name, param in swapped:
-            setattr(owner, name, param)
 
 
 def average_replicated_gradients(grads: Iterable[torch.Tensor], processes: int) -> None:
