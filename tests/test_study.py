@@ -188,3 +188,25 @@ def test_the_concept_and_seed_interval_widens_when_one_concept_carries_the_diffe
     assert width["concentrated"] > width["broad"]  # concepts are a source of variation the seed-level t ignores
     same = concept_seed_interval(base, base, concepts)
     assert same["mean_difference"] == 0 and same["low"] == same["high"] == 0
+
+
+def test_a_tuning_record_compares_two_curves_at_the_steps_both_measured(tmp_path):
+    from diffdis.experiments.tuning import compare
+
+    for name, top1 in (("base", [20.0, 25.0, 24.0]), ("other", [21.0, 26.0])):
+        run = tmp_path / name
+        run.mkdir()
+        points = [{"step": 1000 * (i + 1), "unseen_top1": v, "unseen_top5": 50.0} for i, v in enumerate(top1)]
+        segments = [{"from_step": 0, "command": f"diffdis release --out {run}", "code": "abc1234"}]
+        summary = {"validation": points, "trained_by": segments, "train_seconds": 60.0 * len(points)}
+        (run / "train_summary.json").write_text(json.dumps(summary))
+        log = [{"step": s, "images_per_second": 100.0 + s / 1000} for s in (1000, 2500, 3000)]
+        (run / "train_log.jsonl").write_text("\n".join(json.dumps(row) for row in log) + "\n")
+    record = compare(tmp_path / "base", tmp_path / "other", tmp_path / "record.json")
+    assert [p["step"] for p in record["points"]] == [1000, 2000]  # step 3,000: only the baseline measured it
+    assert (
+        record["points"][1]["baseline"]["unseen_top1"] == 25.0 and record["points"][1]["other"]["unseen_top1"] == 26.0
+    )
+    assert record["other"]["segments"][0]["code"] == "abc1234" and record["baseline"]["steps"] == 3000
+    assert record["baseline"]["median_images_per_second_after_step_2000"] == 102.75
+    assert json.loads((tmp_path / "record.json").read_text())["points"] == json.loads(json.dumps(record["points"]))
