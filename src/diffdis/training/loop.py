@@ -460,7 +460,6 @@ def _vocabulary(config: Config) -> dict | None:
     return builtin(source.kind).vocabulary(config) if source.named else None
 
 
-@torch.no_grad()
 def _sum_counts(per_process: list[dict[str, int]]) -> dict[str, int]:
     total = Counter()
     for counts in per_process:

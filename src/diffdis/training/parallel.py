@@ -53,6 +53,7 @@ class Replicas:
         """The pipeline the main process saves, with the weights the objective holds now: the run's own."""
         return pipe if self.accelerator.is_main_process else None
 
+    @torch.no_grad()
     def checksum(self, objective: torch.nn.Module) -> str:
         """A fingerprint of the parameters every process holds alike (all of them for replicas)."""
         digest = hashlib.sha256()

@@ -99,9 +99,9 @@ def full_optimizer_state(optimizer: torch.optim.Optimizer, keep: bool = True) ->
     state = optimizer.state_dict()
     whole = {}
     for i, per_param in state["state"].items():
-        gathered = {k: full_tensor(v) if isinstance(v, torch.Tensor) else v for k, v in per_param.items()}
+        values = {k: full_tensor(v) if isinstance(v, torch.Tensor) else v for k, v in per_param.items()}
         if keep:
-            whole[i] = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in gathered.items()}
+            whole[i] = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
     return {**state, "state": whole} if keep else {}
 
 
