@@ -29,7 +29,7 @@ from .data.emoji import EVAL_TEMPLATES
 from .data.emoji.packages import cache_root
 from .image_features import cached_features
 from .metrics import recall_at_k, relevance_matrix
-from .models.encoders import TextEncoder, load_text_encoder
+from .models.encoders import TextEncoder, load_text_encoder, template_embeddings
 from .models.image_encoders import FrozenImageEncoder, image_encoder
 from .pipeline import RetrievalResult
 
@@ -109,19 +109,15 @@ class LockedImageText:
             pooled = self.image_encoder(images).mean(dim=(2, 3))
         return F.normalize(self.projection(pooled), dim=-1)
 
-    @torch.no_grad()
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        return torch.cat(
-            [self.text_encoder(list(texts[i : i + batch_size]))[1] for i in range(0, len(texts), batch_size)]
-        )
+        return self.text_encoder.queries(texts, batch_size)
 
     def class_embeddings(self, class_names: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
         """(K, D): per class, the normalised mean of its normalised template embeddings (as the pipeline's)."""
         templates = tuple(templates or EVAL_TEMPLATES)
         key = (tuple(class_names), templates)
         if key not in self._classes:
-            e = self.encode_text([t.format(n) for n in class_names for t in templates])
-            self._classes[key] = F.normalize(e.view(len(class_names), len(templates), -1).mean(1), dim=-1)
+            self._classes[key] = template_embeddings(self.encode_text, class_names, templates)
         return self._classes[key]
 
     def scores(
@@ -130,7 +126,9 @@ class LockedImageText:
         """(N, K) cosines of each image against each class (the pipeline's `scores`, as the suite calls it)."""
         return self.encode_image(images) @ self.class_embeddings(class_names, templates).T
 
-    def retrieve(self, images: torch.Tensor, texts: Sequence[str], relevance=None, **ignored) -> RetrievalResult:
+    def retrieve(
+        self, images: torch.Tensor, texts: Sequence[str], relevance: torch.Tensor | None = None, **ignored
+    ) -> RetrievalResult:
         """Image<->text retrieval as the pipeline's `retrieve`: similarities and R@1/5/10 both ways."""
         relevance = relevance_matrix(relevance, len(images), len(texts))
         similarity = self.encode_image(images) @ self.encode_text(texts).T  # (N_images, N_texts)

@@ -42,7 +42,7 @@ from .diffusion import QueryDiffusion, read_out, sample_latents, sample_query
 from .familiarity import Familiarity, load_familiarity
 from .metrics import recall_at_k, relevance_matrix
 from .models.diffdis import DiffDisModel
-from .models.encoders import PixelSpace
+from .models.encoders import PixelSpace, template_embeddings
 from .pretrained import resolve_model
 from .samplers import DEFAULT_SAMPLER, sampler_for
 
@@ -205,9 +205,7 @@ class DiffDisPipeline:
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """(N, D) L2-normalised text queries e."""
-        return torch.cat(
-            [self.text_encoder(list(texts[i : i + batch_size]))[1] for i in range(0, len(texts), batch_size)]
-        )
+        return self.text_encoder.queries(texts, batch_size)
 
     def unfamiliar(self, texts: Sequence[str]) -> list[tuple[str, str, float]]:
         """(text, nearest training caption, cosine) for each of `texts` that is less like every training caption
@@ -234,9 +232,7 @@ class DiffDisPipeline:
             warnings.warn(f"class names given more than once: {repeated}; the first of each wins", stacklevel=3)
         key = (tuple(class_names), templates)
         if key not in self._label_cache:
-            prompts = [t.format(name) for name in class_names for t in templates]
-            e = self.encode_text(prompts).view(len(class_names), len(templates), -1)  # (K, T, D)
-            self._label_cache[key] = F.normalize(e.mean(1), dim=-1)
+            self._label_cache[key] = template_embeddings(self.encode_text, class_names, templates)
             if len(self._label_cache) > LABEL_CACHE_SIZE:
                 self._label_cache.popitem(last=False)
         self._label_cache.move_to_end(key)

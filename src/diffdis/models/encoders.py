@@ -12,7 +12,7 @@ import importlib.metadata
 import itertools
 import os
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -57,6 +57,11 @@ class TextEncoder(nn.Module, abc.ABC):
         c = out.last_hidden_state * mask if self.mask_padding else out.last_hidden_state  # (B, L, D)
         e = F.normalize(self._pool(out, mask).float(), dim=-1)  # (B, D)
         return c.float(), e
+
+    def queries(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """(N, D) unit text queries e of any number of texts, encoded `batch_size` at a time."""
+        chunks = (list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size))
+        return torch.cat([self(chunk)[1] for chunk in chunks])
 
     def cached_items(self) -> list[tuple[str, tuple[torch.Tensor, torch.Tensor]]]:
         """The memoised captions and their (c, e), least recently used first (a copy of the list, not the cache)."""
@@ -204,6 +209,15 @@ def load_text_encoder(spec: str, max_length: int) -> TextEncoder:
             f"text encoder {spec!r} is neither 'minilm' nor an existing folder with a CLIP text model"
         )
     return CLIPTextEncoder(spec, max_length)
+
+
+def template_embeddings(
+    encode_text: Callable[[list[str]], torch.Tensor], class_names: Sequence[str], templates: Sequence[str]
+) -> torch.Tensor:
+    """(K, D): per class, the normalised mean of its templates' unit queries (CLIP's prompt ensembling), through
+    `encode_text` (texts -> (N, D) unit queries)."""
+    e = encode_text([t.format(name) for name in class_names for t in templates])
+    return F.normalize(e.view(len(class_names), len(templates), -1).mean(1), dim=-1)  # (K, T, D) -> (K, D)
 
 
 class PixelSpace(nn.Module):
