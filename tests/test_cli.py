@@ -220,7 +220,7 @@ def test_demo_end_to_end_on_small_data(tmp_path, idx_dir):
 @pytest.mark.slow
 def test_compare_budget_mode_fits_each_model_its_own_steps(tmp_path, idx_dir):
     """--budget-minutes: a probe measures each model's step time, so that its schedule ends at its last step."""
-    from diffdis.experiments.compare import StudyRun, budget_steps
+    from diffdis.experiments.compare_blocks import StudyRun, budget_steps
 
     extra = [*SMALL, "train.val_size=40", "train.batch_size=16", f"train.data_dir={idx_dir}"]
     run = StudyRun("fashion", "clip", 0)

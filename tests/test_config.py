@@ -6,7 +6,7 @@ import pytest
 
 from diffdis.config import Config, ConfigError, preset
 from diffdis.data.builtin import data_overrides
-from diffdis.experiments.compare import StudyRun, run_config
+from diffdis.experiments.compare_blocks import StudyRun, run_config
 
 
 def test_overrides_parse_to_field_types():

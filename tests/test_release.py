@@ -22,6 +22,9 @@ SHIPPED = "emoji-16"
 @pytest.mark.slow  # trains and evaluates
 def test_the_release_trains_with_curves_evaluates_once_and_exports_a_listed_model(tmp_path, monkeypatch):
     monkeypatch.setattr(emoji_demo, "GENERATION", {"num_inference_steps": 2, "guidance_scale": 3.0, "seed": 0})
+    monkeypatch.setattr(
+        emoji_demo, "SELF_CHECKED", {"num_inference_steps": 2, "guidance_scale": 5.0, "seed": 0, "candidates": 2}
+    )
     for module in (emoji_demo, release):
         monkeypatch.setattr(module, "JUDGE_EPOCHS", 1)
     monkeypatch.setattr(emoji_demo, "GRID_CONCEPTS", 2)

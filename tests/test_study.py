@@ -210,3 +210,30 @@ def test_a_tuning_record_compares_two_curves_at_the_steps_both_measured(tmp_path
     assert record["other"]["segments"][0]["code"] == "abc1234" and record["baseline"]["steps"] == 3000
     assert record["baseline"]["median_images_per_second_after_step_2000"] == 102.75
     assert json.loads((tmp_path / "record.json").read_text())["points"] == json.loads(json.dumps(record["points"]))
+
+
+def test_a_tuning_record_pairs_runs_of_different_step_costs_by_training_time(tmp_path):
+    from diffdis.experiments.tuning import compare
+
+    # the baseline trains at 100 img/s, the other (a wider model) at 50: its step 1,000 costs the baseline's 2,000
+    for name, rate, steps in (("base", 100.0, (1000, 2000, 3000, 4000)), ("wide", 50.0, (1000, 2000))):
+        run = tmp_path / name
+        run.mkdir()
+        points = [{"step": s, "unseen_top1": s / 100, "judged_seen": 1.0} for s in steps]
+        segments = [{"from_step": 0, "command": f"diffdis release --out {run}", "code": "abc1234"}]
+        summary = {"validation": points, "trained_by": segments, "train_seconds": 1.0}
+        (run / "train_summary.json").write_text(json.dumps(summary))
+        (run / "config.json").write_text(json.dumps({"train": {"batch_size": 60}}))
+        log = [{"step": s, "images_per_second": rate} for s in (2100, 2200)]
+        (run / "train_log.jsonl").write_text("\n".join(json.dumps(row) for row in log) + "\n")
+    record = compare(tmp_path / "base", tmp_path / "wide", tmp_path / "record.json", by="time")
+    assert [p["step"] for p in record["points"]] == [
+        {"baseline": 2000, "other": 1000},
+        {"baseline": 4000, "other": 2000},
+    ]
+    assert record["points"][1]["minutes"] == {"baseline": 40.0, "other": 40.0}  # 2,000 x 60 / 50 img/s = 40 min
+    assert (
+        record["points"][1]["baseline"]["unseen_top1"] == 40.0 and record["points"][1]["other"]["unseen_top1"] == 20.0
+    )
+    with pytest.raises(ValueError, match="'step' or 'time'"):
+        compare(tmp_path / "base", tmp_path / "wide", tmp_path / "record.json", by="flops")

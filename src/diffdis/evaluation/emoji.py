@@ -231,15 +231,17 @@ def emoji_generation(
     seed: int = 0,
     num_inference_steps: int = DEFAULT_GENERATION_STEPS,
     guidance_scale: float = DEFAULT_GUIDANCE,
+    candidates: int = 1,
     extractor: InceptionFeatures | None = None,
     cache_dir: Path | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """Samples prompted with each concept's name; judged correct when the judge names the prompted concept among
     all 1,426; with an Inception `extractor`, FID and KID against every real default-tone drawing of the same
-    concepts (all four styles; their features cached in `cache_dir` when given). Returns the images
+    concepts (all four styles; their features cached in `cache_dir` when given). `candidates=K` keeps the best of
+    K samples by the model's own discrimination pass (`pipe.generate`'s self-check). Returns the images
     (N, 3, R, R) uint8 and the record."""
     prompts = [GENERATION_TEMPLATE.format(emoji.names[c]) for c in concepts for _ in range(per_concept)]
-    images = pil_to_uint8(pipe.generate(prompts, num_inference_steps, guidance_scale, seed), 3)
+    images = pil_to_uint8(pipe.generate(prompts, num_inference_steps, guidance_scale, seed, candidates=candidates), 3)
     target = torch.tensor(concepts).repeat_interleave(per_concept)
     predicted = judge.predict(images)
     distances = {}
@@ -250,7 +252,7 @@ def emoji_generation(
         "prompt": GENERATION_TEMPLATE,
         "concepts": len(concepts),
         "images": len(prompts),
-        **generation_settings(num_inference_steps, guidance_scale, seed),
+        **generation_settings(num_inference_steps, guidance_scale, seed, candidates=candidates),
         "judged_correct": 100.0 * (predicted == target).float().mean().item(),
         "correct": (predicted == target).int().tolist(),  # per sample, prompts concept by concept
         "chance": 100.0 / len(emoji.names),

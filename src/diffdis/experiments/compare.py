@@ -15,7 +15,9 @@ and, second edition, the emoji blocks (compare_emoji.py): a generation-only mode
 training split, then DiffDis and its baselines fine-tuned from its UNet and trained from scratch, and the query
 scale γ with diffusion against regression, on 1,212 seen and 143 unseen concept names.
 
-A run's figures go to OUT/runs/BLOCK/MODEL-seedS/result.json as soon as it is measured; a restarted study
+What a run of each block is (its overrides, steps, curve scorers, evaluation, report columns) is one record in
+compare_blocks.py; this module says in which order runs are made. A run's figures go to
+OUT/runs/BLOCK/MODEL-seedS/result.json as soon as it is measured; a restarted study
 skips runs with a result and resumes a half-trained run from its checkpoint. The tables are rebuilt from
 every result found (compare_report.py).
 """
@@ -25,104 +27,44 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, preset
-from ..data.builtin import data_overrides
-from ..data.datasets import FASHION_MNIST_CLASSES
 from ..evaluation.fid import InceptionFeatures
 from ..pipeline import DiffDisPipeline
 from ..provenance import provenance
 from ..training import train
 from ..utils.results import write_json
+from .compare_blocks import (
+    BLOCKS,
+    CURVE_POINTS,
+    MODELS,
+    PRETRAIN,
+    SETTINGS,
+    Study,
+    StudyRun,
+    holdout_triples,
+    run_config,
+)
 from .compare_cost import alternating_costs
 from .compare_emoji import (
-    EMOJI_BLOCKS,
     EMOJI_MODELS,
     EMOJI_SETTINGS,
     GAMMAS,
     INITIALISED,
-    QUICK_OVERRIDES,
-    EmojiEvaluation,
     EmojiPlan,
     chosen_gamma,
     gamma_name,
-    query_overrides,
     query_rows,
 )
-from .compare_eval import Budget, Context, curve_scorer, evaluate_fashion, evaluate_shapes, per_template_check
+from .compare_eval import Budget, Context, per_template_check
 from .compare_report import load_results, write_report
 
-MODELS: dict[str, tuple[str, ...]] = {  # row name -> its overrides of the tiny preset
-    "diffdis": (),
-    "gen": ("model.variant=gen",),
-    "dis": ("model.variant=dis",),
-    "clip": ("model.variant=clip",),
-    "regression": ("model.query_training=regression",),
-    "fusion-mid": ("model.fusion=mid",),
-    "fusion-none": ("model.fusion=none",),
-    "lam-0.3": ("train.lam=0.3",),
-    "lam-3": ("train.lam=3",),
-    "clip-per-loss": ("train.clip_per_loss=true",),
-    "gamma-0.3": ("model.gamma=0.3",),
-    "gamma-3": ("model.gamma=3",),
-    "epsilon": ("model.text_prediction=epsilon",),
-}
-BLOCKS = ("fashion", "unseen-A", "unseen-B", "shapes")
 BASELINES = ("diffdis", "gen", "dis", "clip")
 ABLATIONS = ("regression", "fusion-mid", "fusion-none", "lam-0.3", "lam-3", "clip-per-loss")
-SETTINGS = ("gamma-0.3", "gamma-3", "epsilon")  # the query's scale γ and its parameterisation
-QUERY_ONLY = (
-    "regression",
-    "fusion-mid",
-    "fusion-none",
-    *SETTINGS,
-)  # change the query path alone: no generation figures
-CURVE_POINTS = 5  # validations per run (learning curves)
-ALL_BLOCKS = (*BLOCKS, *EMOJI_BLOCKS)
 ALL_MODELS = (*MODELS, *(row for row in query_rows() if row not in MODELS))
-
-
-def holdout_triples() -> dict[str, tuple[str, ...]]:
-    """Two disjoint triples of Fashion-MNIST classes, drawn by a fixed seed (not picked by hand)."""
-    order = np.random.default_rng(0).permutation(len(FASHION_MNIST_CLASSES))
-    return {
-        "unseen-A": tuple(FASHION_MNIST_CLASSES[k] for k in sorted(order[:3])),
-        "unseen-B": tuple(FASHION_MNIST_CLASSES[k] for k in sorted(order[3:6])),
-    }
-
-
-@dataclass(frozen=True)
-class StudyRun:
-    block: str  # fashion, unseen-A, unseen-B, shapes, or an emoji block (EMOJI_BLOCKS)
-    model: str  # a key of MODELS, or of emoji-query's rows
-    seed: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.block}/{self.model}-seed{self.seed}"
-
-    @property
-    def emoji(self) -> bool:
-        return self.block in EMOJI_BLOCKS
-
-    def overrides(self, out: Path) -> list[str]:
-        """This run's changes to the tiny preset; `out` is the study folder (emoji runs start from its
-        pretrained model)."""
-        if self.emoji:
-            model = query_overrides(self.model) if self.model not in MODELS else MODELS[self.model]
-            init = [f"train.init_from={out / 'runs' / PRETRAIN.name / 'model'}"] if self.block in INITIALISED else []
-            return [*EMOJI_SETTINGS, *model, *init]
-        data = "shapes" if self.block == "shapes" else "fashion-mnist"
-        held = holdout_triples().get(self.block)
-        extra = [f"train.holdout_classes={','.join(held)}"] if held else []
-        return [*data_overrides(data), *MODELS[self.model], *extra]
-
-
-PRETRAIN = StudyRun("emoji-pretrain", "gen", 0)
 
 
 def study_runs(seeds: tuple[int, ...], blocks: tuple[str, ...] = (), models: tuple[str, ...] = ()) -> list[StudyRun]:
@@ -180,39 +122,6 @@ def _measured(out: Path, block: str) -> dict[str, list[dict]]:
     return found
 
 
-def run_config(run: StudyRun, steps: int, extra: list[str], out: Path = Path("runs/compare")) -> Config:
-    """The tiny preset as this run trains: warm-up 5% of the run, the cosine ending at its last step, a
-    validation (learning-curve point) and a checkpoint every fifth of it."""
-    every = max(1, steps // CURVE_POINTS)
-    return preset(
-        "tiny",
-        [
-            *run.overrides(out),
-            f"train.seed={run.seed}",
-            f"train.max_steps={steps}",
-            f"train.warmup_steps={max(1, round(0.05 * steps))}",
-            f"train.validate_every={every}",
-            f"train.checkpoint_every={every}",
-            "train.val_images=300",
-            "train.captions=fixed",  # the study's runs all train on one name per class, as its first runs did
-            *extra,
-        ],
-    )
-
-
-def budget_steps(run: StudyRun, minutes: float, out: Path, extra: list[str], probe: int = 10) -> int:
-    """The steps of `run` that fit into `minutes`, from the optimizer-step speed of a short probe run (start-up
-    and validation excluded), so that each model's schedule still ends at its last step under an equal
-    wall-clock budget."""
-    probe_dir = out / "probe" / run.block / run.model
-    config = run_config(run, probe, [*extra, "train.validate_every=0", "train.checkpoint_every=1000000"], out)
-    if not (probe_dir / "train_summary.json").exists():
-        train(config, probe_dir, progress=False)
-    last = json.loads((probe_dir / "train_log.jsonl").read_text().splitlines()[-1])
-    seconds_per_step = config.train.batch_size / last["images_per_second"]
-    return max(1, int(60 * minutes / seconds_per_step))
-
-
 def run_compare(
     out: str | Path = "runs/compare",
     steps: int = 250,
@@ -230,44 +139,30 @@ def run_compare(
     """Train and measure every run of the study not yet measured (none with `report_only`), then write the report
     from all results found. `steps`, `budget_minutes` and `seeds` are the first edition's; `emoji` plans the
     emoji blocks (default EmojiPlan())."""
-    unknown = [b for b in blocks if b not in ALL_BLOCKS] + [m for m in models if m not in ALL_MODELS]
+    unknown = [b for b in blocks if b not in BLOCKS] + [m for m in models if m not in ALL_MODELS]
     if unknown:
-        raise ValueError(f"unknown {unknown}; blocks are {', '.join(ALL_BLOCKS)}, models {', '.join(ALL_MODELS)}")
+        raise ValueError(f"unknown {unknown}; blocks are {', '.join(BLOCKS)}, models {', '.join(ALL_MODELS)}")
     emoji = emoji or EmojiPlan()
     for name, value in (("steps", steps), ("pretrain steps", emoji.pretrain_steps), ("emoji steps", emoji.steps)):
         if value < 1:
             raise ValueError(f"{name} {value}; give at least 1")
     out, extra = Path(out), list(overrides or [])
     ctx = Context(budget or Budget(), out / "cache", InceptionFeatures(inception))
-    evaluation: EmojiEvaluation | None = None
+    study = Study(out, ctx, steps, budget_minutes, emoji, extra)
     started = time.perf_counter()
     runs = itertools.chain(study_runs(seeds, blocks, models), emoji_runs(emoji, out, blocks, models))
     for run in () if report_only else runs:
         run_dir = out / "runs" / run.name
         if (run_dir / "result.json").exists():
             continue
-        if run.emoji:
-            n = emoji.pretrain_steps if run == PRETRAIN else emoji.steps
-        else:
-            n = budget_steps(run, budget_minutes, out, extra) if budget_minutes else steps
-        config = run_config(run, n, [*extra, *(QUICK_OVERRIDES if run.emoji and emoji.quick else ())], out)
-        if run.emoji:
-            evaluation = evaluation or EmojiEvaluation(ctx, config.model.resolution, emoji)
-            scorers = (evaluation.curve_scorer(),)
-        else:
-            unseen = () if run.block in ("fashion", "shapes") else config.train.holdout_classes
-            scorers = () if run.block == "shapes" else (curve_scorer(config, ctx, _indices(unseen)),)
+        block = BLOCKS[run.block]
+        n = block.steps(run, study)
+        config = run_config(run, n, [*extra, *(block.quick if emoji.quick else ())], out)
         print(f"[compare] {run.name}: training {n} steps", flush=True)
         began = time.perf_counter()
-        model_dir = train(config, run_dir, progress=progress, scorers=scorers)
+        model_dir = train(config, run_dir, progress=progress, scorers=block.scorers(config, study))
         trained = time.perf_counter() - began
-        pipe = DiffDisPipeline.from_pretrained(model_dir)
-        if run.emoji:
-            figures = evaluation.evaluate(pipe, config, run_dir)
-        elif run.block == "shapes":
-            figures = evaluate_shapes(pipe, config, ctx)
-        else:
-            figures = evaluate_fashion(pipe, config, ctx, run_dir, generation=run.model not in QUERY_ONLY)
+        figures = block.evaluate(DiffDisPipeline.from_pretrained(model_dir), config, study, run_dir, run)
         summary = json.loads((run_dir / "train_summary.json").read_text())
         record = {
             "block": run.block,
@@ -346,7 +241,3 @@ def log_summary(run_dir: Path, parts: int = CURVE_POINTS) -> list[dict]:
         keys = [k for k in rows[0] if k != "step" and isinstance(rows[0][k], (int, float))]
         out.append({"step": rows[-1]["step"], **{k: float(np.mean([r.get(k, np.nan) for r in rows])) for k in keys}})
     return out
-
-
-def _indices(names: tuple[str, ...]) -> list[int]:
-    return [FASHION_MNIST_CLASSES.index(n) for n in names]

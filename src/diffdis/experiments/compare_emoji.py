@@ -49,7 +49,6 @@ EMOJI_SETTINGS = (
     "train.lam=3",
     "train.emoji_skin_tones=false",
 )
-EMOJI_BLOCKS = ("emoji-pretrain", "emoji-query", "emoji-pretrained", "emoji-scratch")
 INITIALISED = ("emoji-query", "emoji-pretrained")  # the blocks that start from the pretrained UNet
 EMOJI_MODELS = ("diffdis", "clip", "dis", "gen")
 GENERATED_CONCEPTS = 32  # per group (seen, unseen test concepts), two samples each

@@ -16,6 +16,7 @@ import numpy as np
 from ..evaluation.significance import holm, image_standard_error, paired_interval
 from ..utils.charts import Figure, bar_chart, colour, line_chart, save
 from ..utils.results import write_json
+from .compare_blocks import BLOCKS
 from .compare_emoji import gamma_name
 from .compare_markdown import markdown
 
@@ -99,11 +100,7 @@ CHANCE = {
 
 def kind(block: str) -> str:
     """Which columns, chance line and headline a block has."""
-    if block.startswith("unseen"):
-        return "unseen"
-    if block.startswith("emoji"):
-        return "emoji-query" if block == "emoji-query" else "emoji"
-    return block
+    return BLOCKS[block].columns
 
 
 def _get(record: dict, path: Path_ | None):

@@ -241,6 +241,11 @@ def release_record(summary: dict, emoji: EmojiData, fp16_val_top1: float) -> dic
             "unseen_near_test_top1": round(test["unseen_near"]["top1"], 1),
             "generation_judged_seen": round(seen["judged_correct"], 1),
             "generation_judged_unseen": round(gen["unseen"]["judged_correct"], 1),
+            **{
+                f"generation_judged_{group}_self_checked": round(gen[f"{group}_self_checked"]["judged_correct"], 1)
+                for group in ("seen", "unseen")
+                if f"{group}_self_checked" in gen
+            },
             "judge_on_real_drawings": round(gen["judge"]["test_accuracy"], 1),
             "fp16_unseen_validation_top1": round(fp16_val_top1, 1),
         },
