@@ -75,6 +75,15 @@ def test_an_unknown_model_name_is_refused_with_the_released_names():
         DiffDisPipeline.from_pretrained("no-such-model")
 
 
+def test_each_released_model_has_a_recipe_and_an_unknown_one_is_refused_by_name(tmp_path):
+    from diffdis.experiments.emoji_settings import RECIPES
+
+    assert release.RELEASE in RECIPES and all("train.validate_every=1000" in r for r in RECIPES.values())
+    with pytest.raises(ValueError, match="emoji-16-wide"):
+        release.train_release(tmp_path, name="emoji-17")
+    assert not any(tmp_path.iterdir())  # refused before anything is written
+
+
 def test_the_shipped_model_is_listed_and_loads_by_name_from_the_package():
     listed = {m["name"]: m for m in diffdis.list_pretrained()}
     assert SHIPPED in listed, "the released emoji model ships inside the package (src/diffdis/released/)"

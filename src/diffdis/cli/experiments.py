@@ -140,6 +140,11 @@ def self_check(args: argparse.Namespace) -> int:
 
 
 def release_arguments(r: argparse.ArgumentParser) -> None:
+    from ..experiments.emoji_settings import RECIPES, RELEASE  # names only: no training stack
+
+    r.add_argument(
+        "--name", default=RELEASE, choices=tuple(RECIPES), help=f"which released model to train (default {RELEASE})"
+    )
     r.add_argument("--out", default="runs/emoji-release", help="the training run's folder (default runs/emoji-release)")
     r.add_argument(
         "--stage",
@@ -156,9 +161,9 @@ def release(args: argparse.Namespace) -> int:
     from ..experiments.release import run_release, train_release
 
     if args.stage == "train":
-        train_release(args.out, args.set, progress=not args.no_progress)
+        train_release(args.out, args.set, progress=not args.no_progress, name=args.name)
     else:
-        run_release(args.out, args.set, progress=not args.no_progress)
+        run_release(args.out, args.set, progress=not args.no_progress, name=args.name)
     return 0
 
 

@@ -1,5 +1,6 @@
 """The emoji demo's settings, chosen on the unseen validation concepts (docs/emoji.md, "How the demo's settings were
-chosen"): what the demo trains, what the released model trains longer, and the data the lit baseline fits on."""
+chosen"): what the demo trains, what the released models train longer (their recipes, by name), and the data the
+lit baseline fits on."""
 
 from __future__ import annotations
 
@@ -16,3 +17,23 @@ EMOJI_DEMO_OVERRIDES = [
     "train.final_validation=false",
     "train.checkpoint_every=250",
 ]
+
+RELEASE = "emoji-16"  # the first released model's folder name, as list_pretrained() and from_pretrained() take it
+
+# The demo's chosen settings, trained longer: its time cap and step count replaced, validation curves on.
+RELEASE_OVERRIDES = [
+    *(o for o in EMOJI_DEMO_OVERRIDES if o.split("=")[0] not in ("train.max_steps", "train.max_minutes")),
+    "train.max_steps=10000",
+    "train.ema_decay=0.999",  # a horizon of ~1,000 steps: a tenth of the run (the demo's 0.995 suits 500 steps)
+    "train.validate_every=1000",
+    "train.final_validation=true",
+    "train.checkpoint_every=1000",  # at every validation, all ten kept: the curves can choose the weights
+    "train.keep_checkpoints=10",
+    "train.sample_rows=8",
+]
+# name -> its recipe: the released models, each reproduced by `diffdis release --name NAME`
+RECIPES: dict[str, list[str]] = {
+    RELEASE: RELEASE_OVERRIDES,
+    # four times the UNet's width; its steps cost 2.5x as much, so half as many (runs/emoji-tuning/wide.json)
+    "emoji-16-wide": [*RELEASE_OVERRIDES, "model.block_out_channels=64,128,128", "train.max_steps=5000"],
+}

@@ -40,22 +40,10 @@ from .emoji_demo import (
     prompt_concepts,
     report,
 )
-from .emoji_settings import EMOJI_DEMO_OVERRIDES
+from .emoji_settings import RECIPES, RELEASE
 
-RELEASE = "emoji-16"  # the released folder's name, as list_pretrained() and from_pretrained() take it
 FP16_TOLERANCE = 1.0  # points of unseen-validation top-1 the fp16 export may differ from the trained weights
 
-# The demo's chosen settings, trained longer: its time cap and step count replaced, validation curves on.
-RELEASE_OVERRIDES = [
-    *(o for o in EMOJI_DEMO_OVERRIDES if o.split("=")[0] not in ("train.max_steps", "train.max_minutes")),
-    "train.max_steps=10000",
-    "train.ema_decay=0.999",  # a horizon of ~1,000 steps: a tenth of the run (the demo's 0.995 suits 500 steps)
-    "train.validate_every=1000",
-    "train.final_validation=true",
-    "train.checkpoint_every=1000",  # at every validation, all ten kept: the curves can choose the weights
-    "train.keep_checkpoints=10",
-    "train.sample_rows=8",
-]
 CURVE_GENERATION = {"num_inference_steps": 50, "guidance_scale": DEFAULT_GUIDANCE, "seed": 0}
 CURVE_CONCEPTS = 48  # per group (seen, validation), two samples each
 
@@ -89,38 +77,50 @@ class EmojiCurve:
         return point
 
 
-def train_release(out: str | Path = "runs/emoji-release", overrides: list[str] | None = None, progress: bool = True):
-    """Train (or resume) the released model's run in `out`; returns the saved pipeline's folder."""
-    config = preset("tiny", RELEASE_OVERRIDES + list(overrides or []))
+def train_release(
+    out: str | Path = "runs/emoji-release",
+    overrides: list[str] | None = None,
+    progress: bool = True,
+    name: str = RELEASE,
+):
+    """Train (or resume) the run of released model `name` in `out`; returns the saved pipeline's folder."""
+    if name not in RECIPES:
+        raise ValueError(f"no released model is called {name!r}; the recipes are {', '.join(RECIPES)}")
+    config = preset("tiny", RECIPES[name] + list(overrides or []))
     emoji = EmojiData.load(config.model.resolution)
     emoji.check_split()
     return train(config, out, progress=progress, scorers=(EmojiCurve(emoji),))
 
 
-def run_release(out: str | Path = "runs/emoji-release", overrides: list[str] | None = None, progress: bool = True):
+def run_release(
+    out: str | Path = "runs/emoji-release",
+    overrides: list[str] | None = None,
+    progress: bool = True,
+    name: str = RELEASE,
+):
     """Train (or resume), evaluate once on the test concepts (skipped when results.json already holds these
-    weights' figures), and write the shipped folder."""
+    weights' figures), and write the shipped folder of released model `name`."""
     out = Path(out)
-    model_dir = train_release(out, overrides, progress)
+    model_dir = train_release(out, overrides, progress, name)
     results = out / "results.json"
     summary = json.loads(results.read_text()) if results.is_file() else None
     if summary is None or summary["model"]["training"]["parameter_checksums"] != _checksums(out):
-        summary = evaluate_release(out, model_dir, overrides)
-    return export_release(summary, out, model_dir)
+        summary = evaluate_release(out, model_dir, overrides, name)
+    return export_release(summary, out, model_dir, name=name)
 
 
 def _checksums(out: Path) -> list[str]:
     return json.loads((out / "train_summary.json").read_text())["parameter_checksums"]
 
 
-def evaluate_release(out: Path, model_dir: Path, overrides: list[str] | None = None) -> dict:
+def evaluate_release(out: Path, model_dir: Path, overrides: list[str] | None = None, name: str = RELEASE) -> dict:
     """The figures of record (emoji_demo.evaluate_emoji_model: the test concepts read here, once) with the run's
     validation curves; written to out/results.json."""
     config = Config.from_json(out / "config.json")
     emoji = EmojiData.load(config.model.resolution)
     training = json.loads((out / "train_summary.json").read_text())
     summary = {
-        "command": f"diffdis release --out {out}" + "".join(f" --set {o}" for o in overrides or []),
+        "command": f"diffdis release --name {name} --out {out}" + "".join(f" --set {o}" for o in overrides or []),
         "code": code_version(),
         "model": model_record(config, model_dir, out),
         "curves": training["validation"],
@@ -129,15 +129,15 @@ def evaluate_release(out: Path, model_dir: Path, overrides: list[str] | None = N
         ),
     }
     write_json(out / "results.json", summary)
-    print(report(summary, f"DiffDis released emoji model {RELEASE}"))
+    print(report(summary, f"DiffDis released emoji model {name}"))
     return summary
 
 
-def export_release(summary: dict, out: Path, model_dir: Path, dest: Path | None = None) -> Path:
+def export_release(summary: dict, out: Path, model_dir: Path, dest: Path | None = None, name: str = RELEASE) -> Path:
     """The shipped folder: the EMA weights in fp16 safetensors, the model card with the measured figures,
     samples.png, results.json and release.json (what `list_pretrained` shows). Checks that the fp16 weights give
     the fp32 model's validation figures before writing release.json."""
-    dest = dest or RELEASED_DIR / RELEASE
+    dest = dest or RELEASED_DIR / name
     pipe = DiffDisPipeline.from_pretrained(model_dir)
     pipe.model.half()
     pipe.save_pretrained(dest)
@@ -157,7 +157,7 @@ def export_release(summary: dict, out: Path, model_dir: Path, dest: Path | None 
             f"the fp16 export scores {fp16['top1']:.2f}% unseen-validation top-1 against the trained weights' "
             f"{fp32['top1']:.2f}%: not shipped (delete {dest} and export in fp32)"
         )
-    write_json(dest / RELEASE_NAME, release_record(summary, emoji, fp16["top1"]))
+    write_json(dest / RELEASE_NAME, release_record(summary, emoji, fp16["top1"], name))
     write_model_card(dest)  # again, now with what release.json says of its training
     save(curves_chart(summary["curves"], summary["generation"]["judge"]["test_accuracy"]), dest / "curves.png")
     return dest
@@ -218,7 +218,7 @@ def curves_chart(curve: list[dict], judge_real: float):
     )
 
 
-def release_record(summary: dict, emoji: EmojiData, fp16_val_top1: float) -> dict:
+def release_record(summary: dict, emoji: EmojiData, fp16_val_top1: float, name: str = RELEASE) -> dict:
     """release.json: what `diffdis.list_pretrained()` shows of the model."""
     test, gen = summary["discrimination"]["test"], summary["generation"]
     seen = gen["seen"]
@@ -227,7 +227,7 @@ def release_record(summary: dict, emoji: EmojiData, fp16_val_top1: float) -> dic
     recognised = sorted((c for c, n in zip(concepts, judged) if n), key=lambda c: -judged[concepts.index(c)])
     m = summary["model"]
     return {
-        "name": RELEASE,
+        "name": name,
         "summary": "DiffDis on emoji drawings: draws the concepts it was taught and names drawings of concepts no "
         "training caption named",
         "resolution": m["config"]["model"]["resolution"],
