@@ -45,13 +45,17 @@ def test_the_release_trains_with_curves_evaluates_once_and_exports_a_listed_mode
     test = results["discrimination"]["test"]
     near, far = test["unseen_near"], test["unseen_far"]
     assert near["concepts"] + far["concepts"] == 143 and near["images"] + far["images"] == test["unseen"]["images"]
-    assert results["curves"] == curve and results["command"].startswith("diffdis release --out")
+    assert results["curves"] == curve and results["command"].startswith("diffdis release --name emoji-16 --out")
+    checked = results["generation"]["seen_self_checked"]  # the same prompts, the best of 2 by its own scores
+    assert checked["candidates"] == 2 and checked["images"] == results["generation"]["seen"]["images"] == 6
 
     listed = diffdis.list_pretrained()
     assert [m["name"] for m in listed] == [release.RELEASE] and dest == tmp_path / "released" / release.RELEASE
     record = listed[0]
     assert record["figures"]["unseen_test_top1"] == round(test["unseen"]["top1"], 1)
     assert "CC BY 4.0" in record["licences"] and "CC BY-SA 4.0" in (dest / "README.md").read_text()
+    assert record["figures"]["generation_judged_seen_self_checked"] == round(checked["judged_correct"], 1)
+    assert "self-checked" in (dest / "README.md").read_text()
     with safe_open(str(dest / "text_stream.safetensors"), "pt") as f:
         assert all(f.get_tensor(k).dtype.itemsize == 2 for k in f.keys())  # shipped in half precision
     pipe = DiffDisPipeline.from_pretrained(release.RELEASE)  # by name

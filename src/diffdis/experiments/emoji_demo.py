@@ -70,10 +70,10 @@ def run_emoji_demo(out: str | Path = "runs/demo-emoji", overrides: list[str] | N
     return summary
 
 
-def evaluate_emoji_model(pipe, emoji: EmojiData, out: Path, timings: dict) -> dict:
+def evaluate_emoji_model(pipe, emoji: EmojiData, out: Path, timings: dict, self_checked: bool = False) -> dict:
     """Every figure of an emoji model: zero-shot on the validation and (once) the test concepts, generation
-    judged and measured (FID/KID) for seen and unseen prompts, and out/samples.png. `timings` gains the
-    evaluation's own."""
+    judged and measured (FID/KID) for seen and unseen prompts (with `self_checked`, also the best of several by the
+    model's own scores: eight times the sampling), and out/samples.png. `timings` gains the evaluation's own."""
     start = time.perf_counter()
     figures = {"validation": emoji_zero_shot(pipe, emoji, "val"), "test": emoji_zero_shot(pipe, emoji, "test")}
     timings["discriminate_s"] = time.perf_counter() - start
@@ -90,7 +90,7 @@ def evaluate_emoji_model(pipe, emoji: EmojiData, out: Path, timings: dict) -> di
         "unseen": emoji_generation(pipe, emoji, judge, unseen[:JUDGED_CONCEPTS], extractor=extractor, **GENERATION)[1],
         "grid": _grid(pipe, emoji, seen[:GRID_CONCEPTS], unseen[:GRID_CONCEPTS], out / "samples.png"),
     }
-    if pipe.can_discriminate:  # the model checks its own samples
+    if self_checked:
         for group, concepts in (("seen", seen), ("unseen", unseen)):
             record = emoji_generation(pipe, emoji, judge, concepts[:JUDGED_CONCEPTS], **SELF_CHECKED)[1]
             generation[f"{group}_self_checked"] = record

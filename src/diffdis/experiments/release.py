@@ -125,7 +125,7 @@ def evaluate_release(out: Path, model_dir: Path, overrides: list[str] | None = N
         "model": model_record(config, model_dir, out),
         "curves": training["validation"],
         **evaluate_emoji_model(
-            DiffDisPipeline.from_pretrained(model_dir), emoji, out, {"train_s": training["train_seconds"]}
+            DiffDisPipeline.from_pretrained(model_dir), emoji, out, {"train_s": training["train_seconds"]}, True
         ),
     }
     write_json(out / "results.json", summary)
