@@ -70,6 +70,9 @@ def test_the_release_trains_with_curves_evaluates_once_and_exports_a_listed_mode
     written = (run / "results.json").stat().st_mtime_ns
     release.run_release(run, overrides, progress=False)  # finished: neither trains nor reads the test set again
     assert (run / "results.json").stat().st_mtime_ns == written
+    release.run_release(run, overrides, progress=False, evaluate=True)  # asked to: evaluated again, and says so
+    again = json.loads((run / "results.json").read_text())
+    assert "--stage evaluate" in again["command"] and again["discrimination"] == results["discrimination"]
 
 
 def test_an_unknown_model_name_is_refused_with_the_released_names():

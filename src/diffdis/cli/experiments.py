@@ -148,10 +148,11 @@ def release_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--out", default="runs/emoji-release", help="the training run's folder (default runs/emoji-release)")
     r.add_argument(
         "--stage",
-        choices=("train", "all"),
+        choices=("train", "all", "evaluate"),
         default="all",
         help="train: the resumable run with its validation curves only; all (default): train, then read the test "
-        "concepts once and write the shipped folder",
+        "concepts once and write the shipped folder; evaluate: as all, reading the test concepts again although "
+        "results.json holds these weights' figures (the evaluation gained a figure)",
     )
     overrides_option(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -163,7 +164,7 @@ def release(args: argparse.Namespace) -> int:
     if args.stage == "train":
         train_release(args.out, args.set, progress=not args.no_progress, name=args.name)
     else:
-        run_release(args.out, args.set, progress=not args.no_progress, name=args.name)
+        run_release(args.out, args.set, not args.no_progress, args.name, evaluate=args.stage == "evaluate")
     return 0
 
 

@@ -97,15 +97,17 @@ def run_release(
     overrides: list[str] | None = None,
     progress: bool = True,
     name: str = RELEASE,
+    evaluate: bool = False,
 ):
     """Train (or resume), evaluate once on the test concepts (skipped when results.json already holds these
-    weights' figures), and write the shipped folder of released model `name`."""
+    weights' figures, unless `evaluate`: the evaluation gained a figure), and write the shipped folder of released
+    model `name`."""
     out = Path(out)
     model_dir = train_release(out, overrides, progress, name)
     results = out / "results.json"
     summary = json.loads(results.read_text()) if results.is_file() else None
-    if summary is None or summary["model"]["training"]["parameter_checksums"] != _checksums(out):
-        summary = evaluate_release(out, model_dir, overrides, name)
+    if evaluate or summary is None or summary["model"]["training"]["parameter_checksums"] != _checksums(out):
+        summary = evaluate_release(out, model_dir, overrides, name, "evaluate" if evaluate else "all")
     return export_release(summary, out, model_dir, name=name)
 
 
@@ -113,14 +115,18 @@ def _checksums(out: Path) -> list[str]:
     return json.loads((out / "train_summary.json").read_text())["parameter_checksums"]
 
 
-def evaluate_release(out: Path, model_dir: Path, overrides: list[str] | None = None, name: str = RELEASE) -> dict:
+def evaluate_release(
+    out: Path, model_dir: Path, overrides: list[str] | None = None, name: str = RELEASE, stage: str = "all"
+) -> dict:
     """The figures of record (emoji_demo.evaluate_emoji_model: the test concepts read here, once) with the run's
     validation curves; written to out/results.json."""
     config = Config.from_json(out / "config.json")
     emoji = EmojiData.load(config.model.resolution)
     training = json.loads((out / "train_summary.json").read_text())
     summary = {
-        "command": f"diffdis release --name {name} --out {out}" + "".join(f" --set {o}" for o in overrides or []),
+        "command": f"diffdis release --name {name} --out {out}"
+        + (f" --stage {stage}" if stage != "all" else "")
+        + "".join(f" --set {o}" for o in overrides or []),
         "code": code_version(),
         "model": model_record(config, model_dir, out),
         "curves": training["validation"],
