@@ -86,7 +86,7 @@ def test_each_released_model_has_a_recipe_and_an_unknown_one_is_refused_by_name(
     from diffdis.experiments.emoji_settings import RECIPES
 
     assert release.RELEASE in RECIPES and all("train.validate_every=1000" in r for r in RECIPES.values())
-    with pytest.raises(ValueError, match="emoji-16-wide"):
+    with pytest.raises(ValueError, match="recipes are emoji-16"):
         release.train_release(tmp_path, name="emoji-17")
     assert not any(tmp_path.iterdir())  # refused before anything is written
 

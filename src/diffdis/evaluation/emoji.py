@@ -140,10 +140,13 @@ def near_and_far(emoji: EmojiData, unseen: LabelledImages, q: torch.Tensor, clas
     caption) and the *far* ones (none is), each against every unseen candidate, with the group sizes."""
     index = {name: c for c, name in enumerate(emoji.names)}
     near = torch.tensor([bool(emoji.shared_words[index[unseen.class_names[y]]]) for y in unseen.labels])
-    rule = "a content word of the name {} a training name or caption (data/emoji/transfer.py); candidates: every unseen"
+    rule = (
+        "a content word of the name is in {} training name or caption (data/emoji/transfer.py); candidates: every "
+        "unseen"
+    )
     return {
-        "unseen_near": _group(unseen, q, classes, near, "near unseen concepts: " + rule.format("is in")),
-        "unseen_far": _group(unseen, q, classes, ~near, "far unseen concepts: " + rule.format("is in no")),
+        "unseen_near": _group(unseen, q, classes, near, "near unseen concepts: " + rule.format("a")),
+        "unseen_far": _group(unseen, q, classes, ~near, "far unseen concepts: " + rule.format("no")),
     }
 
 

@@ -149,8 +149,8 @@ def export_release(summary: dict, out: Path, model_dir: Path, dest: Path | None 
     pipe.save_pretrained(dest)
     # the app's first `unfamiliar` check (it runs one per prompt) then takes no minute
     save_familiarity(pipe.familiarity(), pipe.text_encoder, dest)
-    for name in ("samples.png", "model/train_summary.json"):
-        shutil.copy(out / name, dest / Path(name).name)
+    for file in ("samples.png", "model/train_summary.json"):
+        shutil.copy(out / file, dest / Path(file).name)
     write_json(dest / "results.json", summary)
     write_model_card(
         dest, measured_figures(summary, f"the release's evaluation (`{summary['command']}`, results.json)")
@@ -261,7 +261,7 @@ def release_record(summary: dict, emoji: EmojiData, fp16_val_top1: float, name: 
             "steps": m["steps_trained"],
             "loop_minutes": round(summary["timings_s"]["train_s"] / 60, 1),  # wall clock, pauses included
             "machine": "2 CPU cores (docs/release.md: how the time was spent)",
-            "code": summary["code"],
+            "code": m["training"]["trained_by"][-1]["code"],  # of its last training segment (docs/release.md)
         },
         "licences": "weights Apache-2.0; trained on Noto Emoji (Apache-2.0), Twemoji (CC BY 4.0, attribution: "
         "Twemoji by Twitter, Inc and other contributors) and Fluent UI Emoji (MIT) art; OpenMoji (CC BY-SA 4.0) "
