@@ -66,7 +66,7 @@ class Study:
     budget_minutes: float | None = None
     emoji: EmojiPlan = field(default_factory=EmojiPlan)
     extra: list[str] = field(default_factory=list)  # overrides of every run
-    _emoji_evaluation: EmojiEvaluation | None = None
+    _emoji_evaluation: EmojiEvaluation | None = field(default=None, init=False, repr=False)
 
     def emoji_evaluation(self, config: Config) -> EmojiEvaluation:
         if self._emoji_evaluation is None:
