@@ -224,3 +224,13 @@ def test_every_held_out_concept_is_near_or_far(emoji):
     data, _ = emoji.training_set()
     trained = set().union(*(content_words(c) for s in data.caption_sets for c in s))
     assert not any(content_words(emoji.names[c]) & trained for c in far)
+
+
+def test_generation_settings_are_chosen_on_seen_concepts_that_no_figure_of_record_prompts(emoji):
+    from diffdis.experiments.emoji_demo import JUDGED_CONCEPTS, prompt_concepts
+    from diffdis.experiments.generation_settings import TUNING, tuning_concepts
+
+    tuning = tuning_concepts(emoji)
+    seen, unseen = prompt_concepts(emoji)
+    assert len(set(tuning)) == TUNING and set(tuning) <= set(emoji.concepts("train"))
+    assert not set(tuning) & set(seen[:JUDGED_CONCEPTS]) and not set(tuning) & set(unseen)
