@@ -5,7 +5,7 @@ The figures of record prompt the first 48 seen concepts of `prompt_concepts`' se
 these settings are scored on the next 96 seen concepts of that order, two samples each, so choosing on them reads
 neither. (Validation concepts are not used: no model so far draws one the judge names, so they cannot choose.)
 
-    python -m diffdis.experiments.generation_settings MODEL --out runs/emoji-tuning/generation.json
+    python -m diffdis.experiments.generation_settings MODEL --out runs/emoji-tuning/NAME.json [--settings 5,50,16]
 """
 
 from __future__ import annotations
@@ -79,8 +79,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a released model's name or a model folder")
     parser.add_argument("--out", required=True, help="the JSON record to write")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        type=_setting,
+        default=SETTINGS,
+        help="GUIDANCE,STEPS,CANDIDATES triples to score (default: the grid in SETTINGS)",
+    )
     args = parser.parse_args()
-    sweep(args.model, args.out)
+    sweep(args.model, args.out, args.settings)
+
+
+def _setting(text: str) -> tuple[float, int, int]:
+    try:
+        guidance, steps, candidates = text.split(",")
+        return float(guidance), int(steps), int(candidates)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}; give GUIDANCE,STEPS,CANDIDATES, e.g. 5,50,8") from None
 
 
 if __name__ == "__main__":
