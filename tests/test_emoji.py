@@ -3,6 +3,7 @@ checks, the catalogue, the cache, and the holdouts that keep "zero-shot" honest.
 
 from __future__ import annotations
 
+import argparse
 import io
 import tarfile
 
@@ -228,9 +229,12 @@ def test_every_held_out_concept_is_near_or_far(emoji):
 
 def test_generation_settings_are_chosen_on_seen_concepts_that_no_figure_of_record_prompts(emoji):
     from diffdis.experiments.emoji_demo import JUDGED_CONCEPTS, prompt_concepts
-    from diffdis.experiments.generation_settings import TUNING, tuning_concepts
+    from diffdis.experiments.generation_settings import TUNING, _setting, tuning_concepts
 
     tuning = tuning_concepts(emoji)
     seen, unseen = prompt_concepts(emoji)
     assert len(set(tuning)) == TUNING and set(tuning) <= set(emoji.concepts("train"))
     assert not set(tuning) & set(seen[:JUDGED_CONCEPTS]) and not set(tuning) & set(unseen)
+    assert _setting("5,50,8") == (5.0, 50, 8)  # a --settings triple: guidance, steps, candidates
+    with pytest.raises(argparse.ArgumentTypeError, match="GUIDANCE,STEPS,CANDIDATES"):
+        _setting("5,50")
