@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 
 from ..data.emoji import GENERATION_TEMPLATE, EmojiData
-from ..evaluation.emoji import emoji_judge
-from ..evaluation.judge import pil_to_uint8
+from ..evaluation.emoji import emoji_generation, emoji_judge
 from ..pipeline import DiffDisPipeline
 from ..provenance import provenance
 from ..utils.results import write_json
@@ -46,19 +45,17 @@ def sweep(model: str, out: str | Path, settings=SETTINGS) -> dict:
     emoji.check_split(pipe.vocabulary)
     judge, judge_record = emoji_judge(emoji, epochs=JUDGE_EPOCHS)
     concepts = tuning_concepts(emoji)
-    prompts = [GENERATION_TEMPLATE.format(emoji.names[c]) for c in concepts for _ in range(PER_CONCEPT)]
-    target = torch.tensor(concepts).repeat_interleave(PER_CONCEPT)
     rows = []
     for guidance, steps, candidates in settings:
-        images = pipe.generate(prompts, steps, guidance, seed=0, candidates=candidates)
-        correct = judge.predict(pil_to_uint8(images, 3)) == target
+        _, judged = emoji_generation(pipe, emoji, judge, concepts, PER_CONCEPT, 0, steps, guidance, candidates)
+        correct = torch.tensor(judged["correct"]).view(-1, PER_CONCEPT)  # (concepts, samples) 0/1
         rows.append(
             {
                 "guidance_scale": guidance,
                 "num_inference_steps": steps,
                 "candidates": candidates,
-                "judged_correct": round(100.0 * correct.float().mean().item(), 2),
-                "concepts_drawn": int(correct.view(-1, PER_CONCEPT).any(1).sum()),
+                "judged_correct": round(judged["judged_correct"], 2),
+                "concepts_drawn": int(correct.any(1).sum()),
             }
         )
         print(rows[-1], flush=True)
