@@ -91,6 +91,20 @@ def test_the_logit_scale_keeps_its_gradient_past_its_bound(small_pipeline):
     assert objective.logit_scale.exp().item() == pytest.approx(100.0)
 
 
+def test_min_snr_weighting_scales_only_the_nearly_clean_timesteps(small_pipeline):
+    train_config = small_pipeline.config.train
+    plain = DiffDisObjective.from_pipeline(small_pipeline, train_config)
+    weighted = DiffDisObjective.from_pipeline(small_pipeline, dataclasses.replace(train_config, snr_gamma=5.0))
+    alpha_bar = small_pipeline.scheduler.alphas_cumprod.float()
+    snr = alpha_bar / (1 - alpha_bar)
+    t = torch.tensor([0, 999])  # SNR about 10^4 (weighted 5/SNR) and about 4e-5 (weight 1)
+    eps_hat, eps = torch.ones(2, 3, 4, 4), torch.zeros(2, 3, 4, 4)  # each sample's MSE is 1
+    assert plain.generation_loss(eps_hat, eps, t).item() == pytest.approx(1.0)
+    assert weighted.generation_loss(eps_hat, eps, t).item() == pytest.approx((5 / snr[0].item() + 1) / 2)
+    with pytest.raises(ConfigError, match="snr_gamma"):
+        preset("tiny", ["train.snr_gamma=-1"])
+
+
 @pytest.mark.slow
 def test_resume_refuses_a_changed_shape_and_keeps_every_checkpoint(tmp_path, idx_dir, capsys):
     run = tmp_path / "run"

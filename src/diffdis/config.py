@@ -228,6 +228,9 @@ class TrainConfig:
     clip_per_loss: bool = False
     max_bad_steps: int = 10  # this many non-finite steps in a row stop the run (each one is skipped and counted)
     lam: float = 1.0  # λ in L = L_IG + λ·L_ITA
+    # Min-SNR-γ weighting of L_IG (Hang et al., ICCV 2023): each sample's ε-MSE times min(SNR(t), γ) / SNR(t), so
+    # the many nearly clean timesteps stop dominating the gradient. 0 = the plain MSE of the paper's Eq. 4.
+    snr_gamma: float = 0.0
     text_dropout: float = 0.1  # generation pass: caption replaced by the empty caption (CFG)
     image_dropout: float = 0.1  # discrimination pass: image replaced by the learned null latent (CFG)
     logit_scale_init: float = 14.285714  # 1/0.07 as in CLIP; learnable, clamped at 100
@@ -278,6 +281,8 @@ class TrainConfig:
             )
         if self.num_workers < 0 or self.shuffle_buffer < 1:
             raise ConfigError("train.num_workers must be >= 0 and train.shuffle_buffer >= 1")
+        if self.snr_gamma < 0:
+            raise ConfigError(f"train.snr_gamma={self.snr_gamma}; it must be >= 0 (0 turns the weighting off)")
         if self.align_weight < 0:
             raise ConfigError(f"train.align_weight={self.align_weight}; it must be >= 0 (0 turns REPA off)")
         if self.align_layer != "mid" and not re.fullmatch(r"down\.\d+", self.align_layer):

@@ -108,6 +108,7 @@ class DiffDisObjective(nn.Module):
         # A tuple, so that the frozen encoders are no submodules: never checkpointed, never wrapped by DDP.
         self.encoders = (encoders,)
         self.lam = config.lam
+        self.snr_gamma = config.snr_gamma
         self.text_dropout = config.text_dropout
         self.image_dropout = config.image_dropout
         if self.declared.discriminates:
@@ -205,7 +206,7 @@ class DiffDisObjective(nn.Module):
                 z_t = self.scheduler.add_noise(z, eps_z, t_z)
                 drop_text = (torch.rand(rows, **rng)[mine] < self.text_dropout)[:, None, None]
                 c_in = torch.where(drop_text, self.model.null_context.to(c.dtype), c)
-                l_ig = F.mse_loss(self.model(z_t, t_z, c_in).float(), eps_z.float())
+                l_ig = self.generation_loss(self.model(z_t, t_z, c_in), eps_z, t_z)
 
             if self.declared.answer is Answer.DIFFUSED:  # discrimination pass (caption masked): Eq. 6-8
                 eps_e = torch.randn(rows, *e.shape[1:], dtype=z.dtype, **rng)[mine]
@@ -228,6 +229,15 @@ class DiffDisObjective(nn.Module):
             "l_align": l_align.detach(),
             "terms": terms,
         }
+
+    def generation_loss(self, eps_hat: torch.Tensor, eps: torch.Tensor, t_z: torch.Tensor) -> torch.Tensor:
+        """L_IG (Eq. 4): the ε-MSE, each sample weighted by min(SNR, γ) / SNR when train.snr_gamma is set."""
+        if not self.snr_gamma:
+            return F.mse_loss(eps_hat.float(), eps.float())
+        per_sample = (eps_hat.float() - eps.float()).pow(2).flatten(1).mean(1)  # (B,)
+        alpha_bar = self.scheduler.alphas_cumprod.to(t_z.device)[t_z].float()  # (B,)
+        snr = alpha_bar / (1 - alpha_bar)
+        return (snr.clamp(max=self.snr_gamma) / snr * per_sample).mean()
 
     def contrastive(self, e_hat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """Symmetric InfoNCE over s_ij = cos(ê_0(image i), e(caption j)): this process's B rows against the
