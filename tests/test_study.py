@@ -208,7 +208,7 @@ def test_a_tuning_record_compares_two_curves_at_the_steps_both_measured(tmp_path
         record["points"][1]["baseline"]["unseen_top1"] == 25.0 and record["points"][1]["other"]["unseen_top1"] == 26.0
     )
     assert record["other"]["segments"][0]["code"] == "abc1234" and record["baseline"]["steps"] == 3000
-    assert record["baseline"]["median_images_per_second_after_step_2000"] == 102.75
+    assert record["baseline"]["median_images_per_second_after_the_first_point"] == 102.75
     assert json.loads((tmp_path / "record.json").read_text())["points"] == json.loads(json.dumps(record["points"]))
 
 

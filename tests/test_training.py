@@ -298,7 +298,7 @@ def test_the_checkpoint_a_curve_chooses_exports_with_its_own_weights(tmp_path, i
     from diffdis.experiments.release import best_step, checkpoint_run
 
     run = tmp_path / "run"
-    sets = run_overrides(idx_dir, "train.validate_every=2", "train.keep_checkpoints=5", "train.ema_decay=0")
+    sets = run_overrides(idx_dir, "train.validate_every=2", "train.keep_checkpoints=5", "train.ema_decay=0.9")
     assert (
         main(
             [
@@ -319,8 +319,41 @@ def test_the_checkpoint_a_curve_chooses_exports_with_its_own_weights(tmp_path, i
     chosen = best_step(run, key="val_top1", tie="val_top1")
     best = max(p["val_top1"] for p in history)
     assert chosen in (2, 4, 6) and next(p for p in history if p["step"] == chosen)["val_top1"] == best
-    model = checkpoint_run(run, 2, tmp_path / "at-2")  # a step that was not the last: its weights, not the final ones
-    saved = load_file(str(run / "checkpoints" / "step_0000002" / "model.safetensors"))
-    exported = load_file(str(model / "unet" / "diffusion_pytorch_model.safetensors"))
-    assert all(torch.equal(exported[k], saved[f"model.unet.{k}"]) for k in exported)
-    assert json.loads((tmp_path / "at-2" / "train_summary.json").read_text())["steps"] == 2
+    # A step that was not the last: its own weights, not the final ones; averaged (EMA) by default, or raw.
+    checkpoint = run / "checkpoints" / "step_0000002"
+    for averaged, saved in ((True, "ema.safetensors"), (False, "model.safetensors")):
+        model = checkpoint_run(run, 2, tmp_path / f"at-2-{averaged}", averaged=averaged)
+        weights = load_file(str(checkpoint / saved))
+        exported = load_file(str(model / "unet" / "diffusion_pytorch_model.safetensors"))
+        assert all(torch.equal(exported[k], weights[f"model.unet.{k}"]) for k in exported)
+        assert json.loads((tmp_path / f"at-2-{averaged}" / "train_summary.json").read_text())["steps"] == 2
+    ema, raw = (load_file(str(checkpoint / f)) for f in ("ema.safetensors", "model.safetensors"))
+    assert not torch.equal(ema["model.unet.conv_in.weight"], raw["model.unet.conv_in.weight"])  # they differ
+
+
+@pytest.mark.slow
+def test_a_runs_checkpoints_are_scored_with_their_ema_and_their_raw_weights(tmp_path, idx_dir, monkeypatch):
+    from diffdis.experiments import tuning
+
+    run = tmp_path / "run"
+    sets = run_overrides(idx_dir, "train.validate_every=2", "train.keep_checkpoints=5", "train.ema_decay=0.9")
+    args = ["train", "--out", str(run), "--checkpoint-every", "2", "--no-progress", "--max-steps", "4"]
+    assert main([*args, *(a for o in sets for a in ("--set", o))]) == 0
+
+    class WeightCurve:  # stands in for the emoji curve: a "figure" read off the weights it is given
+        def __init__(self, emoji):
+            pass
+
+        def __call__(self, pipe):
+            return {k: float(pipe.model.unet.conv_in.weight.detach().sum()) for k in tuning.KEYS}
+
+    monkeypatch.setattr(tuning, "EmojiCurve", WeightCurve)
+    monkeypatch.setattr(tuning.EmojiData, "load", staticmethod(lambda resolution: None))
+    record = tuning.ema_against_raw(run, tmp_path / "ema.json")
+    assert [p["step"] for p in record["points"]] == [2, 4] and record["ema_decay"] == 0.9
+    for point in record["points"]:
+        checkpoint = run / "checkpoints" / f"step_{point['step']:07d}"
+        for weights, file in (("ema", "ema.safetensors"), ("raw", "model.safetensors")):
+            expected = float(load_file(str(checkpoint / file))["model.unet.conv_in.weight"].sum())
+            assert point[weights]["unseen_top1"] == pytest.approx(expected)
+        assert point["ema"]["unseen_top1"] != point["raw"]["unseen_top1"]

@@ -181,15 +181,16 @@ def best_step(run_dir: str | Path, key: str = "unseen_top1", tie: str = "unseen_
     return max(points, key=lambda p: (p[key], p.get(tie, 0), -p["step"]))["step"]
 
 
-def checkpoint_run(run_dir: str | Path, step: int, dest: str | Path) -> Path:
+def checkpoint_run(run_dir: str | Path, step: int, dest: str | Path, averaged: bool = True) -> Path:
     """A run folder `dest` whose newest checkpoint is `run_dir`'s at `step` and whose config stops there: training
-    it exports that checkpoint's EMA weights with its validation history (nothing is trained)."""
+    it exports that checkpoint's EMA weights with its validation history (nothing is trained). `averaged` False
+    exports the raw weights instead (its config then says train.ema_decay=0): the short end of the EMA horizon."""
     run_dir, dest = Path(run_dir), Path(dest)
     source = next((c for c in checkpoints(run_dir) if int(c.name.split("_")[-1]) == step), None)
     if source is None:
         raise FileNotFoundError(f"{run_dir} keeps no checkpoint of step {step}")
     config = Config.from_json(run_dir / "config.json")
-    config = apply_overrides(config, [f"train.max_steps={step}"])
+    config = apply_overrides(config, [f"train.max_steps={step}", *(() if averaged else ("train.ema_decay=0",))])
     (dest / "checkpoints").mkdir(parents=True, exist_ok=True)
     config.to_json(dest / "config.json")
     shutil.copytree(source, dest / "checkpoints" / source.name, dirs_exist_ok=True)
