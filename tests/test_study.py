@@ -172,6 +172,43 @@ def test_a_quick_pretrain_then_fine_tune_study_writes_every_key(tmp_path):
     assert "## Emoji: each model pretrained minus the same model from scratch" in (tmp_path / "compare.md").read_text()
 
 
+@pytest.mark.slow
+def test_the_third_edition_is_compute_matched_and_reads_no_test_figure_before_its_2x2_has_trained(tmp_path):
+    from diffdis.experiments.compare import run_compare, third_runs
+    from diffdis.experiments.compare_blocks import StudyRun, run_config
+    from diffdis.experiments.compare_emoji import EmojiPlan
+    from diffdis.experiments.compare_eval import Budget
+
+    plan = EmojiPlan(generator_steps=4, finetune_steps=2, third_seeds=(0,), judge_epochs=1, quick=True)
+    arms = lambda rows: [f"emoji3-{b}/{m}-seed0" for b in ("pretrained", "scratch") for m in rows]  # noqa: E731
+    expected = ["emoji3-generator/gen-seed0", *arms(("diffdis", "clip")), *arms(("diffdis-repa", "clip-repa"))]
+    assert [run.name for run in third_runs(plan)] == expected  # the 2 x 2 before its REPA arms
+    repa = run_config(StudyRun("emoji3-scratch", "clip-repa", 0), 6, [], tmp_path)
+    assert repa.model.variant == "clip" and repa.train.align_weight == 0.5 and repa.train.align_layer == "mid"
+
+    budget = Budget(fid_images=8, cost_rounds=1, cost_images=8)
+    blocks = ("emoji3-generator", "emoji3-pretrained", "emoji3-scratch")
+    run_compare(tmp_path, blocks=blocks, models=("diffdis",), budget=budget, emoji=plan, progress=False)
+    runs = tmp_path / "runs"
+    assert (runs / "emoji3-generator" / "gen-seed0" / "result.json").is_file()  # the generator is measured at once
+    for block in ("emoji3-pretrained", "emoji3-scratch"):  # clip has not trained: DiffDis's test figures wait
+        assert (runs / block / "diffdis-seed0" / "train_summary.json").is_file()
+        assert not (runs / block / "diffdis-seed0" / "result.json").exists()
+    run_compare(tmp_path, blocks=blocks, models=("diffdis", "clip"), budget=budget, emoji=plan, progress=False)
+    records = {
+        (b, m): json.loads((runs / f"emoji3-{b}" / f"{m}-seed0" / "result.json").read_text())
+        for b in ("pretrained", "scratch")
+        for m in ("diffdis", "clip")
+    }
+    for (block, _), record in records.items():
+        assert record["steps"] == (2 if block == "pretrained" else 6)  # equal image presentations: 4 + 2 = 6
+        train = record["config"]["train"]
+        assert train["warmup_steps"] == 100 and train["ema_decay"] == 0.999 and train["lam"] == 3.0
+        assert train["init_from"].endswith("emoji3-generator/gen-seed0/model") == (block == "pretrained")
+        assert record["test"]["unseen_far"]["images"] > 0
+    assert records["pretrained", "diffdis"]["wall_seconds"]["train"] == 0.0  # trained by the first invocation
+
+
 def test_the_concept_and_seed_interval_widens_when_one_concept_carries_the_difference():
     from diffdis.evaluation.significance import concept_seed_interval
 

@@ -15,6 +15,11 @@ and, second edition, the emoji blocks (compare_emoji.py): a generation-only mode
 training split, then DiffDis and its baselines fine-tuned from its UNet and trained from scratch, and the query
 scale γ with diffusion against regression, on 1,212 seen and 143 unseen concept names.
 
+Third edition (pre-registered in docs/study.md): the released model's recipe; a generator (emoji3-generator),
+then DiffDis and clip fine-tuned from it (emoji3-pretrained) or trained from scratch for the generator's steps and
+the fine-tuning's together (emoji3-scratch), five seeds, then the same four arms with REPA. Their test figures are
+read only once every run of the 2 x 2 has trained; until then a trained run waits without a result.json.
+
 What a run of each block is (its overrides, steps, curve scorers, evaluation, report columns) is one record in
 compare_blocks.py; this module says in which order runs are made. A run's figures go to
 OUT/runs/BLOCK/MODEL-seedS/result.json as soon as it is measured; a restarted study
@@ -40,8 +45,11 @@ from ..utils.results import write_json
 from .compare_blocks import (
     BLOCKS,
     CURVE_POINTS,
+    GENERATOR,
+    HEADLINE_ROWS,
     MODELS,
     PRETRAIN,
+    REPA_ROWS,
     SETTINGS,
     Study,
     StudyRun,
@@ -108,6 +116,26 @@ def emoji_runs(plan: EmojiPlan, out: Path, blocks: tuple[str, ...] = (), models:
             yield from filter(keep, (StudyRun(block, row, seed) for row in rows))
 
 
+THIRD_BLOCKS = ("emoji3-pretrained", "emoji3-scratch")
+
+
+def third_runs(plan: EmojiPlan, blocks: tuple[str, ...] = (), models: tuple[str, ...] = ()):
+    """The third edition in the order it runs: the generator, the 2 x 2 seed by seed (each seed a complete
+    pairing), then its REPA arms."""
+    keep = lambda run: (not blocks or run.block in blocks) and (not models or run.model in models)  # noqa: E731
+    if not blocks or set(blocks) & {GENERATOR.block, "emoji3-pretrained"}:
+        yield GENERATOR
+    for rows in (HEADLINE_ROWS, REPA_ROWS):
+        for seed in plan.third_seeds:
+            yield from filter(keep, (StudyRun(block, row, seed) for block in THIRD_BLOCKS for row in rows))
+
+
+def headline_trained(out: Path, plan: EmojiPlan) -> bool:
+    """Whether every run of the third edition's 2 x 2 has trained: until then no test figure of it is read."""
+    runs = (StudyRun(b, row, seed) for b in THIRD_BLOCKS for row in HEADLINE_ROWS for seed in plan.third_seeds)
+    return all((out / "runs" / run.name / "train_summary.json").is_file() for run in runs)
+
+
 def _chosen_gamma(out: Path, seeds: tuple[int, ...]) -> float | None:
     """The query scale chosen from the results in `out` so far (γ = 1's runs are emoji-pretrained's)."""
     return chosen_gamma({**_measured(out, "emoji-pretrained"), **_measured(out, "emoji-query")}, seeds)
@@ -150,37 +178,21 @@ def run_compare(
     ctx = Context(budget or Budget(), out / "cache", InceptionFeatures(inception))
     study = Study(out, ctx, steps, budget_minutes, emoji, extra)
     started = time.perf_counter()
-    runs = itertools.chain(study_runs(seeds, blocks, models), emoji_runs(emoji, out, blocks, models))
+    runs = itertools.chain(
+        study_runs(seeds, blocks, models), emoji_runs(emoji, out, blocks, models), third_runs(emoji, blocks, models)
+    )
+    waiting = []  # trained, their test figures deferred until the third edition's 2 x 2 has trained
     for run in () if report_only else runs:
-        run_dir = out / "runs" / run.name
-        if (run_dir / "result.json").exists():
+        if (out / "runs" / run.name / "result.json").exists():
             continue
-        block = BLOCKS[run.block]
-        n = block.steps(run, study)
-        config = run_config(run, n, [*extra, *(block.quick if emoji.quick else ())], out)
-        print(f"[compare] {run.name}: training {n} steps", flush=True)
-        began = time.perf_counter()
-        model_dir = train(config, run_dir, progress=progress, scorers=block.scorers(config, study))
-        trained = time.perf_counter() - began
-        figures = block.evaluate(DiffDisPipeline.from_pretrained(model_dir), config, study, run_dir, run)
-        summary = json.loads((run_dir / "train_summary.json").read_text())
-        record = {
-            "block": run.block,
-            "model": run.model,
-            "seed": run.seed,
-            "steps": summary["steps"],
-            "train_seconds": summary["train_seconds"],
-            "wall_seconds": {"train": trained, "evaluate": time.perf_counter() - began - trained},
-            "curve": summary["validation"],
-            "training_log": log_summary(run_dir),
-            "trained_by": summary["trained_by"],
-            "config": config.to_dict(),
-            "model_dir": str(model_dir.relative_to(out)),  # relative to the study folder, which may move
-            "evaluated_by": provenance(),
-            **figures,
-        }
-        write_json(run_dir / "result.json", record)
-        print(f"[compare] {run.name}: done in {time.perf_counter() - began:.0f} s", flush=True)
+        trained = _train(run, study, progress)
+        if BLOCKS[run.block].deferred and not headline_trained(out, emoji):
+            waiting.append((run, trained))
+            print(f"[compare] {run.name}: trained; its test figures wait for the 2 x 2 (docs/study.md)", flush=True)
+            continue
+        _measure(run, study, *trained)
+    for run, trained in waiting if headline_trained(out, emoji) else ():
+        _measure(run, study, *trained)
     settings = {
         **provenance(),
         "steps": steps,
@@ -210,6 +222,44 @@ def run_compare(
     fashion = load_results(out).get("fashion", {})
     b = ctx.budget
     return write_report(out, settings, alternating_costs(out, fashion, BASELINES, b.cost_rounds, b.cost_images))
+
+
+def _train(run: StudyRun, study: Study, progress: bool) -> tuple:
+    """Train `run` (or resume it; nothing when it finished before) -> (its config, model folder, wall seconds of
+    this invocation's training)."""
+    block, run_dir = BLOCKS[run.block], study.out / "runs" / run.name
+    n = block.steps(run, study)
+    config = run_config(run, n, [*block.recipe, *study.extra, *(block.quick if study.emoji.quick else ())], study.out)
+    if (run_dir / "train_summary.json").is_file() and (run_dir / "model").is_dir():
+        return config, run_dir / "model", 0.0
+    print(f"[compare] {run.name}: training {n} steps", flush=True)
+    began = time.perf_counter()
+    model_dir = train(config, run_dir, progress=progress, scorers=block.scorers(config, study))
+    return config, model_dir, time.perf_counter() - began
+
+
+def _measure(run: StudyRun, study: Study, config, model_dir: Path, trained: float) -> None:
+    """Measure a trained run and write its result.json, with how it was trained and measured."""
+    run_dir, began = study.out / "runs" / run.name, time.perf_counter()
+    figures = BLOCKS[run.block].evaluate(DiffDisPipeline.from_pretrained(model_dir), config, study, run_dir, run)
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    record = {
+        "block": run.block,
+        "model": run.model,
+        "seed": run.seed,
+        "steps": summary["steps"],
+        "train_seconds": summary["train_seconds"],
+        "wall_seconds": {"train": trained, "evaluate": time.perf_counter() - began},  # train: this invocation's
+        "curve": summary["validation"],
+        "training_log": log_summary(run_dir),
+        "trained_by": summary["trained_by"],
+        "config": config.to_dict(),
+        "model_dir": str(model_dir.relative_to(study.out)),  # relative to the study folder, which may move
+        "evaluated_by": provenance(),
+        **figures,
+    }
+    write_json(run_dir / "result.json", record)
+    print(f"[compare] {run.name}: measured in {time.perf_counter() - began:.0f} s", flush=True)
 
 
 def dc_template_check(out: str | Path = "runs/compare", seeds: tuple[int, ...] = (0, 1, 2)) -> dict:

@@ -33,6 +33,9 @@ MODELS: dict[str, tuple[str, ...]] = {  # row name -> its overrides of the tiny 
     "gamma-0.3": ("model.gamma=0.3",),
     "gamma-3": ("model.gamma=3",),
     "epsilon": ("model.text_prediction=epsilon",),
+    # REPA (repa.py) as the third edition's pre-registration fixes it: the mid block, weight 0.5, Lite0's features
+    "diffdis-repa": ("train.align_weight=0.5", "train.align_layer=mid"),
+    "clip-repa": ("model.variant=clip", "train.align_weight=0.5", "train.align_layer=mid"),
 }
 SETTINGS = ("gamma-0.3", "gamma-3", "epsilon")  # the query's scale γ and its parameterisation
 QUERY_ONLY = ("regression", "fusion-mid", "fusion-none", *SETTINGS)  # change the query path alone: no generation
@@ -84,6 +87,8 @@ class Block:
     evaluate: Callable[[object, Config, Study, Path, StudyRun], dict]  # (pipe, config, study, run dir, run) -> figures
     columns: str  # the report's columns, chance line and headline (compare_report.COLUMNS)
     quick: tuple[str, ...] = ()  # more overrides when the emoji plan is quick (tests)
+    recipe: tuple[str, ...] = ()  # overrides of run_config's own (its warm-up, for one)
+    deferred: bool = False  # the test concepts are read only once every run of the edition's headline has trained
 
 
 def holdout_triples() -> dict[str, tuple[str, ...]]:
@@ -197,6 +202,34 @@ def _first_edition_block(columns: str, curves: bool = True) -> Block:
     )
 
 
+# The third edition (docs/study.md, pre-registered before its first run): the released model's recipe; a generator,
+# then DiffDis and clip fine-tuned from it or trained from scratch on the same number of image presentations, with
+# and without REPA. Test figures wait until the headline's 2 x 2 has trained (compare.py).
+
+GENERATOR = StudyRun("emoji3-generator", "gen", 0)
+RELEASE_RECIPE = ("train.warmup_steps=100", "train.ema_decay=0.999")  # beside EMOJI_SETTINGS: experiments/release.py
+HEADLINE_ROWS = ("diffdis", "clip")  # the 2 x 2 of the one pre-registered test
+REPA_ROWS = ("diffdis-repa", "clip-repa")  # exploratory
+
+
+def _third_overrides(run: StudyRun, out: Path) -> list[str]:
+    init = [f"train.init_from={out / 'runs' / GENERATOR.name / 'model'}"] if run.block == "emoji3-pretrained" else []
+    return [*EMOJI_SETTINGS, *MODELS[run.model], *init]
+
+
+def _third_block(steps: Callable[[EmojiPlan], int], deferred: bool = True) -> Block:
+    return Block(
+        overrides=_third_overrides,
+        steps=lambda run, study: steps(study.emoji),
+        scorers=_emoji_scorers,
+        evaluate=_evaluate_emoji,
+        columns="emoji",
+        quick=QUICK_OVERRIDES,
+        recipe=RELEASE_RECIPE,
+        deferred=deferred,
+    )
+
+
 BLOCKS: dict[str, Block] = {
     "fashion": _first_edition_block("fashion"),
     "unseen-A": _first_edition_block("unseen"),
@@ -206,4 +239,7 @@ BLOCKS: dict[str, Block] = {
     "emoji-query": _emoji_block(columns="emoji-query"),
     "emoji-pretrained": _emoji_block(),
     "emoji-scratch": _emoji_block(),
+    GENERATOR.block: _third_block(lambda plan: plan.generator_steps, deferred=False),
+    "emoji3-pretrained": _third_block(lambda plan: plan.finetune_steps),
+    "emoji3-scratch": _third_block(lambda plan: plan.generator_steps + plan.finetune_steps),
 }

@@ -86,6 +86,11 @@ class EmojiPlan:
     query_seeds: tuple[int, ...] = (0,)
     judge_epochs: int = 12  # of the generation judge, trained once per study process on real drawings
     quick: bool = False  # tests: a few images per evaluation set and generated concepts, to check the plumbing
+    # The third edition (docs/study.md, pre-registered): a generator, then the 2 x 2 compute-matched on image
+    # presentations: fine-tuned from the generator for finetune_steps, or from scratch for both counts together.
+    generator_steps: int = 3000
+    finetune_steps: int = 1000
+    third_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
 
 
 def chosen_gamma(results: dict[str, list[dict]], seeds: tuple[int, ...]) -> float | None:
