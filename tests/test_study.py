@@ -274,3 +274,49 @@ def test_a_tuning_record_pairs_runs_of_different_step_costs_by_training_time(tmp
     )
     with pytest.raises(ValueError, match="'step' or 'time'"):
         compare(tmp_path / "base", tmp_path / "wide", tmp_path / "record.json", by="flops")
+
+
+def test_the_third_editions_analysis_is_the_pre_registered_difference_of_gains(tmp_path):
+    from diffdis.experiments.concept_intervals import ARMS, REPA_ARMS, THIRD_FAMILY, THIRD_HEADLINE, third_edition
+
+    n, seeds = 427, range(3)  # the unseen test drawings, in the order every result file holds them
+    rng = np.random.default_rng(0)
+    base = (rng.random((len(seeds), n)) < 0.1).astype(int)
+    lift = (rng.random((len(seeds), n)) < 0.2).astype(int)  # DiffDis from the generator gains more than clip
+    scored = {name: base for name in ARMS} | {"DiffDis from the generator": np.maximum(base, lift)}
+
+    def write(arms: dict):
+        for name, (block, model) in arms.items():
+            for seed in seeds:
+                run = tmp_path / "runs" / block / f"{model}-seed{seed}"
+                run.mkdir(parents=True, exist_ok=True)
+                correct = [int(v) for v in scored.get(name, base)[seed]]
+                (run / "result.json").write_text(json.dumps({"test": {"unseen": {"correct": correct}}}))
+
+    lit = tmp_path / "lit"
+    lit.mkdir()
+    unseen = {"unseen": {"correct": [1] * 100 + [0] * (n - 100)}}
+    (lit / "results.json").write_text(json.dumps({"discrimination": {"test": unseen}}))
+    with pytest.raises(FileNotFoundError, match="the 2 x 2 is not measured yet"):
+        third_edition(tmp_path, seeds, lit)
+    write(ARMS)
+    record = third_edition(tmp_path, seeds, lit)
+    headline = record[THIRD_HEADLINE]
+    gain = scored["DiffDis from the generator"] - base  # clip's gain is 0 here
+    assert headline["all"]["concept_and_seed"]["mean_difference"] == pytest.approx(100 * gain.mean())
+    assert headline["all"]["concept_and_seed"]["low"] > 0 and headline["all"]["seed_level"]["low"] > 0
+    groups = record["groups"]
+    assert groups["near"]["drawings"] + groups["far"]["drawings"] == groups["all"]["drawings"] == n
+    assert groups["ImageNet-class"]["drawings"] + groups["other"]["drawings"] == n
+    assert groups["all"]["concepts"] == 143 and 0 < groups["far"]["concepts"] < 143
+    family = record["family (exploratory; Holm once complete)"]
+    assert len(family["missing"]) == 4 and "holm_p" not in next(iter(family["tests"].values()))["concept_and_seed"]
+    assert record["top1"]["clip from scratch"]["all"]["mean"] == pytest.approx(100 * base.mean())
+    assert record["lit (reference line; one fit, its encoder saw ImageNet's classes)"]["all"] == pytest.approx(
+        100 * 100 / n
+    )
+    write(REPA_ARMS)  # the family complete: Holm over its eight tests
+    family = third_edition(tmp_path, seeds, lit)["family (exploratory; Holm once complete)"]
+    assert not family["missing"] and set(family["tests"]) == set(THIRD_FAMILY) and len(THIRD_FAMILY) == 8
+    for test in family["tests"].values():
+        assert test["concept_and_seed"]["holm_p"] >= test["concept_and_seed"]["p_value"]
