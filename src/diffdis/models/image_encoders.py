@@ -13,7 +13,6 @@ registered architecture) and `model.safetensors`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from ..utils.digest import file_digest
 from ..utils.optional import require
 
 DEFAULT_IMAGE_ENCODER = "efficientnet-lite0"
@@ -60,11 +60,7 @@ def register_image_encoder(spec: ImageEncoderSpec) -> None:
 
 
 def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256").hexdigest()
 
 
 def _efficientnet_lite0() -> nn.Module:

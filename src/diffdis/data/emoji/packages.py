@@ -8,13 +8,14 @@ unpacked, so a tarball that differs from the one pinned here is refused and dele
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import shutil
 import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from ...utils.digest import file_digest
 
 
 class EmojiDataError(RuntimeError):
@@ -95,11 +96,8 @@ def package_dir(package: Package, root: str | Path | None = None) -> Path:
 
 
 def integrity_of(path: Path) -> str:
-    digest = hashlib.sha512()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return "sha512-" + base64.b64encode(digest.digest()).decode()
+    """The npm registry's form of a file's hash (its `dist.integrity`)."""
+    return "sha512-" + base64.b64encode(file_digest(path, "sha512").digest()).decode()
 
 
 def missing_packages(root: str | Path | None = None) -> list[Package]:
