@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from .sharding import full_tensor, shard_like
+from .sharding import shard_like, whole_tensors
 
 NO_DECAY = ("null_latent", "logit_scale")  # learned conditions and the temperature, not weights to shrink
 
@@ -94,11 +94,7 @@ class EMA:
     def state_dict(self, keep: bool = True) -> dict[str, torch.Tensor]:
         """Whole tensors on the CPU (gathered when the weights are sharded: a collective call). With `keep` False
         each gathered tensor is dropped at once and nothing is returned (every process but the writing one)."""
-        out = {}
-        for name, shadow in self.shadow.items():
-            whole = full_tensor(shadow)
-            if keep:
-                out[name] = whole.cpu()
+        out = whole_tensors(self.shadow, keep)
         return {**out, "__updates__": torch.tensor(self.updates)} if keep else {}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:

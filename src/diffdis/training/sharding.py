@@ -71,16 +71,21 @@ def shard_like(reference: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
     return distribute_tensor(full.to(reference.device, reference.dtype), reference.device_mesh, reference.placements)
 
 
-def full_state_dict(module: torch.nn.Module, keep: bool = True) -> dict[str, torch.Tensor]:
-    """`module.state_dict()` with whole tensors on the CPU (collective when `module` is sharded). With `keep` False
-    (every process but the one that writes) each gathered tensor is dropped at once and nothing is returned, so
-    such a process holds one whole tensor at a time, never the whole state."""
+def whole_tensors(tensors: dict[str, torch.Tensor], keep: bool = True) -> dict[str, torch.Tensor]:
+    """`tensors` whole and on the CPU (collective for sharded ones). With `keep` False (every process but the one
+    that writes) each gathered tensor is dropped at once and nothing is returned, so such a process holds one whole
+    tensor at a time, never the whole state."""
     out = {}
-    for key, value in module.state_dict().items():
+    for key, value in tensors.items():
         whole = full_tensor(value.detach())
         if keep:
             out[key] = whole.cpu().contiguous()
     return out
+
+
+def full_state_dict(module: torch.nn.Module, keep: bool = True) -> dict[str, torch.Tensor]:
+    """`module.state_dict()` as whole tensors on the CPU (whole_tensors)."""
+    return whole_tensors(module.state_dict(), keep)
 
 
 def load_full_state_dict(module: torch.nn.Module, full: dict[str, torch.Tensor]) -> None:
