@@ -17,8 +17,8 @@ scale γ with diffusion against regression, on 1,212 seen and 143 unseen concept
 
 Third edition (pre-registered in docs/study.md): the released model's recipe; a generator (emoji3-generator),
 then DiffDis and clip fine-tuned from it (emoji3-pretrained) or trained from scratch for the generator's steps and
-the fine-tuning's together (emoji3-scratch), five seeds, then the same four arms with REPA. Their test figures are
-read only once every run of the 2 x 2 has trained; until then a trained run waits without a result.json.
+the fine-tuning's together (emoji3-scratch), five seeds, then the same four arms with REPA. Its analysis
+(concept_intervals.py) runs only once the whole 2 x 2 is measured.
 
 What a run of each block is (its overrides, steps, curve scorers, evaluation, report columns) is one record in
 compare_blocks.py; this module says in which order runs are made. A run's figures go to
@@ -130,12 +130,6 @@ def third_runs(plan: EmojiPlan, blocks: tuple[str, ...] = (), models: tuple[str,
             yield from filter(keep, (StudyRun(block, row, seed) for block in THIRD_BLOCKS for row in rows))
 
 
-def headline_trained(out: Path, plan: EmojiPlan) -> bool:
-    """Whether every run of the third edition's 2 x 2 has trained: until then no test figure of it is read."""
-    runs = (StudyRun(b, row, seed) for b in THIRD_BLOCKS for row in HEADLINE_ROWS for seed in plan.third_seeds)
-    return all((out / "runs" / run.name / "train_summary.json").is_file() for run in runs)
-
-
 def _chosen_gamma(out: Path, seeds: tuple[int, ...]) -> float | None:
     """The query scale chosen from the results in `out` so far (γ = 1's runs are emoji-pretrained's)."""
     return chosen_gamma({**_measured(out, "emoji-pretrained"), **_measured(out, "emoji-query")}, seeds)
@@ -181,18 +175,9 @@ def run_compare(
     runs = itertools.chain(
         study_runs(seeds, blocks, models), emoji_runs(emoji, out, blocks, models), third_runs(emoji, blocks, models)
     )
-    waiting = []  # trained, their test figures deferred until the third edition's 2 x 2 has trained
     for run in () if report_only else runs:
-        if (out / "runs" / run.name / "result.json").exists():
-            continue
-        trained = _train(run, study, progress)
-        if BLOCKS[run.block].deferred and not headline_trained(out, emoji):
-            waiting.append((run, trained))
-            print(f"[compare] {run.name}: trained; its test figures wait for the 2 x 2 (docs/study.md)", flush=True)
-            continue
-        _measure(run, study, *trained)
-    for run, trained in waiting if headline_trained(out, emoji) else ():
-        _measure(run, study, *trained)
+        if not (out / "runs" / run.name / "result.json").exists():
+            _measure(run, study, *_train(run, study, progress))
     settings = {
         **provenance(),
         "steps": steps,
@@ -225,13 +210,10 @@ def run_compare(
 
 
 def _train(run: StudyRun, study: Study, progress: bool) -> tuple:
-    """Train `run` (or resume it; nothing when it finished before) -> (its config, model folder, wall seconds of
-    this invocation's training)."""
+    """Train `run` (or resume it) -> (its config, model folder, wall seconds of this invocation's training)."""
     block, run_dir = BLOCKS[run.block], study.out / "runs" / run.name
     n = block.steps(run, study)
     config = run_config(run, n, [*block.recipe, *study.extra, *(block.quick if study.emoji.quick else ())], study.out)
-    if (run_dir / "train_summary.json").is_file() and (run_dir / "model").is_dir():
-        return config, run_dir / "model", 0.0
     print(f"[compare] {run.name}: training {n} steps", flush=True)
     began = time.perf_counter()
     model_dir = train(config, run_dir, progress=progress, scorers=block.scorers(config, study))
@@ -249,7 +231,7 @@ def _measure(run: StudyRun, study: Study, config, model_dir: Path, trained: floa
         "seed": run.seed,
         "steps": summary["steps"],
         "train_seconds": summary["train_seconds"],
-        "wall_seconds": {"train": trained, "evaluate": time.perf_counter() - began},  # train: this invocation's
+        "wall_seconds": {"train": trained, "evaluate": time.perf_counter() - began},
         "curve": summary["validation"],
         "training_log": log_summary(run_dir),
         "trained_by": summary["trained_by"],

@@ -88,7 +88,6 @@ class Block:
     columns: str  # the report's columns, chance line and headline (compare_report.COLUMNS)
     quick: tuple[str, ...] = ()  # more overrides when the emoji plan is quick (tests)
     recipe: tuple[str, ...] = ()  # overrides of run_config's own (its warm-up, for one)
-    deferred: bool = False  # the test concepts are read only once every run of the edition's headline has trained
 
 
 def holdout_triples() -> dict[str, tuple[str, ...]]:
@@ -204,7 +203,7 @@ def _first_edition_block(columns: str, curves: bool = True) -> Block:
 
 # The third edition (docs/study.md, pre-registered before its first run): the released model's recipe; a generator,
 # then DiffDis and clip fine-tuned from it or trained from scratch on the same number of image presentations, with
-# and without REPA. Test figures wait until the headline's 2 x 2 has trained (compare.py).
+# and without REPA.
 
 GENERATOR = StudyRun("emoji3-generator", "gen", 0)
 RELEASE_RECIPE = ("train.warmup_steps=100", "train.ema_decay=0.999")  # beside EMOJI_SETTINGS: experiments/release.py
@@ -217,7 +216,7 @@ def _third_overrides(run: StudyRun, out: Path) -> list[str]:
     return [*EMOJI_SETTINGS, *MODELS[run.model], *init]
 
 
-def _third_block(steps: Callable[[EmojiPlan], int], deferred: bool = True) -> Block:
+def _third_block(steps: Callable[[EmojiPlan], int]) -> Block:
     return Block(
         overrides=_third_overrides,
         steps=lambda run, study: steps(study.emoji),
@@ -226,7 +225,6 @@ def _third_block(steps: Callable[[EmojiPlan], int], deferred: bool = True) -> Bl
         columns="emoji",
         quick=QUICK_OVERRIDES,
         recipe=RELEASE_RECIPE,
-        deferred=deferred,
     )
 
 
@@ -239,7 +237,7 @@ BLOCKS: dict[str, Block] = {
     "emoji-query": _emoji_block(columns="emoji-query"),
     "emoji-pretrained": _emoji_block(),
     "emoji-scratch": _emoji_block(),
-    GENERATOR.block: _third_block(lambda plan: plan.generator_steps, deferred=False),
+    GENERATOR.block: _third_block(lambda plan: plan.generator_steps),
     "emoji3-pretrained": _third_block(lambda plan: plan.finetune_steps),
     "emoji3-scratch": _third_block(lambda plan: plan.generator_steps + plan.finetune_steps),
 }
