@@ -18,6 +18,7 @@ from ..data.datasets import FASHION_MNIST_CLASSES
 from ..training import train
 from .compare_emoji import EMOJI_SETTINGS, INITIALISED, QUICK_OVERRIDES, EmojiEvaluation, EmojiPlan, query_overrides
 from .compare_eval import Context, curve_scorer, evaluate_fashion, evaluate_shapes
+from .emoji_settings import RELEASE_OVERRIDES
 
 MODELS: dict[str, tuple[str, ...]] = {  # row name -> its overrides of the tiny preset
     "diffdis": (),
@@ -206,7 +207,8 @@ def _first_edition_block(columns: str, curves: bool = True) -> Block:
 # and without REPA.
 
 GENERATOR = StudyRun("emoji3-generator", "gen", 0)
-RELEASE_RECIPE = ("train.warmup_steps=100", "train.ema_decay=0.999")  # beside EMOJI_SETTINGS: experiments/release.py
+# The released model's recipe beside EMOJI_SETTINGS: its warm-up (the preset's, which run_config replaces) and EMA.
+RELEASE_RECIPE = ("train.warmup_steps=100", *(o for o in RELEASE_OVERRIDES if o.startswith("train.ema_decay=")))
 HEADLINE_ROWS = ("diffdis", "clip")  # the 2 x 2 of the one pre-registered test
 REPA_ROWS = ("diffdis-repa", "clip-repa")  # exploratory
 
