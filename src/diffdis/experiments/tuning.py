@@ -116,11 +116,8 @@ def ema_against_raw(run: str | Path, out: str | Path) -> dict:
         for folder in checkpoints(run):
             step, scored = int(folder.name.split("_")[-1]), {}
             for weights, averaged in (("ema", True), ("raw", False)):
-                point = curve(
-                    DiffDisPipeline.from_pretrained(
-                        checkpoint_run(run, step, Path(tmp) / f"{step}-{weights}", averaged)
-                    )
-                )
+                model_dir = checkpoint_run(run, step, Path(tmp) / f"{step}-{weights}", averaged)
+                point = curve(DiffDisPipeline.from_pretrained(model_dir))
                 scored[weights] = {k: point[k] for k in KEYS}
             points.append({"step": step, **scored})
     record = {
