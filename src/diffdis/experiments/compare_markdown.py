@@ -68,30 +68,36 @@ HISTORY = (
     "template beside the averaged condition, dc_templates.json).",
 )
 
+THIRD_EDITION = (
+    "Third edition (emoji3-* blocks; pre-registered in docs/study.md): a generator, then DiffDis and clip fine-tuned "
+    "from it or trained from scratch on the same image presentations, with and without REPA. Its headline test and "
+    "its intervals over concepts and seeds are in third_edition.json (`python -m diffdis.experiments."
+    "concept_intervals --edition 3`), written only once the 2 x 2 is measured; the tables below are per block.",
+    "",
+)
+
 
 def markdown(report: dict) -> str:
     s = report["settings"]
     command = s.get("command", "diffdis compare")
-    made = (
-        f"Runs made by `{command.replace(' --report-only', '')}`, report rebuilt by `{command}`"
-        if "--report-only" in command
-        else f"Made by `{command}`"
-    )
     versions = ", ".join(report.get("run_code_versions", [])) or "not recorded"
+    third = [block for block in report["blocks"] if block.startswith("emoji3-")]
     lines = [
         "# DiffDis and its baselines at equal steps",
         "",
-        f"{made}: {report['runs_measured']} runs (code {versions}), "
-        f"{report['run_seconds_total'] / 3600:.2f} h of training and evaluation in all (this machine: "
-        f"{s.get('environment', {}).get('torch_threads', '?')} threads).",
+        f"Written by `{command}` from every result found: {report['runs_measured']} runs, each result.json with the "
+        f"command that trained it (code {versions}), {report['run_seconds_total'] / 3600:.2f} h of training and "
+        f"evaluation in all (this machine: {s.get('environment', {}).get('torch_threads', '?')} threads).",
         "",
         f"Runs trained for {'/'.join(map(str, report['steps_per_run']))} steps (warm-up 5%, cosine to the last "
-        f"step; the emoji blocks: see their section), seeds {report['seeds_measured']};"
+        "step; the third edition's: the released model's recipe, 100 warm-up steps and EMA 0.999; the emoji blocks: "
+        f"see their section), seeds {report['seeds_measured']};"
         " figures are mean ± std over seeds (number of seeds in brackets). Settings (query steps and guidance,"
         " generation guidance) were chosen per model on its validation split; each test figure was read once.",
         "",
         *HISTORY,
         "",
+        *(THIRD_EDITION if third else ()),
     ]
     for block, table in report["blocks"].items():
         chance = table["chance"]
