@@ -138,8 +138,7 @@ def emoji_zero_shot(
 def near_and_far(emoji: EmojiData, unseen: LabelledImages, q: torch.Tensor, classes: torch.Tensor) -> dict:
     """The unseen figures again for the *near* concepts (a content word of the name is in a training name or
     caption) and the *far* ones (none is), each against every unseen candidate, with the group sizes."""
-    index = {name: c for c, name in enumerate(emoji.names)}
-    near = torch.tensor([bool(emoji.shared_words[index[unseen.class_names[y]]]) for y in unseen.labels])
+    near = torch.from_numpy(near_drawings(emoji, unseen))
     rule = (
         "a content word of the name is in {} training name or caption (data/emoji/transfer.py); candidates: every "
         "unseen"
@@ -150,13 +149,26 @@ def near_and_far(emoji: EmojiData, unseen: LabelledImages, q: torch.Tensor, clas
     }
 
 
+def near_drawings(emoji: EmojiData, unseen: LabelledImages) -> np.ndarray:
+    """(drawings,) bool: the drawing's concept is near (a content word of its name is in a training name or
+    caption: data/emoji/transfer.py)."""
+    index = {name: c for c, name in enumerate(emoji.names)}
+    return np.array([bool(emoji.shared_words[index[unseen.class_names[y]]]) for y in unseen.labels])
+
+
+def imagenet_drawings(unseen: LabelledImages) -> np.ndarray:
+    """(drawings,) bool: the drawing's concept name matches an ImageNet-1k class (data/imagenet.py)."""
+    matches = {n: imagenet_match(n) is not None for n in unseen.class_names}
+    return np.array([matches[unseen.class_names[y]] for y in unseen.labels])
+
+
 def encoder_seen(unseen: LabelledImages, q: torch.Tensor, classes: torch.Tensor, trained_on: str) -> dict:
     """For a model built on an ImageNet-1k encoder: the unseen figures again for the concepts whose names match an
     ImageNet class (the encoder saw them with labels; data/imagenet.py) and for the rest, with the matches."""
     if trained_on != "imagenet-1k":
         return {}
     matches = {n: imagenet_match(n) for n in unseen.class_names}
-    seen = torch.tensor([matches[unseen.class_names[y]] is not None for y in unseen.labels])
+    seen = torch.from_numpy(imagenet_drawings(unseen))
     where = "(data/imagenet.py); candidates: every unseen concept"
     return {
         "unseen_encoder_seen": {

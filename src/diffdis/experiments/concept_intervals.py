@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.emoji import EmojiData
-from ..data.imagenet import imagenet_match
+from ..evaluation.emoji import imagenet_drawings, near_drawings
 from ..evaluation.significance import concept_seed_interval, holm, paired_interval
 from ..provenance import provenance
 from ..utils.results import write_json
@@ -57,15 +57,20 @@ def both(a: np.ndarray, b: np.ndarray, concepts: np.ndarray) -> dict:
     }
 
 
+def corrected(tests: dict[str, dict]) -> None:
+    """Holm over the tests' two-level p-values: each gains holm_p and holm_significant."""
+    adjusted, rejected = holm([t["concept_and_seed"]["p_value"] for t in tests.values()])
+    for test, p, significant in zip(tests.values(), adjusted, rejected):
+        test["concept_and_seed"].update(holm_p=p, holm_significant=significant)
+
+
 def concept_intervals(study: str | Path = "runs/compare") -> dict:
     study = Path(study)
     emoji = EmojiData.load(16)
     emoji.check_split()
     concepts = emoji.eval_set("emoji-unseen").labels.numpy()  # the drawings' order in every result file
     tests = {name: both(scores(study, *a), scores(study, *b), concepts) for name, (a, b) in HEADLINE.items()}
-    adjusted, rejected = holm([t["concept_and_seed"]["p_value"] for t in tests.values()])
-    for test, p, significant in zip(tests.values(), adjusted, rejected):
-        test["concept_and_seed"].update(holm_p=p, holm_significant=significant)
+    corrected(tests)
     gains = {m: scores(study, "emoji-pretrained", m) - scores(study, "emoji-scratch", m) for m in ("diffdis", "clip")}
     premise = both(gains["diffdis"], gains["clip"], concepts)
     record = {
@@ -102,12 +107,9 @@ THIRD_HEADLINE = "headline: DiffDis's gain from the generator minus clip's (one 
 def drawing_groups(emoji: EmojiData, unseen) -> dict[str, np.ndarray]:
     """Masks over the unseen test drawings: all; near and far concepts (data/emoji/transfer.py); the concepts whose
     name matches an ImageNet-1k class (an ImageNet encoder saw them with labels: data/imagenet.py) and the rest."""
-    index = {name: c for c, name in enumerate(emoji.names)}
-    names = [unseen.class_names[y] for y in unseen.labels]
-    near = np.array([bool(emoji.shared_words[index[n]]) for n in names])
-    imagenet = np.array([imagenet_match(n) is not None for n in names])
+    near, imagenet = near_drawings(emoji, unseen), imagenet_drawings(unseen)
     return {
-        "all": np.ones(len(names), bool),
+        "all": np.ones(len(near), bool),
         "near": near,
         "far": ~near,
         "ImageNet-class": imagenet,
@@ -134,9 +136,7 @@ def third_edition(study: str | Path = "runs/compare", seeds=SEEDS, lit: str | Pa
     family = {name: both(arms[a], arms[b], concepts) for name, (a, b) in THIRD_FAMILY.items() if {a, b} <= set(arms)}
     missing = sorted(set(THIRD_FAMILY) - set(family))
     if not missing:
-        adjusted, rejected = holm([t["concept_and_seed"]["p_value"] for t in family.values()])
-        for test, p, significant in zip(family.values(), adjusted, rejected):
-            test["concept_and_seed"].update(holm_p=p, holm_significant=significant)
+        corrected(family)
     lit_scores = np.array(_lit_scores(Path(lit)), dtype=float)
     record = {
         **provenance(),
