@@ -102,3 +102,22 @@ def test_the_shipped_model_is_listed_and_loads_by_name_from_the_package():
     assert images[0].size == (16, 16)
     labels = ["cat face", "red apple", "rocket"]
     assert pipe.predict(images, labels).probabilities.shape == (1, 3)
+
+
+def test_a_curve_point_scores_what_the_variant_can_do(monkeypatch):
+    """gen is judged on its samples without a zero-shot figure, dis/clip are scored without training the judge."""
+    from types import SimpleNamespace
+
+    calls = []
+    groups = {g: {"top1": 1.0, "top5": 2.0} for g in ("unseen", "unseen_near", "unseen_far", "seen_heldout_drawings")}
+    monkeypatch.setattr(release, "emoji_zero_shot", lambda *a, **k: calls.append("zero-shot") or groups)
+    judge = ("a judge", {"test_accuracy": 40.0})
+    monkeypatch.setattr(release, "emoji_judge", lambda *a, **k: calls.append("judge") or judge)
+    monkeypatch.setattr(release, "emoji_generation", lambda *a, **k: (None, {"judged_correct": 3.0}))
+    emoji = SimpleNamespace(concepts=lambda split: list(range(100)))
+    for generates, discriminates in ((True, False), (False, True), (True, True)):
+        calls.clear()
+        point = release.EmojiCurve(emoji)(SimpleNamespace(can_generate=generates, can_discriminate=discriminates))
+        assert ("unseen_far_top1" in point) == discriminates == ("zero-shot" in calls)
+        assert ("judged_seen" in point) == ("judged_val" in point) == generates == ("judge" in calls)
+        assert "wall_time" in point

@@ -49,7 +49,8 @@ CURVE_CONCEPTS = 48  # per group (seen, validation), two samples each
 
 
 class EmojiCurve:
-    """A train(scorers=...) entry: one point of the validation curves (never a test concept)."""
+    """A train(scorers=...) entry: one point of the validation curves (never a test concept), with what the
+    variant can do: zero-shot on the unseen validation concepts, judged samples of seen and validation prompts."""
 
     def __init__(self, emoji: EmojiData):
         self.emoji = emoji
@@ -59,21 +60,18 @@ class EmojiCurve:
         self.judge = None
 
     def __call__(self, pipe) -> dict:
-        if self.judge is None:
-            self.judge, self.judge_record = emoji_judge(self.emoji, epochs=JUDGE_EPOCHS)
-        figures = emoji_zero_shot(pipe, self.emoji, "val")
-        point = {
-            "wall_time": time.strftime("%Y-%m-%d %H:%M:%S"),  # with train_log.jsonl: the CPU time behind each point
-            **{
-                f"{group}_{k}": round(figures[group][k], 2)
-                for group in ("unseen", "unseen_near", "unseen_far", "seen_heldout_drawings")
-                for k in ("top1", "top5")
-            },
-        }
-        for group, concepts in (("seen", self.seen), ("val", self.val)):
-            _, record = emoji_generation(pipe, self.emoji, self.judge, concepts, **CURVE_GENERATION)
-            point[f"judged_{group}"] = round(record["judged_correct"], 2)
-        point["judge_real_accuracy"] = round(self.judge_record["test_accuracy"], 2)
+        point = {"wall_time": time.strftime("%Y-%m-%d %H:%M:%S")}  # with train_log.jsonl: the CPU time behind it
+        if pipe.can_discriminate:
+            figures = emoji_zero_shot(pipe, self.emoji, "val")
+            for group in ("unseen", "unseen_near", "unseen_far", "seen_heldout_drawings"):
+                point.update({f"{group}_{k}": round(figures[group][k], 2) for k in ("top1", "top5")})
+        if pipe.can_generate:
+            if self.judge is None:
+                self.judge, self.judge_record = emoji_judge(self.emoji, epochs=JUDGE_EPOCHS)
+            for group, concepts in (("seen", self.seen), ("val", self.val)):
+                _, record = emoji_generation(pipe, self.emoji, self.judge, concepts, **CURVE_GENERATION)
+                point[f"judged_{group}"] = round(record["judged_correct"], 2)
+            point["judge_real_accuracy"] = round(self.judge_record["test_accuracy"], 2)
         return point
 
 
