@@ -156,10 +156,11 @@ def near_drawings(emoji: EmojiData, unseen: LabelledImages) -> np.ndarray:
     return np.array([bool(emoji.shared_words[index[unseen.class_names[y]]]) for y in unseen.labels])
 
 
-def imagenet_drawings(unseen: LabelledImages) -> np.ndarray:
-    """(drawings,) bool: the drawing's concept name matches an ImageNet-1k class (data/imagenet.py)."""
-    matches = {n: imagenet_match(n) is not None for n in unseen.class_names}
-    return np.array([matches[unseen.class_names[y]] for y in unseen.labels])
+def imagenet_drawings(unseen: LabelledImages, matches: dict[str, str | None] | None = None) -> np.ndarray:
+    """(drawings,) bool: the drawing's concept name matches an ImageNet-1k class (data/imagenet.py); `matches`
+    (concept name -> its class or None) when the caller has them already."""
+    matches = matches or {n: imagenet_match(n) for n in unseen.class_names}
+    return np.array([matches[unseen.class_names[y]] is not None for y in unseen.labels])
 
 
 def encoder_seen(unseen: LabelledImages, q: torch.Tensor, classes: torch.Tensor, trained_on: str) -> dict:
@@ -168,7 +169,7 @@ def encoder_seen(unseen: LabelledImages, q: torch.Tensor, classes: torch.Tensor,
     if trained_on != "imagenet-1k":
         return {}
     matches = {n: imagenet_match(n) for n in unseen.class_names}
-    seen = torch.from_numpy(imagenet_drawings(unseen))
+    seen = torch.from_numpy(imagenet_drawings(unseen, matches))
     where = "(data/imagenet.py); candidates: every unseen concept"
     return {
         "unseen_encoder_seen": {
