@@ -8,6 +8,7 @@ import json
 import torch
 
 from diffdis import DiffDisPipeline
+from diffdis.config import apply_overrides
 from diffdis.model_card import CARD_NAME, MEASURED_NAME, write_model_card
 
 
@@ -39,3 +40,16 @@ def test_the_model_card_says_what_the_folder_holds_and_drops_figures_of_replaced
     pipe.save_pretrained(folder)  # new weights: the old figures no longer describe them
     assert not (folder / MEASURED_NAME).exists()
     assert "No figures measured" in (folder / CARD_NAME).read_text()
+
+
+def test_a_repa_trained_model_card_names_the_encoder_and_its_licence(small_config, tmp_path):
+    """Weights shaped by an encoder's features in training carry that encoder's licence on their card."""
+    config = apply_overrides(small_config, ["train.align_weight=0.5", "train.align_layer=down.1"])
+    DiffDisPipeline.from_config(config).save_pretrained(tmp_path / "model")
+    card = (tmp_path / "model" / CARD_NAME).read_text()
+    repa = "| REPA (training only) | down.1 aligned to the frozen efficientnet-lite0 image encoder's features"
+    assert f"{repa}, weight 0.5" in card
+    assert "Apache-2.0 (EfficientNet-Lite0 ImageNet weights" in card
+
+    DiffDisPipeline.from_config(small_config).save_pretrained(tmp_path / "plain")
+    assert "REPA" not in (tmp_path / "plain" / CARD_NAME).read_text()

@@ -13,6 +13,7 @@ from safetensors import safe_open
 
 import diffdis
 from diffdis import DiffDisPipeline, pretrained
+from diffdis.config import apply_overrides
 from diffdis.experiments import emoji_demo, release
 from diffdis.pretrained import resolve_model
 
@@ -73,6 +74,14 @@ def test_the_release_trains_with_curves_evaluates_once_and_exports_a_listed_mode
     release.run_release(run, overrides, progress=False, evaluate=True)  # asked to: evaluated again, and says so
     again = json.loads((run / "results.json").read_text())
     assert "--stage evaluate" in again["command"] and again["discrimination"] == results["discrimination"]
+
+
+def test_the_licences_of_a_repa_trained_release_name_the_encoder(small_config):
+    plain = release.release_licences(small_config)
+    assert "CC BY 4.0" in plain and "REPA" not in plain
+    aligned = release.release_licences(apply_overrides(small_config, ["train.align_weight=0.5"]))
+    assert aligned.startswith(plain) and "REPA: mid aligned to the frozen efficientnet-lite0" in aligned
+    assert "Apache-2.0 (EfficientNet-Lite0 ImageNet weights" in aligned
 
 
 def test_an_unknown_model_name_is_refused_with_the_released_names():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import Config
 from .data.emoji.packages import PACKAGES
+from .models.image_encoders import encoder_licence
 from .pretrained import RELEASE_NAME
 
 CARD_NAME = "README.md"
@@ -170,6 +171,8 @@ def _training_lines(config: Config, summary: dict | None) -> list[str]:
         ("weights", f"EMA, decay {t.ema_decay:g}"),
         ("precision", t.mixed_precision if t.mixed_precision != "no" else "float32"),
     ]
+    if t.align_weight > 0:
+        rows.append(("REPA (training only)", repa_words(config)))
     if summary is None:
         return [*_table(rows), "", "No training summary in this folder (not saved by `diffdis train`)."]
     rows = [
@@ -181,6 +184,15 @@ def _training_lines(config: Config, summary: dict | None) -> list[str]:
     for check in scored[-1:]:
         rows.append(("last validation", f"top-1 {check['val_top1']:.2f}% at step {check['step']} (held-out images)"))
     return _table(rows)
+
+
+def repa_words(config: Config) -> str:
+    """What a REPA-trained model's layer was aligned to, and the licence of that encoder's weights."""
+    t = config.train
+    return (
+        f"{t.align_layer} aligned to the frozen {t.align_encoder} image encoder's features, weight "
+        f"{t.align_weight:g}; that encoder's weights: {encoder_licence(t.align_encoder)}"
+    )
 
 
 def _release_lines(release: dict) -> list[str]:

@@ -24,7 +24,7 @@ from ..config import DEFAULT_GUIDANCE, Config, apply_overrides, preset
 from ..data.emoji import EmojiData
 from ..evaluation.emoji import emoji_generation, emoji_judge, emoji_zero_shot
 from ..familiarity import save_familiarity
-from ..model_card import write_model_card
+from ..model_card import repa_words, write_model_card
 from ..pipeline import DiffDisPipeline
 from ..pretrained import RELEASE_NAME, RELEASED_DIR
 from ..provenance import code_version
@@ -262,8 +262,16 @@ def release_record(summary: dict, emoji: EmojiData, fp16_val_top1: float, name: 
             "machine": "2 CPU cores (docs/release.md: how the time was spent)",
             "code": m["training"]["trained_by"][-1]["code"],  # of its last training segment (docs/release.md)
         },
-        "licences": "weights Apache-2.0; trained on Noto Emoji (Apache-2.0), Twemoji (CC BY 4.0, attribution: "
-        "Twemoji by Twitter, Inc and other contributors) and Fluent UI Emoji (MIT) art; OpenMoji (CC BY-SA 4.0) "
-        "drawings only evaluated, names from its openmoji.json",
+        "licences": release_licences(Config.from_dict(m["config"])),
         "results": "results.json",
     }
+
+
+def release_licences(config: Config) -> str:
+    """The licences and attributions of what released weights were trained on, and aligned to with REPA."""
+    licences = (
+        "weights Apache-2.0; trained on Noto Emoji (Apache-2.0), Twemoji (CC BY 4.0, attribution: Twemoji by "
+        "Twitter, Inc and other contributors) and Fluent UI Emoji (MIT) art; OpenMoji (CC BY-SA 4.0) drawings only "
+        "evaluated, names from its openmoji.json"
+    )
+    return licences + (f"; REPA: {repa_words(config)}" if config.train.align_weight > 0 else "")

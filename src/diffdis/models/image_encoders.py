@@ -150,6 +150,18 @@ def image_encoder(name_or_folder: str | Path, input_size: int | None = None) -> 
     return FrozenImageEncoder(spec, input_size)
 
 
+def encoder_licence(name_or_folder: str) -> str:
+    """The licence of an encoder's weights, as its registration or its folder's encoder.json states it (for model
+    cards: nothing is built or hashed)."""
+    spec = IMAGE_ENCODERS.get(name_or_folder)
+    if spec is not None:
+        return spec.licence
+    record = Path(name_or_folder) / FOLDER_CONFIG
+    if record.is_file():
+        return json.loads(record.read_text()).get("licence", "not stated in encoder.json")
+    return f"not known: {name_or_folder!r} is neither registered here nor a folder holding {FOLDER_CONFIG}"
+
+
 def _folder_spec(folder: Path) -> ImageEncoderSpec:
     """`encoder.json`: {"architecture": a registered name whose builder makes the network, "input_size", "mean",
     "std", "channels", "licence", optional "trained_on"}; the weights are loaded from `model.safetensors`."""
