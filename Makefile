@@ -19,7 +19,7 @@ demo-emoji: setup
 # training on 2 CPU cores, plus its evaluation; a CUDA GPU, with its torch in .venv, runs the same command in
 # minutes), resumable, then its figures of record and the shipped folder. Its record: docs/release.md.
 release: setup
-	$(VENV)/diffdis release --out runs/emoji-release
+	$(VENV)/diffdis release
 
 demo-fashion: setup
 	$(VENV)/diffdis demo --data fashion-mnist --out runs/demo-fashion

@@ -140,12 +140,12 @@ def self_check(args: argparse.Namespace) -> int:
 
 
 def release_arguments(r: argparse.ArgumentParser) -> None:
-    from ..experiments.emoji_settings import RECIPES, RELEASE  # names only: no training stack
+    from ..experiments.emoji_settings import RECIPES, RELEASE, RELEASE_RUN  # names only: no training stack
 
     r.add_argument(
         "--name", default=RELEASE, choices=tuple(RECIPES), help=f"which released model to train (default {RELEASE})"
     )
-    r.add_argument("--out", default="runs/emoji-release", help="the training run's folder (default runs/emoji-release)")
+    r.add_argument("--out", default=RELEASE_RUN, help=f"the training run's folder (default {RELEASE_RUN})")
     r.add_argument(
         "--stage",
         choices=("train", "all", "evaluate"),

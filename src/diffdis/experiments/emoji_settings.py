@@ -32,5 +32,8 @@ RELEASE_OVERRIDES = [
     "train.sample_rows=8",
 ]
 # name -> its recipe: the released models, each reproduced by `diffdis release --name NAME`
-# (a UNet of twice the width, 64/128/128, was behind this recipe at 15, 30 and 45 minutes: runs/emoji-tuning/wide.json)
-RECIPES: dict[str, list[str]] = {RELEASE: RELEASE_OVERRIDES}
+# (a UNet of twice the width, 64/128/128, was behind this recipe at 15, 30 and 45 minutes: runs/emoji-tuning/wide.json).
+# emoji-16's second edition adds REPA, the mid block aligned to EfficientNet-Lite0 at the weight chosen on gen's curves
+# (docs/visual-prior.md); its first edition, without it, was trained in runs/emoji-release (docs/release.md).
+RECIPES: dict[str, list[str]] = {RELEASE: [*RELEASE_OVERRIDES, "train.align_weight=1.0"]}
+RELEASE_RUN = "runs/emoji-release-2"  # where `diffdis release` trains by default: the shipped edition's run

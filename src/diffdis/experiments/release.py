@@ -40,7 +40,7 @@ from .emoji_demo import (
     prompt_concepts,
     report,
 )
-from .emoji_settings import RECIPES, RELEASE
+from .emoji_settings import RECIPES, RELEASE, RELEASE_RUN
 
 FP16_TOLERANCE = 1.0  # points of unseen-validation top-1 the fp16 export may differ from the trained weights
 
@@ -76,7 +76,7 @@ class EmojiCurve:
 
 
 def train_release(
-    out: str | Path = "runs/emoji-release",
+    out: str | Path = RELEASE_RUN,
     overrides: list[str] | None = None,
     progress: bool = True,
     name: str = RELEASE,
@@ -91,7 +91,7 @@ def train_release(
 
 
 def run_release(
-    out: str | Path = "runs/emoji-release",
+    out: str | Path = RELEASE_RUN,
     overrides: list[str] | None = None,
     progress: bool = True,
     name: str = RELEASE,
