@@ -84,6 +84,19 @@ def test_the_licences_of_a_repa_trained_release_name_the_encoder(small_config):
     assert "Apache-2.0 (EfficientNet-Lite0 ImageNet weights" in aligned
 
 
+def test_the_card_of_a_model_aligned_to_an_imagenet_encoder_gives_the_classes_it_saw_apart():
+    summary = json.loads((pretrained.RELEASED_DIR / SHIPPED / "results.json").read_text())  # trained with REPA
+    test = summary["discrimination"]["test"]
+    rows = {f["name"]: f for f in emoji_demo.measured_figures(summary)["figures"]}
+    named = rows["zero-shot top-1 / top-5, unseen test concepts named by an ImageNet-1k class"]
+    assert named["value"] == f"{test['unseen_encoder_seen']['top1']:.1f}% / {test['unseen_encoder_seen']['top5']:.1f}%"
+    assert named["how"].startswith(f"{test['unseen_encoder_seen']['concepts']} concepts")
+    assert "zero-shot top-1 / top-5, unseen test concepts named by no ImageNet-1k class" in rows
+    for key in ("unseen_encoder_seen", "unseen_encoder_unseen"):  # a model with no pretrained encoder
+        del test[key]
+    assert not any("ImageNet" in f["name"] for f in emoji_demo.measured_figures(summary)["figures"])
+
+
 def test_an_unknown_model_name_is_refused_with_the_released_names():
     with pytest.raises(FileNotFoundError, match=SHIPPED):
         resolve_model("emoji-17")

@@ -161,6 +161,16 @@ def measured_figures(s: dict, source: str = DEMO_SOURCE) -> dict:
                 for part in [test[f"unseen_{group}"]]
                 if part["images"]
             ],
+            *[  # a model built on, or aligned to, an ImageNet encoder: the concepts that encoder saw named apart
+                {
+                    "name": f"zero-shot top-1 / top-5, unseen test concepts {which} ImageNet-1k class",
+                    "value": f"{part['top1']:.1f}% / {part['top5']:.1f}%",
+                    "how": f"{part['concepts']} concepts, {part['images']} drawings; {part['setting']}",
+                }
+                for group, which in (("encoder_seen", "named by an"), ("encoder_unseen", "named by no"))
+                if f"unseen_{group}" in test
+                for part in [test[f"unseen_{group}"]]
+            ],
             {
                 "name": "seen concepts, unseen style, top-1 / top-5",
                 "value": f"{st['top1']:.1f}% / {st['top5']:.1f}%",
